@@ -1,0 +1,1 @@
+"""Call routing: pure decision functions of (snapshot, call, now) and the snapshot they read."""

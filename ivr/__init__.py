@@ -1,0 +1,1 @@
+"""IVR menus as pure step machines (see the IVR issue)."""

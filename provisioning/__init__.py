@@ -1,0 +1,1 @@
+"""Provisioning: tenants, numbers, extensions, packages (see the provisioning issue)."""

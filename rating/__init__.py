@@ -1,0 +1,1 @@
+"""Rating and prepaid: tariffs, reservations and settlement (see the prepaid issue)."""

@@ -1,0 +1,95 @@
+"""The `softswitch` command: serve, database migrations, the local stack, demo data."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import typer
+
+from softswitch.settings import load_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+stack_app = typer.Typer(no_args_is_help=True, help="The local PostgreSQL + Asterisk stack.")
+demo_app = typer.Typer(no_args_is_help=True, help="Demo data and demo calls.")
+app.add_typer(db_app, name="db")
+app.add_typer(stack_app, name="stack")
+app.add_typer(demo_app, name="demo")
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@app.command()
+def serve() -> None:
+    """Run the control plane: FastAGI server, AMI client, HTTP (/healthz /readyz /metrics)."""
+    from softswitch.service import run_service
+
+    settings = load_settings()
+    _logging(settings.log_level)
+    run_service(settings)
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply pending SQL migrations (recorded in schema_migrations)."""
+    from softswitch.db import migrate_and_grant
+
+    done = asyncio.run(migrate_and_grant(load_settings()))
+    for mig in done:
+        typer.echo(f"applied {mig.version:04d}_{mig.name}")
+    typer.echo(f"{len(done)} migration(s) applied")
+
+
+@stack_app.command("up")
+def stack_up() -> None:
+    """Start PostgreSQL and Asterisk (idempotent; re-renders Asterisk's config)."""
+    from softswitch.stack import LocalStack
+
+    LocalStack(load_settings()).up()
+    stack_status(as_json=False)
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop Asterisk and PostgreSQL by their recorded PIDs."""
+    from softswitch.stack import LocalStack
+
+    LocalStack(load_settings()).down()
+    stack_status(as_json=False)
+
+
+@stack_app.command("restart-asterisk")
+def stack_restart_asterisk() -> None:
+    from softswitch.stack import LocalStack
+
+    st = LocalStack(load_settings())
+    st.asterisk_down()
+    st.asterisk_up()
+    stack_status(as_json=False)
+
+
+@stack_app.command("status")
+def stack_status(as_json: bool = typer.Option(False, "--json")) -> None:
+    from softswitch.stack import LocalStack
+
+    rows = LocalStack(load_settings()).status()
+    if as_json:
+        typer.echo(json.dumps([r.__dict__ for r in rows]))
+        return
+    for r in rows:
+        state = f"running pid={r.pid}" if r.running else "stopped"
+        typer.echo(f"{r.name:<11} {state:<20} {r.detail}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""Database edges shared by the service and the CLI: the pool, migrations, Asterisk's grants."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from softswitch.migrate import Migration, migrate
+from softswitch.settings import Settings
+
+# Asterisk's login reads and writes its realtime PJSIP tables and appends CDRs; nothing else.
+ASTERISK_TABLES_RW = ("ps_endpoints", "ps_auths", "ps_aors", "ps_contacts", "ps_domain_aliases")
+
+
+async def connect(settings: Settings) -> asyncpg.Connection:
+    return await asyncpg.connect(settings.database.dsn(), timeout=settings.database.command_timeout)
+
+
+async def create_pool(settings: Settings) -> asyncpg.Pool:
+    db = settings.database
+    pool = await asyncpg.create_pool(
+        db.dsn(), min_size=db.pool_min, max_size=db.pool_max,
+        command_timeout=db.command_timeout, timeout=db.command_timeout,
+    )
+    assert pool is not None
+    return pool
+
+
+async def migrate_and_grant(settings: Settings) -> list[Migration]:
+    conn = await connect(settings)
+    try:
+        done = await migrate(conn)
+        role = '"' + settings.asterisk.db_user.replace('"', '""') + '"'
+        if await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", settings.asterisk.db_user):
+            tables = ", ".join(ASTERISK_TABLES_RW)
+            await conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tables} TO {role}")
+            await conn.execute(f"GRANT SELECT, INSERT ON cdr TO {role}")
+            await conn.execute(f"GRANT USAGE ON SEQUENCE cdr_id_seq TO {role}")
+        return done
+    finally:
+        await conn.close()

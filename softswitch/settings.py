@@ -1,0 +1,118 @@
+"""Typed settings: a TOML file (SOFTSWITCH_CONFIG, default ./softswitch.toml if present)
+overlaid by environment variables (SOFTSWITCH_<SECTION>__<KEY>, e.g. SOFTSWITCH_AGI__PORT=4573)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_STACK_DIR = Path("/opt/softswitch-stack")
+
+
+class DatabaseSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 55432
+    name: str = "softswitch"
+    user: str = "softswitch"
+    password: SecretStr = SecretStr("softswitch")
+    pool_min: int = 2
+    pool_max: int = 10
+    # A prepaid check fails closed: a database slower than this refuses the call.
+    command_timeout: float = 2.0
+
+    def dsn(self) -> str:
+        return (
+            f"postgresql://{self.user}:{self.password.get_secret_value()}"
+            f"@{self.host}:{self.port}/{self.name}"
+        )
+
+
+class AgiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 4573
+    env_timeout: float = 2.0
+    command_timeout: float = 5.0
+    # The longest one AGI session (a decision, or an IVR dialogue) may take.
+    call_deadline: float = 600.0
+
+
+class AmiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 5038
+    username: str = "softswitch"
+    secret: SecretStr = SecretStr("softswitch-ami")
+    action_timeout: float = 5.0
+    ping_interval: float = 5.0
+    ping_timeout: float = 3.0
+    backoff_initial: float = 0.2
+    backoff_max: float = 10.0
+
+
+class HttpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+class AsteriskSettings(BaseModel):
+    """Where the local Asterisk listens, and the trunks of the demo/test carrier."""
+
+    chroot: Path = DEFAULT_STACK_DIR / "asterisk-root"
+    sip_host: str = "127.0.0.1"
+    sip_port: int = 5060
+    rtp_start: int = 20000
+    rtp_end: int = 29999
+    # The PSTN carrier that delivers calls to unified numbers (identified by IP).
+    carrier_in_host: str = "127.0.0.2"
+    # Where calls to bound destinations (mobiles, fixed lines) leave.
+    carrier_out_host: str = "127.0.0.3"
+    carrier_out_port: int = 5060
+    # Asterisk's own PostgreSQL login (realtime PJSIP and cdr_pgsql).
+    db_user: str = "asterisk"
+    db_password: SecretStr = SecretStr("asterisk")
+
+
+class StackSettings(BaseModel):
+    dir: Path = DEFAULT_STACK_DIR
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SOFTSWITCH_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    agi: AgiSettings = Field(default_factory=AgiSettings)
+    ami: AmiSettings = Field(default_factory=AmiSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    asterisk: AsteriskSettings = Field(default_factory=AsteriskSettings)
+    stack: StackSettings = Field(default_factory=StackSettings)
+    log_level: str = "INFO"
+    # Pins the service clock (ISO 8601 with offset) for tests and demos; empty = real time.
+    fixed_now: str = ""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = os.environ.get("SOFTSWITCH_CONFIG", "softswitch.toml")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if Path(path).is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+def load_settings() -> Settings:
+    return Settings()

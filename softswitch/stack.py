@@ -1,0 +1,312 @@
+"""The local real stack: a PostgreSQL 15 cluster and Asterisk 22 in a chroot, on 127.0.0.1.
+
+Installing (apt, debootstrap, the venv) is scripts/bootstrap.sh's job; this module renders
+configuration from the repo's templates and starts, stops and reports the processes,
+each by the PID it recorded — never by name."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from softswitch.settings import Settings
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+TEMPLATES = Path(__file__).resolve().parent.parent / "docker" / "asterisk"
+# Debian's stock files we keep verbatim: tone tables for ringback and congestion, and the
+# defaults of modules we load but do not configure (without a file they log errors).
+DEBIAN_KEPT = (
+    "indications.conf", "features.conf", "ccss.conf", "cel.conf", "acl.conf", "udptl.conf",
+    "pjproject.conf", "stasis.conf", "pjsip_wizard.conf", "pjsip_notify.conf",
+    "res_parking.conf", "confbridge.conf", "musiconhold.conf", "res_fax.conf", "queues.conf",
+    "followme.conf", "amd.conf", "voicemail.conf",
+)
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours still answers kill(0); it is not running.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def _sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    running: bool
+    pid: int | None
+    detail: str
+
+
+class LocalStack:
+    def __init__(self, settings: Settings) -> None:
+        self.s = settings
+        self.dir = settings.stack.dir
+        self.pg_data = self.dir / "pg" / "data"
+        self.pg_sock = self.dir / "pg" / "run"
+        self.run_dir = self.dir / "run"
+        self.log_dir = self.dir / "logs"
+        self.root = settings.asterisk.chroot
+
+    # ---------------------------------------------------------------- PostgreSQL
+    def _as_postgres(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["runuser", "-u", "postgres", "--", *cmd],
+            check=check,
+            capture_output=True,
+            text=True,
+            cwd="/",
+        )
+
+    def pg_pid(self) -> int | None:
+        pidfile = self.pg_data / "postmaster.pid"
+        try:
+            pid = int(pidfile.read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+        return pid if _pid_alive(pid) else None
+
+    def pg_up(self) -> None:
+        db = self.s.database
+        if not (PG_BIN / "initdb").exists():
+            raise StackError("PostgreSQL 15 is not installed: run scripts/bootstrap.sh")
+        for d in (self.pg_data.parent, self.pg_sock, self.log_dir, self.run_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        shutil.chown(self.pg_data.parent, "postgres", "postgres")
+        shutil.chown(self.pg_sock, "postgres", "postgres")
+        if not (self.pg_data / "PG_VERSION").exists():
+            self.pg_data.mkdir(exist_ok=True)
+            shutil.chown(self.pg_data, "postgres", "postgres")
+            self._as_postgres(
+                str(PG_BIN / "initdb"), "-D", str(self.pg_data), "-E", "UTF8",
+                "--auth-local=peer", "--auth-host=scram-sha-256",
+            )
+        if self.pg_pid() is None:
+            log = self.log_dir / "postgresql.log"
+            log.touch()
+            shutil.chown(log, "postgres", "postgres")
+            opts = (
+                f"-p {db.port} -k {self.pg_sock} -c listen_addresses={db.host} "
+                "-c max_connections=300 -c shared_buffers=256MB"
+            )
+            res = self._as_postgres(
+                str(PG_BIN / "pg_ctl"), "-D", str(self.pg_data), "-l", str(log),
+                "-w", "-t", "60", "-o", opts, "start", check=False,
+            )
+            if res.returncode != 0:
+                raise StackError(f"PostgreSQL did not start: {res.stdout}{res.stderr} (see {log})")
+        self._pg_roles()
+
+    def _psql(self, sql: str, dbname: str = "postgres") -> str:
+        res = self._as_postgres(
+            "psql",
+            "-h", str(self.pg_sock), "-p", str(self.s.database.port), "-d", dbname,
+            "-v", "ON_ERROR_STOP=1", "-At", "-c", sql, check=False,
+        )
+        if res.returncode != 0:
+            raise StackError(f"psql failed: {res.stderr.strip()}")
+        return res.stdout.strip()
+
+    def _pg_roles(self) -> None:
+        db, ast = self.s.database, self.s.asterisk
+        for role, pw in (
+            (db.user, db.password.get_secret_value()),
+            (ast.db_user, ast.db_password.get_secret_value()),
+        ):
+            ident = '"' + role.replace('"', '""') + '"'
+            exists = self._psql(f"SELECT 1 FROM pg_roles WHERE rolname = {_sql_literal(role)}")
+            verb = "ALTER" if exists else "CREATE"
+            self._psql(f"{verb} ROLE {ident} LOGIN PASSWORD {_sql_literal(pw)}")
+        if not self._psql(f"SELECT 1 FROM pg_database WHERE datname = {_sql_literal(db.name)}"):
+            self._psql(f'CREATE DATABASE "{db.name}" OWNER "{db.user}"')
+
+    def pg_down(self) -> None:
+        if self.pg_pid() is not None:
+            self._as_postgres(
+                str(PG_BIN / "pg_ctl"), "-D", str(self.pg_data), "-m", "fast", "-w", "stop",
+                check=False,
+            )
+
+    # ---------------------------------------------------------------- Asterisk
+    def _module_dir(self) -> str:
+        found = sorted(self.root.glob("usr/lib/*/asterisk/modules"))
+        if not found:
+            raise StackError(f"no Asterisk modules under {self.root}: run scripts/bootstrap.sh")
+        return "/" + str(found[0].relative_to(self.root))
+
+    def render_asterisk_config(self) -> dict[str, str]:
+        """The files written to the chroot's /etc/asterisk, by name."""
+        s = self.s
+        values = {
+            "MODULE_DIR": self._module_dir(),
+            "SIP_HOST": s.asterisk.sip_host,
+            "SIP_PORT": str(s.asterisk.sip_port),
+            "RTP_START": str(s.asterisk.rtp_start),
+            "RTP_END": str(s.asterisk.rtp_end),
+            "CARRIER_IN_HOST": s.asterisk.carrier_in_host,
+            "CARRIER_OUT_HOST": s.asterisk.carrier_out_host,
+            "CARRIER_OUT_PORT": str(s.asterisk.carrier_out_port),
+            "AMI_HOST": s.ami.host,
+            "AMI_PORT": str(s.ami.port),
+            "AMI_USERNAME": s.ami.username,
+            "AMI_SECRET": s.ami.secret.get_secret_value(),
+            "AGI_HOST": s.agi.host,
+            "AGI_PORT": str(s.agi.port),
+            "DB_HOST": s.database.host,
+            "DB_PORT": str(s.database.port),
+            "DB_NAME": s.database.name,
+            "ASTERISK_DB_USER": s.asterisk.db_user,
+            "ASTERISK_DB_PASSWORD": s.asterisk.db_password.get_secret_value(),
+        }
+        files = {}
+        for tpl in sorted(TEMPLATES.glob("*.conf")):
+            text = tpl.read_text()
+            for key, val in values.items():
+                text = text.replace(f"@@{key}@@", val)
+            if "@@" in text:
+                raise StackError(f"unrendered placeholder left in {tpl.name}")
+            files[tpl.name] = text
+        return files
+
+    def asterisk_pid(self) -> int | None:
+        try:
+            pid = int((self.run_dir / "asterisk.pid").read_text())
+        except (OSError, ValueError):
+            return None
+        return pid if _pid_alive(pid) else None
+
+    def _install_config(self) -> bool:
+        """Write the rendered config into the chroot; True if it changed."""
+        etc = self.root / "etc" / "asterisk"
+        pristine = self.root / "etc" / "asterisk.debian"
+        if not pristine.exists():
+            etc.rename(pristine)
+            etc.mkdir()
+        files = self.render_asterisk_config()
+        for name in DEBIAN_KEPT:
+            files[name] = (pristine / name).read_text()
+        digest = hashlib.sha256(repr(sorted(files.items())).encode()).hexdigest()
+        for stale in etc.iterdir():
+            if stale.name not in files:
+                stale.unlink()
+        for name, text in files.items():
+            (etc / name).write_text(text)
+        hostname = os.uname().nodename
+        (self.root / "etc" / "hosts").write_text(
+            f"127.0.0.1 localhost {hostname}\n127.0.0.1 A.ROOT-SERVERS.NET\n"
+        )
+        (self.root / "run" / "asterisk").mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["chroot", str(self.root), "chown", "-R", "asterisk:asterisk", "/etc/asterisk",
+             "/run/asterisk", "/var/log/asterisk", "/var/spool/asterisk", "/var/lib/asterisk"],
+            check=True,
+        )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        stamp = self.run_dir / "asterisk.confhash"
+        changed = not stamp.exists() or stamp.read_text() != digest
+        stamp.write_text(digest)
+        return changed
+
+    def asterisk_cli(self, command: str, timeout: float = 10.0) -> str:
+        res = subprocess.run(
+            ["chroot", str(self.root), "asterisk", "-rx", command],
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )
+        if res.returncode != 0:
+            raise StackError(f"asterisk -rx {command!r} failed: {res.stderr.strip()}")
+        return res.stdout
+
+    def asterisk_up(self) -> None:
+        if not (self.root / "usr" / "sbin" / "asterisk").exists():
+            raise StackError(f"Asterisk is not installed in {self.root}: run scripts/bootstrap.sh")
+        changed = self._install_config()
+        if self.asterisk_pid() is not None:
+            if not changed:
+                return
+            self.asterisk_down()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_dir / "asterisk.log", "ab") as log:
+            proc = subprocess.Popen(
+                ["chroot", str(self.root), "asterisk", "-f", "-U", "asterisk", "-G", "asterisk"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            )
+        (self.run_dir / "asterisk.pid").write_text(str(proc.pid))
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise StackError(f"Asterisk exited at start; see {self.log_dir / 'asterisk.log'}")
+            try:
+                self.asterisk_cli("core waitfullybooted", timeout=5)
+                return
+            except (StackError, subprocess.TimeoutExpired):
+                if time.monotonic() > deadline:
+                    raise StackError("Asterisk did not finish booting within 60 s") from None
+                time.sleep(0.2)
+
+    def asterisk_down(self, timeout: float = 15.0) -> None:
+        pid = self.asterisk_pid()
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _pid_alive(pid):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+            time.sleep(0.05)
+            try:  # reap it if it is our own child (stack restarted by this process)
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+        (self.run_dir / "asterisk.pid").unlink(missing_ok=True)
+
+    # ---------------------------------------------------------------- whole stack
+    def up(self) -> None:
+        import asyncio
+
+        from softswitch.db import migrate_and_grant
+
+        self.pg_up()
+        # Asterisk reads its realtime and CDR tables at start: they must exist first.
+        asyncio.run(migrate_and_grant(self.s))
+        self.asterisk_up()
+
+    def down(self) -> None:
+        self.asterisk_down()
+        self.pg_down()
+
+    def status(self) -> list[ComponentStatus]:
+        pg = self.pg_pid()
+        ast = self.asterisk_pid()
+        return [
+            ComponentStatus(
+                "postgresql", pg is not None, pg,
+                f"{self.s.database.host}:{self.s.database.port} data={self.pg_data}",
+            ),
+            ComponentStatus(
+                "asterisk", ast is not None, ast,
+                f"sip={self.s.asterisk.sip_host}:{self.s.asterisk.sip_port} "
+                f"ami={self.s.ami.host}:{self.s.ami.port} chroot={self.root}",
+            ),
+        ]

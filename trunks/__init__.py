@@ -1,0 +1,1 @@
+"""Outbound trunks and route selection (see the routing issue)."""
