@@ -87,6 +87,23 @@ def stack_status(as_json: bool = typer.Option(False, "--json")) -> None:
         typer.echo(f"{r.name:<11} {state:<20} {r.detail}")
 
 
+@demo_app.command("seed")
+def demo_seed() -> None:
+    """Load the demo enterprises and numbers (idempotent)."""
+    from softswitch.db import connect
+    from softswitch.demo import seed
+
+    async def _run() -> None:
+        conn = await connect(load_settings())
+        try:
+            await seed(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(_run())
+    typer.echo("demo data loaded")
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,25 @@
+"""Reason codes: every outcome of a call decision names one. The caller hears it (a prompt
+and/or a Q.850 cause that Asterisk maps to a SIP status), the call record keeps its code,
+and a metric counts it."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Reason(Enum):
+    # code is the value; cause is the Q.850 cause the channel is hung up with (Asterisk maps
+    # it to SIP: 1 -> 404, 3 -> 404, 21 -> 403, 34 -> 503); prompt is played first if set.
+    ROUTED = ("ROUTED", 16, "")
+    UNKNOWN_NUMBER = ("UNKNOWN_NUMBER", 1, "ss-noservice")
+    NUMBER_NOT_ACTIVE = ("NUMBER_NOT_ACTIVE", 1, "ss-noservice")
+    TENANT_SUSPENDED = ("TENANT_SUSPENDED", 21, "ss-noservice")
+    NO_DESTINATION = ("NO_DESTINATION", 3, "cannot-complete-as-dialed")
+    ALL_DESTINATIONS_FAILED = ("ALL_DESTINATIONS_FAILED", 19, "")
+    # Set by the dialplan itself when the control plane cannot be reached.
+    CONTROL_PLANE_UNAVAILABLE = ("CONTROL_PLANE_UNAVAILABLE", 34, "all-circuits-busy-now")
+
+    def __init__(self, code: str, cause: int, prompt: str) -> None:
+        self.code = code
+        self.cause = cause
+        self.prompt = prompt

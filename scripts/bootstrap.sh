@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs what the project needs on a fresh Debian 12 machine; quick when already done.
+#   - Debian packages: PostgreSQL 15, SIPp (sip-tester), debootstrap, espeak-ng, sox
+#   - Asterisk 22 from Debian unstable in a debootstrap chroot (the host's libraries stay)
+#   - the Python venv (.venv) with the project installed in editable mode
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STACK_DIR="${SOFTSWITCH_STACK__DIR:-/opt/softswitch-stack}"
+ROOT="$STACK_DIR/asterisk-root"
+PY="${PYTHON:-python3}"
+
+need=()
+[ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
+command -v psql >/dev/null || need+=(postgresql-client-15)
+command -v sipp >/dev/null || need+=(sip-tester)
+command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v espeak-ng >/dev/null || need+=(espeak-ng)
+command -v sox >/dev/null || need+=(sox)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "bootstrap: installing ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if [ ! -x "$ROOT/usr/sbin/asterisk" ]; then
+  echo "bootstrap: Asterisk 22 from Debian unstable into $ROOT (about a minute)"
+  mkdir -p "$STACK_DIR"
+  tmp="$STACK_DIR/asterisk-root.partial"
+  rm -rf "$tmp"
+  debootstrap --variant=minbase \
+    --include=asterisk,asterisk-modules,asterisk-core-sounds-en-gsm sid "$tmp" >"$STACK_DIR/debootstrap.log" 2>&1 \
+    || { echo "debootstrap failed; see $STACK_DIR/debootstrap.log" >&2; exit 1; }
+  rm -rf "$ROOT"
+  mv "$tmp" "$ROOT"
+fi
+
+stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+if [ ! -f "$stamp" ]; then
+  echo "bootstrap: Python environment (.venv)"
+  [ -x .venv/bin/python ] || "$PY" -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
+echo "bootstrap: ok"

@@ -1,0 +1,116 @@
+"""Writes the control plane's call records off the hot path: the AGI handler enqueues the
+decision and returns to Asterisk at once; this writer batches rows into PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from softswitch.call_registry import LiveCall
+from softswitch.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    linkedid: str
+    uniqueid: str
+    tenant_id: int | None
+    number_id: int | None
+    caller: str
+    called: str
+    action: str
+    reason: str
+    destinations: tuple[str, ...]
+    decided_at: datetime
+    decision_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class EndRecord:
+    linkedid: str
+    answered_at: datetime | None
+    ended_at: datetime
+    hangup_cause: int | None
+
+    @staticmethod
+    def of(call: LiveCall) -> EndRecord:
+        assert call.ended_at is not None
+        return EndRecord(call.linkedid, call.answered_at, call.ended_at, call.hangup_cause)
+
+
+_INSERT = """
+INSERT INTO calls (linkedid, uniqueid, tenant_id, number_id, caller, called, action, reason,
+                   destinations, decided_at, decision_us)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+ON CONFLICT (linkedid) DO NOTHING
+"""
+_END = """
+UPDATE calls SET answered_at = $2, ended_at = $3, hangup_cause = $4
+WHERE linkedid = $1 AND ended_at IS NULL
+"""
+
+
+class CallRecordWriter:
+    def __init__(self, pool: asyncpg.Pool, metrics: Metrics, batch: int = 500) -> None:
+        self._pool = pool
+        self._metrics = metrics
+        self._batch = batch
+        self._queue: asyncio.Queue[DecisionRecord | EndRecord] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def decided(self, rec: DecisionRecord) -> None:
+        self._queue.put_nowait(rec)
+
+    def ended(self, call: LiveCall) -> None:
+        self._queue.put_nowait(EndRecord.of(call))
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="call-record-writer")
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Flush what is queued, then stop."""
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout)
+        except TimeoutError:
+            log.error("call record writer: %d records not flushed at stop", self._queue.qsize())
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            items = [await self._queue.get()]
+            while len(items) < self._batch and not self._queue.empty():
+                items.append(self._queue.get_nowait())
+            try:
+                await self._write(items)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - count it, keep the service up
+                self._metrics.call_record_errors.inc()
+                log.error("call record batch of %d failed: %s", len(items), exc)
+            finally:
+                for _ in items:
+                    self._queue.task_done()
+
+    async def _write(self, items: list[DecisionRecord | EndRecord]) -> None:
+        decisions = [
+            (d.linkedid, d.uniqueid, d.tenant_id, d.number_id, d.caller, d.called, d.action,
+             d.reason, list(d.destinations), d.decided_at, d.decision_us)
+            for d in items if isinstance(d, DecisionRecord)
+        ]
+        ends = [
+            (e.linkedid, e.answered_at, e.ended_at, e.hangup_cause)
+            for e in items if isinstance(e, EndRecord)
+        ]
+        async with self._pool.acquire() as conn, conn.transaction():
+            if decisions:
+                await conn.executemany(_INSERT, decisions)
+            if ends:
+                await conn.executemany(_END, ends)

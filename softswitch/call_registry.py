@@ -1,0 +1,174 @@
+"""The live call registry: AMI channel events folded into calls keyed by linkedid.
+
+A call is created with its first channel, answered when any of its channels goes Up,
+bridged when a bridge holds two of its channels, and ends when its last channel hangs up.
+Ended calls stay readable in a bounded history so the real-time call list shows them too."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from softswitch.clock import Clock
+
+
+class ChannelEvent(Protocol):
+    """What the registry needs of an AMI message (softswitch.ami.codec.AmiMessage)."""
+
+    @property
+    def event(self) -> str | None: ...
+
+    def get(self, key: str, default: str | None = None) -> str | None: ...
+
+
+@dataclass
+class LiveCall:
+    linkedid: str
+    caller: str
+    called: str
+    created_at: datetime
+    channels: set[str] = field(default_factory=set)
+    answered_at: datetime | None = None
+    bridged_at: datetime | None = None
+    ended_at: datetime | None = None
+    hangup_cause: int | None = None
+    hangup_cause_text: str = ""
+    # (time, step) in the order seen: created, answered, bridged, hung_up
+    lifecycle: list[tuple[datetime, str]] = field(default_factory=list)
+
+    @property
+    def state(self) -> str:
+        if self.ended_at:
+            return "ended"
+        if self.bridged_at:
+            return "bridged"
+        if self.answered_at:
+            return "answered"
+        return "ringing"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "linkedid": self.linkedid,
+            "caller": self.caller,
+            "called": self.called,
+            "state": self.state,
+            "created_at": self.created_at.isoformat(),
+            "answered_at": self.answered_at.isoformat() if self.answered_at else None,
+            "bridged_at": self.bridged_at.isoformat() if self.bridged_at else None,
+            "ended_at": self.ended_at.isoformat() if self.ended_at else None,
+            "hangup_cause": self.hangup_cause,
+            "hangup_cause_text": self.hangup_cause_text,
+            "channels": len(self.channels),
+            "lifecycle": [step for _, step in self.lifecycle],
+        }
+
+
+class CallRegistry:
+    def __init__(self, clock: Clock, history: int = 2000) -> None:
+        self._clock = clock
+        self._live: dict[str, LiveCall] = {}
+        self._by_channel: dict[str, str] = {}  # uniqueid -> linkedid
+        self._ended: deque[LiveCall] = deque(maxlen=history)
+        self._on_end: list[Callable[[LiveCall], None]] = []
+
+    def add_end_listener(self, cb: Callable[[LiveCall], None]) -> None:
+        self._on_end.append(cb)
+
+    def live(self) -> list[LiveCall]:
+        return list(self._live.values())
+
+    def recent(self, limit: int = 100) -> list[LiveCall]:
+        return list(self._ended)[-limit:][::-1]
+
+    def get(self, linkedid: str) -> LiveCall | None:
+        found = self._live.get(linkedid)
+        if found is not None:
+            return found
+        return next((c for c in reversed(self._ended) if c.linkedid == linkedid), None)
+
+    def on_ami_event(self, msg: ChannelEvent) -> None:
+        handler = self._HANDLERS.get(msg.event or "")
+        if handler is not None:
+            handler(self, msg)
+
+    def _newchannel(self, msg: ChannelEvent) -> None:
+        uniqueid = msg.get("Uniqueid") or ""
+        linkedid = msg.get("Linkedid") or uniqueid
+        if not uniqueid:
+            return
+        now = self._clock.now()
+        call = self._live.get(linkedid)
+        if call is None:
+            call = LiveCall(
+                linkedid, msg.get("CallerIDNum") or "", msg.get("Exten") or "", now
+            )
+            call.lifecycle.append((now, "created"))
+            self._live[linkedid] = call
+        call.channels.add(uniqueid)
+        self._by_channel[uniqueid] = linkedid
+
+    def _call_of(self, msg: ChannelEvent) -> LiveCall | None:
+        linkedid = self._by_channel.get(msg.get("Uniqueid") or "")
+        return self._live.get(linkedid) if linkedid else None
+
+    def _newstate(self, msg: ChannelEvent) -> None:
+        call = self._call_of(msg)
+        if call is not None and msg.get("ChannelState") == "6" and call.answered_at is None:
+            call.answered_at = self._clock.now()
+            call.lifecycle.append((call.answered_at, "answered"))
+
+    def _bridge_enter(self, msg: ChannelEvent) -> None:
+        call = self._call_of(msg)
+        if call is None or call.bridged_at is not None:
+            return
+        if int(msg.get("BridgeNumChannels") or "0") >= 2:
+            call.bridged_at = self._clock.now()
+            call.lifecycle.append((call.bridged_at, "bridged"))
+
+    def _hangup(self, msg: ChannelEvent) -> None:
+        uniqueid = msg.get("Uniqueid") or ""
+        call = self._call_of(msg)
+        self._by_channel.pop(uniqueid, None)
+        if call is None:
+            return
+        call.channels.discard(uniqueid)
+        if call.hangup_cause is None or uniqueid == call.linkedid:
+            # The cause the caller's own channel ended with is the one that describes the call.
+            try:
+                call.hangup_cause = int(msg.get("Cause") or "0")
+            except ValueError:
+                call.hangup_cause = 0
+            call.hangup_cause_text = msg.get("Cause-txt") or ""
+        if not call.channels:
+            self._finish(call)
+
+    def _finish(self, call: LiveCall) -> None:
+        call.ended_at = self._clock.now()
+        call.lifecycle.append((call.ended_at, "hung_up"))
+        self._live.pop(call.linkedid, None)
+        self._ended.append(call)
+        for cb in self._on_end:
+            cb(call)
+
+    def reconcile(self, live_uniqueids: Iterable[str]) -> list[LiveCall]:
+        """After an AMI reconnect: end the calls none of whose channels still exist
+        (their Hangup events were lost while we were away). Returns the calls ended."""
+        alive = set(live_uniqueids)
+        gone = [c for c in self._live.values() if not (c.channels & alive)]
+        for call in gone:
+            for uid in call.channels:
+                self._by_channel.pop(uid, None)
+            call.channels.clear()
+            call.hangup_cause_text = call.hangup_cause_text or "lost while AMI was disconnected"
+            self._finish(call)
+        return gone
+
+    _HANDLERS: dict[str, Callable[[CallRegistry, ChannelEvent], None]] = {
+        "Newchannel": _newchannel,
+        "Newstate": _newstate,
+        "BridgeEnter": _bridge_enter,
+        "Hangup": _hangup,
+    }

@@ -1,0 +1,72 @@
+"""The service's HTTP face: health, readiness, Prometheus metrics and the real-time call list."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from fastapi import FastAPI, HTTPException, Query, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from softswitch.ami.client import AmiClient
+from softswitch.call_registry import CallRegistry
+from softswitch.metrics import Metrics
+
+
+@dataclass(frozen=True)
+class HttpDeps:
+    metrics: Metrics
+    ami: AmiClient
+    pool: asyncpg.Pool
+    registry: CallRegistry
+
+
+async def _database_ok(pool: asyncpg.Pool) -> tuple[bool, str]:
+    try:
+        async with pool.acquire(timeout=1.0) as conn:
+            await conn.fetchval("SELECT 1", timeout=1.0)
+        return True, "ok"
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        return False, f"{type(exc).__name__}: {exc}"
+
+
+def create_app(deps: HttpDeps) -> FastAPI:
+    app = FastAPI(title="softswitch control plane", version="0.1.0")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        db_ok, db_detail = await _database_ok(deps.pool)
+        ami_ok = deps.ami.connected
+        body: dict[str, Any] = {
+            "ready": db_ok and ami_ok,
+            "database": db_detail,
+            "ami": "connected" if ami_ok else f"disconnected: {deps.ami.last_error or 'connecting'}",
+        }
+        return JSONResponse(body, status_code=200 if body["ready"] else 503)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(deps.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/calls/live")
+    async def live_calls() -> list[dict[str, object]]:
+        return [c.as_dict() for c in deps.registry.live()]
+
+    @app.get("/v1/calls/recent")
+    async def recent_calls(limit: int = Query(100, ge=1, le=2000)) -> list[dict[str, object]]:
+        return [c.as_dict() for c in deps.registry.recent(limit)]
+
+    @app.get("/v1/calls/{linkedid}")
+    async def one_call(linkedid: str) -> dict[str, object]:
+        call = deps.registry.get(linkedid)
+        if call is None:
+            raise HTTPException(404, f"no live or recent call with linkedid {linkedid!r}")
+        return call.as_dict()
+
+    return app

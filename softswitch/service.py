@@ -1,0 +1,188 @@
+"""The composition root: every dependency of the running service is built here, once,
+from typed settings, and handed to the parts that use it. Nothing else builds pools,
+clients or registries, and no module keeps state of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+
+import asyncpg
+import uvicorn
+
+from softswitch.agi.server import AgiServer
+from softswitch.ami.client import AmiClient, AmiError
+from softswitch.call_records import CallRecordWriter
+from softswitch.call_registry import CallRegistry, LiveCall
+from softswitch.clock import Clock, clock_from_setting
+from softswitch.db import create_pool
+from softswitch.http import HttpDeps, create_app
+from softswitch.metrics import Metrics
+from softswitch.routing_agi import InboundRouting
+from softswitch.settings import Settings
+from softswitch.snapshot_store import SnapshotStore
+
+log = logging.getLogger(__name__)
+
+
+class _EmbeddedUvicorn(uvicorn.Server):
+    """uvicorn inside our loop: the service, not uvicorn, owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def install_signal_handlers(self) -> None:  # uvicorn < 0.29
+        return None
+
+
+class _AgiMetrics:
+    """AgiObserver -> Prometheus."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._m = metrics
+
+    def session_started(self) -> None:
+        self._m.agi_active.inc()
+
+    def session_finished(self, outcome: str) -> None:
+        self._m.agi_active.dec()
+        self._m.agi_sessions.labels(outcome).inc()
+
+    def protocol_error(self, kind: str) -> None:
+        self._m.agi_protocol_errors.labels(kind).inc()
+
+
+class Service:
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or clock_from_setting(settings.fixed_now)
+        self.metrics = Metrics()
+        self.registry = CallRegistry(self.clock)
+        self.metrics.calls_active.set_function(lambda: len(self.registry.live()))
+        a = settings.ami
+        self.ami = AmiClient(
+            a.host, a.port, a.username, a.secret.get_secret_value(),
+            action_timeout=a.action_timeout, ping_interval=a.ping_interval,
+            ping_timeout=a.ping_timeout, backoff_initial=a.backoff_initial,
+            backoff_max=a.backoff_max,
+        )
+        self.pool: asyncpg.Pool | None = None
+        self.snapshots: SnapshotStore | None = None
+        self.records: CallRecordWriter | None = None
+        self.agi: AgiServer | None = None
+        self._http: _EmbeddedUvicorn | None = None
+        self._http_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self._logged_in_once = False
+
+    async def start(self) -> None:
+        s = self.settings
+        self.pool = await create_pool(s)
+        self.snapshots = SnapshotStore(self.pool, s.database.dsn(), self.clock, self.metrics)
+        await self.snapshots.start()
+        self.records = CallRecordWriter(self.pool, self.metrics)
+        await self.records.start()
+        self.registry.add_end_listener(self._on_call_end)
+
+        self.ami.add_event_listener(self.registry.on_ami_event)
+        self.ami.add_state_listener(self._on_ami_state)
+        await self.ami.start()
+
+        routing = InboundRouting(self.snapshots, self.clock, self.metrics, self.records)
+        self._handlers = {"route": routing}
+        self.agi = AgiServer(
+            self._handlers.get, host=s.agi.host, port=s.agi.port,
+            env_timeout=s.agi.env_timeout, command_timeout=s.agi.command_timeout,
+            call_deadline=s.agi.call_deadline, observer=_AgiMetrics(self.metrics),
+        )
+        await self.agi.start()
+
+        app = create_app(HttpDeps(self.metrics, self.ami, self.pool, self.registry))
+        config = uvicorn.Config(
+            app, host=s.http.host, port=s.http.port, log_level="warning",
+            lifespan="off", access_log=False,
+        )
+        self._http = _EmbeddedUvicorn(config)
+        self._http_task = asyncio.create_task(self._http.serve(), name="http")
+        while not self._http.started:
+            if self._http_task.done():
+                raise RuntimeError(f"HTTP server failed to start on {s.http.host}:{s.http.port}")
+            await asyncio.sleep(0.01)
+        log.info(
+            "softswitch serving: agi=%s:%d http=%s:%d ami=%s:%d",
+            s.agi.host, s.agi.port, s.http.host, s.http.port, s.ami.host, s.ami.port,
+        )
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop taking calls; let live AGI sessions finish their current step; flush."""
+        if self.agi is not None:
+            await self.agi.stop(grace)
+        if self._http is not None and self._http_task is not None:
+            self._http.should_exit = True
+            await asyncio.gather(self._http_task, return_exceptions=True)
+        await self.ami.stop()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self.records is not None:
+            await self.records.stop()
+        if self.snapshots is not None:
+            await self.snapshots.stop()
+        if self.pool is not None:
+            await self.pool.close()
+
+    # ------------------------------------------------------------------ AMI wiring
+    def _on_call_end(self, call: LiveCall) -> None:
+        self.metrics.calls_ended.labels("yes" if call.answered_at else "no").inc()
+        if self.records is not None:
+            self.records.ended(call)
+
+    def _on_ami_state(self, up: bool) -> None:
+        self.metrics.ami_connected.set(1 if up else 0)
+        if not up:
+            return
+        if self._logged_in_once:
+            self.metrics.ami_reconnects.inc()
+        self._logged_in_once = True
+        task = asyncio.get_running_loop().create_task(self._reconcile(), name="ami-reconcile")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _reconcile(self) -> None:
+        """Events were lost while AMI was away: align the registry with the live channels."""
+        try:
+            _, events = await self.ami.action_list("CoreShowChannels")
+        except AmiError as exc:
+            log.warning("could not reconcile live calls after AMI login: %s", exc)
+            return
+        ended = self.registry.reconcile(e.get("Uniqueid") or "" for e in events)
+        if ended:
+            log.info("reconciled %d call(s) that ended while AMI was disconnected", len(ended))
+
+
+async def serve_until_signalled(settings: Settings) -> None:
+    service = Service(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await service.start()
+    try:
+        await stop.wait()
+        log.info("shutting down: finishing live AGI steps")
+    finally:
+        await service.stop()
+
+
+def run_service(settings: Settings) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is optional off Linux
+        asyncio.run(serve_until_signalled(settings))
+    else:
+        uvloop.run(serve_until_signalled(settings))
+
