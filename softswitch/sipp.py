@@ -1,0 +1,131 @@
+"""Runs SIPp against the local stack: the demo, the end-to-end tests and the benchmarks
+place real calls through this one module. Every run is bounded in calls and time, and
+every background SIPp is stopped by the PID it was started with."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "sipp-scenarios"
+_STATUS = re.compile(r"^SIP/2\.0 (\d{3}) ", re.M)
+_RECEIVED = re.compile(r"UDP message received \[\d+\] bytes :\s*\n\s*\n(SIP/2\.0 (\d{3})[^\n]*)")
+
+
+@dataclass
+class SippResult:
+    returncode: int
+    seconds: float
+    statuses: list[int] = field(default_factory=list)
+    message_log: str = ""
+    stats: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def final_status(self) -> int | None:
+        finals = [s for s in self.statuses if s >= 200]
+        return finals[-1] if finals else None
+
+
+def _read_stats(path: Path) -> dict[str, str]:
+    """The last row of SIPp's -trace_stat CSV (cumulative counters), as a dict."""
+    if not path.exists():
+        return {}
+    rows = list(csv.reader(path.read_text().splitlines(), delimiter=";"))
+    if len(rows) < 2:
+        return {}
+    return dict(zip(rows[0], rows[-1], strict=False))
+
+
+def run_uac(
+    called: str,
+    caller: str = "13800138000",
+    *,
+    scenario: str = "uac_inbound.xml",
+    hold_ms: int = 500,
+    local_ip: str = "127.0.0.2",
+    target: str = "127.0.0.1:5060",
+    calls: int = 1,
+    rate: float | None = None,
+    limit: int | None = None,
+    timeout_s: float = 60.0,
+    extra: tuple[str, ...] = (),
+) -> SippResult:
+    """Place `calls` calls to `called` and wait for SIPp to finish (bounded by timeout_s)."""
+    with tempfile.TemporaryDirectory(prefix="sipp-") as tmp:
+        msg_file = Path(tmp) / "messages.log"
+        stat_file = Path(tmp) / "stats.csv"
+        cmd = [
+            "sipp", "-sf", str(SCENARIOS / scenario), "-i", local_ip,
+            "-s", called, "-key", "caller", caller, "-d", str(hold_ms),
+            "-m", str(calls), "-nostdin", "-timeout", f"{int(timeout_s)}s", "-timeout_error",
+            "-trace_stat", "-stf", str(stat_file), "-fd", "1",
+        ]
+        if calls <= 20:  # message traces of load runs would cost more than the calls
+            cmd += ["-trace_msg", "-message_file", str(msg_file)]
+        if rate is not None:
+            cmd += ["-r", str(rate)]
+        if limit is not None:
+            cmd += ["-l", str(limit)]
+        cmd += [*extra, target]
+        started = time.monotonic()
+        proc = subprocess.run(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            timeout=timeout_s + 15, check=False, cwd=tmp,
+        )
+        seconds = time.monotonic() - started
+        log = msg_file.read_text(errors="replace") if msg_file.exists() else ""
+        statuses = [int(m.group(2)) for m in _RECEIVED.finditer(log)]
+        return SippResult(proc.returncode, seconds, statuses, log, _read_stats(stat_file))
+
+
+class SippUas:
+    """A background SIPp answering as the bound destinations' carrier."""
+
+    def __init__(
+        self,
+        scenario: str = "uas_answer.xml",
+        *,
+        local_ip: str = "127.0.0.3",
+        port: int = 5060,
+        ring_ms: int = 200,
+        extra: tuple[str, ...] = (),
+    ) -> None:
+        self.cmd = [
+            "sipp", "-sf", str(SCENARIOS / scenario), "-i", local_ip, "-p", str(port),
+            "-d", str(ring_ms), "-nostdin", *extra,
+        ]
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._tmp = tempfile.TemporaryDirectory(prefix="sipp-uas-")
+
+    def start(self) -> SippUas:
+        self.proc = subprocess.Popen(
+            self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, cwd=self._tmp.name, start_new_session=True,
+        )
+        time.sleep(0.3)
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"SIPp UAS exited at start: {' '.join(self.cmd)}")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self._tmp.cleanup()
+
+    def __enter__(self) -> SippUas:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

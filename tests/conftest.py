@@ -1,0 +1,34 @@
+"""Shared test policy: tests that need the real stack skip on a laptop without it, and
+fail — never skip — when CI=true."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from softswitch.settings import Settings
+
+IN_CI = os.environ.get("CI") == "true"
+
+
+def stack_missing_reason(settings: Settings) -> str | None:
+    if not shutil.which("sipp"):
+        return "sipp is not installed (scripts/bootstrap.sh installs it)"
+    if not (Path(settings.asterisk.chroot) / "usr/sbin/asterisk").exists():
+        return f"no Asterisk chroot at {settings.asterisk.chroot} (scripts/bootstrap.sh)"
+    if not Path("/usr/lib/postgresql/15/bin/initdb").exists():
+        return "PostgreSQL 15 is not installed (scripts/bootstrap.sh)"
+    return None
+
+
+def require_stack(settings: Settings) -> None:
+    """Skip without the stack — unless CI=true, where a missing stack is a failure."""
+    reason = stack_missing_reason(settings)
+    if reason is None:
+        return
+    if IN_CI:
+        pytest.fail(f"CI=true and the real stack is missing: {reason}")
+    pytest.skip(reason)

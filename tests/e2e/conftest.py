@@ -1,0 +1,183 @@
+"""The end-to-end harness: the real stack (PostgreSQL, Asterisk, SIPp) and the service run
+as `softswitch serve`, exactly as an operator runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from softswitch.db import migrate_and_grant
+from softswitch.settings import Settings
+from softswitch.sipp import SippUas
+from softswitch.stack import LocalStack
+from tests.conftest import require_stack
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def stack(settings: Settings) -> LocalStack:
+    require_stack(settings)
+    st = LocalStack(settings)
+    st.up()
+    return st
+
+
+@dataclass
+class ServiceProcess:
+    """`softswitch serve` as a child process, stopped and started by its PID."""
+
+    settings: Settings
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path = Path("/tmp/softswitch-e2e-service.log")
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.settings.http.host}:{self.settings.http.port}"
+
+    def start(self, timeout: float = 20.0) -> None:
+        env = {**os.environ, **self.env}
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "softswitch.cli", "serve"], cwd=ROOT, env=env,
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        )
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"service exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                r = httpx.get(self.base_url + "/readyz", timeout=1.0)
+                if r.status_code == 200:
+                    return
+                last = r.text
+            except httpx.HTTPError as exc:
+                last = str(exc)
+            time.sleep(0.1)
+        raise RuntimeError(f"service not ready within {timeout}s: {last}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.kill(self.proc.pid, sig)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+    def metrics(self) -> str:
+        return httpx.get(self.base_url + "/metrics", timeout=2.0).text
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The value of one sample of /metrics (0.0 when absent)."""
+        want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        pattern = re.compile(
+            rf"^{re.escape(name)}(\{{(?P<labels>[^}}]*)\}})? (?P<value>\S+)$", re.M
+        )
+        for m in pattern.finditer(self.metrics()):
+            got = ",".join(sorted((m.group("labels") or "").split(","))) if m.group("labels") else ""
+            if got == want:
+                return float(m.group("value"))
+        return 0.0
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(self.base_url + path, timeout=5.0)
+
+
+@pytest.fixture(scope="session")
+def service(stack: LocalStack, settings: Settings) -> Iterator[ServiceProcess]:
+    svc = ServiceProcess(settings)
+    svc.log_path.write_bytes(b"")
+    try:
+        svc.start()
+    except RuntimeError as exc:
+        pytest.fail(f"{exc}\n{svc.log_path.read_text()[-3000:]}")
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(scope="session")
+def destination_carrier(stack: LocalStack) -> Iterator[SippUas]:
+    """The bound destinations answer after 200 ms of ringing."""
+    with SippUas() as uas:
+        yield uas
+
+
+@pytest.fixture
+async def db(stack: LocalStack, settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    await migrate_and_grant(settings)
+    conn = await asyncpg.connect(settings.database.dsn())
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@dataclass(frozen=True)
+class ProvisionedNumber:
+    tenant_id: int
+    number_id: int
+    number: str
+
+
+async def provision(
+    conn: asyncpg.Connection,
+    service: ServiceProcess,
+    *,
+    destinations: tuple[str, ...] = ("13800138000",),
+    tenant_state: str = "active",
+    number_state: str = "active",
+    ring_timeout_s: int = 20,
+) -> ProvisionedNumber:
+    """A fresh tenant and 400 number, live in the service's snapshot when this returns."""
+    before = service.metric("softswitch_snapshot_generation")
+    number = "400" + "".join(random.choices("0123456789", k=7))
+    async with conn.transaction():
+        tenant_id = await conn.fetchval(
+            "INSERT INTO tenants (name, state) VALUES ($1, $2) RETURNING id",
+            f"e2e tenant {number}", tenant_state,
+        )
+        number_id = await conn.fetchval(
+            "INSERT INTO numbers (number, kind, tenant_id, state) "
+            "VALUES ($1, 'unified_400', $2, $3) RETURNING id",
+            number, tenant_id, number_state,
+        )
+        for pos, dest in enumerate(destinations):
+            await conn.execute(
+                "INSERT INTO destination_bindings (number_id, destination, position, "
+                "ring_timeout_s) VALUES ($1, $2, $3, $4)", number_id, dest, pos, ring_timeout_s,
+            )
+    deadline = time.monotonic() + 5
+    while service.metric("softswitch_snapshot_generation") <= before:
+        if time.monotonic() > deadline:
+            raise AssertionError("the service did not reload its snapshot within 5 s")
+        await asyncio.sleep(0.05)
+    return ProvisionedNumber(tenant_id, number_id, number)
+
+
+def unique_caller() -> str:
+    return "139" + "".join(random.choices("0123456789", k=8))

@@ -1,0 +1,159 @@
+"""The backbone through the real stack: SIPp (carrier) -> Asterisk 22 -> FastAGI -> this
+service -> Dial -> SIPp (destination)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import asyncpg
+import httpx
+import pytest
+
+from softswitch.sipp import SippUas, run_uac
+from softswitch.stack import LocalStack
+from tests.e2e.conftest import ServiceProcess, provision, unique_caller
+
+pytestmark = pytest.mark.stack
+
+
+async def _eventually(fetch, timeout: float = 5.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await fetch()
+        if value or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(0.1)
+
+
+async def _call_row(db: asyncpg.Connection, caller: str, ended: bool = False) -> asyncpg.Record | None:
+    async def fetch() -> asyncpg.Record | None:
+        row = await db.fetchrow(
+            "SELECT * FROM calls WHERE caller = $1 ORDER BY id DESC LIMIT 1", caller
+        )
+        return row if row is not None and (not ended or row["ended_at"] is not None) else None
+
+    return await _eventually(fetch)
+
+
+async def _cdr_row(db: asyncpg.Connection, caller: str) -> asyncpg.Record | None:
+    return await _eventually(
+        lambda: db.fetchrow("SELECT * FROM cdr WHERE src = $1 ORDER BY id DESC LIMIT 1", caller)
+    )
+
+
+async def test_routed_call_is_answered_and_its_life_cycle_is_tracked(
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas
+) -> None:
+    num = await provision(db, service)
+    caller = unique_caller()
+    result = await asyncio.to_thread(run_uac, num.number, caller, hold_ms=1000)
+
+    assert result.returncode == 0, result.message_log[-2000:]
+    assert result.final_status == 200
+    assert 180 in result.statuses
+
+    live = [c for c in service.get("/v1/calls/recent").json() if c["caller"] == caller]
+    assert len(live) == 1
+    call = live[0]
+    assert call["lifecycle"] == ["created", "answered", "bridged", "hung_up"]
+    assert call["called"] == num.number
+    assert call["hangup_cause"] == 16  # normal clearing: the caller hung up
+
+    row = await _call_row(db, caller, ended=True)
+    assert row is not None
+    assert (row["action"], row["reason"], row["tenant_id"]) == ("dial", "ROUTED", num.tenant_id)
+    assert row["destinations"] == ["13800138000"]
+    assert row["answered_at"] is not None and row["linkedid"] == call["linkedid"]
+    cdr = await _cdr_row(db, caller)
+    assert cdr is not None
+    assert (cdr["disposition"], cdr["userfield"]) == ("ANSWERED", "ROUTED")
+    assert cdr["billsec"] >= 1
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "reason"),
+    [
+        ("unknown", 404, "UNKNOWN_NUMBER"),
+        ("tenant_suspended", 403, "TENANT_SUSPENDED"),
+        ("number_pending_approval", 404, "NUMBER_NOT_ACTIVE"),
+    ],
+)
+async def test_refused_call_hears_its_reason(
+    db: asyncpg.Connection, service: ServiceProcess, case: str, status: int, reason: str
+) -> None:
+    if case == "unknown":
+        number = "4009" + unique_caller()[-6:]
+    elif case == "tenant_suspended":
+        number = (await provision(db, service, tenant_state="suspended")).number
+    else:
+        number = (await provision(db, service, number_state="pending_approval")).number
+    counted_before = service.metric(
+        "softswitch_call_decisions_total", action="reject", reason=reason
+    )
+    caller = unique_caller()
+    result = await asyncio.to_thread(run_uac, number, caller)
+
+    assert result.final_status == status, result.message_log[-2000:]
+    assert 183 in result.statuses  # the announcement is played as early media first
+    row = await _call_row(db, caller)
+    assert row is not None and (row["action"], row["reason"]) == ("reject", reason)
+    cdr = await _cdr_row(db, caller)
+    assert cdr is not None and cdr["userfield"] == reason
+    assert service.metric(
+        "softswitch_call_decisions_total", action="reject", reason=reason
+    ) == counted_before + 1
+
+
+async def test_service_down_gives_the_caller_the_fallback_promptly(
+    db: asyncpg.Connection, service: ServiceProcess
+) -> None:
+    num = await provision(db, service)
+    service.stop()
+    try:
+        caller = unique_caller()
+        result = await asyncio.to_thread(run_uac, num.number, caller, timeout_s=20)
+        assert result.final_status == 503, result.message_log[-2000:]
+        assert 183 in result.statuses  # a short announcement, then congestion
+        assert result.seconds < 6.0
+        cdr = await _cdr_row(db, caller)
+        assert cdr is not None and cdr["userfield"] == "CONTROL_PLANE_UNAVAILABLE"
+    finally:
+        service.start()
+
+
+async def test_asterisk_restart_ami_comes_back_and_the_next_call_routes(
+    db: asyncpg.Connection, service: ServiceProcess, stack: LocalStack,
+    destination_carrier: SippUas,
+) -> None:
+    num = await provision(db, service)
+    reconnects = service.metric("softswitch_ami_reconnects_total")
+    stack.asterisk_down()
+    deadline = time.monotonic() + 10
+    while service.get("/readyz").status_code == 200:
+        assert time.monotonic() < deadline, "service still ready with Asterisk down"
+        await asyncio.sleep(0.1)
+    assert service.metric("softswitch_ami_connected") == 0.0
+    ready = service.get("/readyz").json()
+    assert ready["ami"].startswith("disconnected")
+
+    stack.asterisk_up()
+    service.wait_ready(timeout=30)
+    assert service.metric("softswitch_ami_reconnects_total") == reconnects + 1
+    assert service.metric("softswitch_ami_connected") == 1.0
+
+    caller = unique_caller()
+    result = await asyncio.to_thread(run_uac, num.number, caller, hold_ms=300)
+    assert result.final_status == 200, result.message_log[-2000:]
+
+
+def test_health_and_metrics_endpoints(service: ServiceProcess) -> None:
+    assert service.get("/healthz").json() == {"status": "ok"}
+    assert service.get("/readyz").json()["ready"] is True
+    text = service.metrics()
+    for name in (
+        "softswitch_decision_seconds_bucket", "softswitch_ami_connected",
+        "softswitch_calls_active", "softswitch_snapshot_generation",
+    ):
+        assert name in text
+    assert httpx.get(service.base_url + "/v1/calls/nope", timeout=2).status_code == 404
