@@ -101,13 +101,24 @@ class CallRecordWriter:
 
     async def _write(self, items: list[DecisionRecord | EndRecord]) -> None:
         decisions = [
-            (d.linkedid, d.uniqueid, d.tenant_id, d.number_id, d.caller, d.called, d.action,
-             d.reason, list(d.destinations), d.decided_at, d.decision_us)
-            for d in items if isinstance(d, DecisionRecord)
+            (
+                d.linkedid,
+                d.uniqueid,
+                d.tenant_id,
+                d.number_id,
+                d.caller,
+                d.called,
+                d.action,
+                d.reason,
+                list(d.destinations),
+                d.decided_at,
+                d.decision_us,
+            )
+            for d in items
+            if isinstance(d, DecisionRecord)
         ]
         ends = [
-            (e.linkedid, e.answered_at, e.ended_at, e.hangup_cause)
-            for e in items if isinstance(e, EndRecord)
+            (e.linkedid, e.answered_at, e.ended_at, e.hangup_cause) for e in items if isinstance(e, EndRecord)
         ]
         async with self._pool.acquire() as conn, conn.transaction():
             if decisions:

@@ -102,9 +102,7 @@ class CallRegistry:
         now = self._clock.now()
         call = self._live.get(linkedid)
         if call is None:
-            call = LiveCall(
-                linkedid, msg.get("CallerIDNum") or "", msg.get("Exten") or "", now
-            )
+            call = LiveCall(linkedid, msg.get("CallerIDNum") or "", msg.get("Exten") or "", now)
             call.lifecycle.append((now, "created"))
             self._live[linkedid] = call
         call.channels.add(uniqueid)

@@ -20,9 +20,7 @@ app.add_typer(demo_app, name="demo")
 
 
 def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 @app.command()
@@ -102,6 +100,17 @@ def demo_seed() -> None:
 
     asyncio.run(_run())
     typer.echo("demo data loaded")
+
+
+@demo_app.command("run")
+def demo_run() -> None:
+    """Run the service, place the demo calls through Asterisk, then keep serving."""
+    from softswitch.demo import place_demo_calls
+    from softswitch.service import run_service
+
+    settings = load_settings()
+    _logging(settings.log_level)
+    run_service(settings, after_start=place_demo_calls)
 
 
 def main() -> None:

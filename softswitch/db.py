@@ -18,8 +18,11 @@ async def connect(settings: Settings) -> asyncpg.Connection:
 async def create_pool(settings: Settings) -> asyncpg.Pool:
     db = settings.database
     pool = await asyncpg.create_pool(
-        db.dsn(), min_size=db.pool_min, max_size=db.pool_max,
-        command_timeout=db.command_timeout, timeout=db.command_timeout,
+        db.dsn(),
+        min_size=db.pool_min,
+        max_size=db.pool_max,
+        command_timeout=db.command_timeout,
+        timeout=db.command_timeout,
     )
     assert pool is not None
     return pool

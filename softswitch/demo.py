@@ -1,19 +1,35 @@
-"""Demo data for `make run`: an enterprise with a routed 400 number, a number still awaiting
+"""Demo data and demo calls for `make run`: an enterprise with a routed 400 number, a number still awaiting
 approval and a suspended enterprise, so the demo calls show each outcome. Idempotent."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import TYPE_CHECKING
+
 import asyncpg
+
+from softswitch.sipp import SippUas, run_uac
+
+if TYPE_CHECKING:
+    from softswitch.service import Service
 
 DEMO_TENANTS = (
     # name, state, [(number, kind, state, [(destination, ring timeout s)])]
-    ("Demo Trading Co. (演示贸易有限公司)", "active", [
-        ("4008001234", "unified_400", "active", [("13800138000", 20)]),
-        ("4008009999", "unified_400", "pending_approval", [("13800138001", 20)]),
-    ]),
-    ("Suspended Example Ltd.", "suspended", [
-        ("4008005555", "unified_400", "active", [("13900139000", 20)]),
-    ]),
+    (
+        "Demo Trading Co. (演示贸易有限公司)",
+        "active",
+        [
+            ("4008001234", "unified_400", "active", [("13800138000", 20)]),
+            ("4008009999", "unified_400", "pending_approval", [("13800138001", 20)]),
+        ],
+    ),
+    (
+        "Suspended Example Ltd.",
+        "suspended",
+        [
+            ("4008005555", "unified_400", "active", [("13900139000", 20)]),
+        ],
+    ),
 )
 
 
@@ -33,12 +49,51 @@ async def seed(conn: asyncpg.Connection) -> None:
                        ON CONFLICT (number) DO UPDATE SET tenant_id = EXCLUDED.tenant_id,
                            state = EXCLUDED.state, kind = EXCLUDED.kind
                        RETURNING id""",
-                    number, kind, tenant_id, nstate,
+                    number,
+                    kind,
+                    tenant_id,
+                    nstate,
                 )
                 await conn.execute("DELETE FROM destination_bindings WHERE number_id = $1", number_id)
                 for pos, (dest, timeout) in enumerate(dests):
                     await conn.execute(
                         "INSERT INTO destination_bindings (number_id, destination, position, "
                         "ring_timeout_s) VALUES ($1, $2, $3, $4)",
-                        number_id, dest, pos, timeout,
+                        number_id,
+                        dest,
+                        pos,
+                        timeout,
                     )
+
+
+DEMO_CALLS = (
+    ("routed to its bound mobile", "4008001234", "13800138000"),
+    ("unknown number", "4008000000", "13911112222"),
+    ("number awaiting approval", "4008009999", "13911113333"),
+    ("enterprise suspended", "4008005555", "02161234567"),
+)
+
+
+async def place_demo_calls(service: Service) -> None:
+    """Real calls through Asterisk while the service runs: SIPp plays the carrier (UAC) and
+    the bound destinations (UAS)."""
+    print("demo: placing calls through Asterisk (SIPp carrier -> Asterisk -> this service)")
+    uas = SippUas().start()
+    try:
+        for label, number, caller in DEMO_CALLS:
+            res = await asyncio.to_thread(run_uac, number, caller, hold_ms=1500, timeout_s=30)
+            print(f"  {label:<28} {number} -> SIP {res.final_status}")
+        await asyncio.sleep(0.5)
+    finally:
+        uas.stop()
+    print("demo: recent calls from the live call registry (GET /v1/calls/recent):")
+    for call in service.registry.recent(len(DEMO_CALLS)):
+        print(
+            f"  {call.linkedid:<26} {call.called:<11} {'>'.join(s for _, s in call.lifecycle):<38}"
+            f" cause={call.hangup_cause} {call.hangup_cause_text}"
+        )
+    s = service.settings
+    print(
+        f"demo: serving on agi://{s.agi.host}:{s.agi.port}, http://{s.http.host}:{s.http.port} "
+        "(/readyz /metrics /v1/calls/live); Ctrl-C stops the service, `make stop` the stack."
+    )

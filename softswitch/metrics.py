@@ -7,8 +7,26 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Decisions take tens of microseconds to a few milliseconds; buckets resolve that range.
 DECISION_BUCKETS = (
-    0.00005, 0.0001, 0.00015, 0.0002, 0.0003, 0.0004, 0.0005, 0.00075, 0.001, 0.0015,
-    0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+    0.00005,
+    0.0001,
+    0.00015,
+    0.0002,
+    0.0003,
+    0.0004,
+    0.0005,
+    0.00075,
+    0.001,
+    0.0015,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    1.0,
 )
 
 
@@ -16,46 +34,53 @@ class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
         self.decisions = Counter(
-            "softswitch_call_decisions", "Routing decisions by action and reason code",
-            ["action", "reason"], registry=r,
+            "softswitch_call_decisions",
+            "Routing decisions by action and reason code",
+            ["action", "reason"],
+            registry=r,
         )
         self.decision_seconds = Histogram(
             "softswitch_decision_seconds",
             "Time from the AGI environment read to the decision's variables sent",
-            buckets=DECISION_BUCKETS, registry=r,
+            buckets=DECISION_BUCKETS,
+            registry=r,
         )
         self.agi_sessions = Counter(
             "softswitch_agi_sessions", "FastAGI sessions by outcome", ["outcome"], registry=r
         )
         self.agi_protocol_errors = Counter(
-            "softswitch_agi_protocol_errors", "Malformed FastAGI input by kind", ["kind"],
+            "softswitch_agi_protocol_errors",
+            "Malformed FastAGI input by kind",
+            ["kind"],
             registry=r,
         )
-        self.agi_active = Gauge(
-            "softswitch_agi_sessions_active", "FastAGI sessions in progress", registry=r
-        )
+        self.agi_active = Gauge("softswitch_agi_sessions_active", "FastAGI sessions in progress", registry=r)
         self.ami_connected = Gauge(
             "softswitch_ami_connected", "1 while logged in to Asterisk's AMI", registry=r
         )
-        self.ami_reconnects = Counter(
-            "softswitch_ami_reconnects", "AMI logins after the first", registry=r
-        )
+        self.ami_reconnects = Counter("softswitch_ami_reconnects", "AMI logins after the first", registry=r)
         self.calls_active = Gauge(
             "softswitch_calls_active", "Calls (by linkedid) with a live channel", registry=r
         )
         self.calls_ended = Counter(
-            "softswitch_calls_ended", "Calls ended, by whether they were answered",
-            ["answered"], registry=r,
+            "softswitch_calls_ended",
+            "Calls ended, by whether they were answered",
+            ["answered"],
+            registry=r,
         )
         self.snapshot_reloads = Counter(
-            "softswitch_snapshot_reloads", "Config snapshot reloads by result", ["result"],
+            "softswitch_snapshot_reloads",
+            "Config snapshot reloads by result",
+            ["result"],
             registry=r,
         )
         self.snapshot_generation = Gauge(
-            "softswitch_snapshot_generation", "Generation of the config snapshot in use",
+            "softswitch_snapshot_generation",
+            "Generation of the config snapshot in use",
             registry=r,
         )
         self.call_record_errors = Counter(
-            "softswitch_call_record_write_errors", "Call record batches that failed to write",
+            "softswitch_call_record_write_errors",
+            "Call record batches that failed to write",
             registry=r,
         )

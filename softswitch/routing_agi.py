@@ -40,8 +40,12 @@ def asterisk_variables(decision: Decision, trunk: str) -> list[tuple[str, str]]:
 
 class InboundRouting:
     def __init__(
-        self, snapshots: SnapshotStore, clock: Clock, metrics: Metrics,
-        records: CallRecordWriter, trunk: str = "carrier-out",
+        self,
+        snapshots: SnapshotStore,
+        clock: Clock,
+        metrics: Metrics,
+        records: CallRecordWriter,
+        trunk: str = "carrier-out",
     ) -> None:
         self._snapshots = snapshots
         self._clock = clock
@@ -65,17 +69,27 @@ class InboundRouting:
         action = "dial" if isinstance(decision, Route) else "reject"
         self._metrics.decision_seconds.observe(elapsed)
         self._metrics.decisions.labels(action, decision.reason.code).inc()
-        dests = (
-            tuple(d.destination for d in decision.destinations)
-            if isinstance(decision, Route) else ()
-        )
+        dests = tuple(d.destination for d in decision.destinations) if isinstance(decision, Route) else ()
         self._records.decided(
             DecisionRecord(
-                linkedid, env.uniqueid, decision.tenant_id, decision.number_id, caller, called,
-                action, decision.reason.code, dests, now, int(elapsed * 1_000_000),
+                linkedid,
+                env.uniqueid,
+                decision.tenant_id,
+                decision.number_id,
+                caller,
+                called,
+                action,
+                decision.reason.code,
+                dests,
+                now,
+                int(elapsed * 1_000_000),
             )
         )
         log.info(
-            "call %s %s -> %s: %s %s", linkedid, mask_number(caller), mask_number(called),
-            action, decision.reason.code,
+            "call %s %s -> %s: %s %s",
+            linkedid,
+            mask_number(caller),
+            mask_number(called),
+            action,
+            decision.reason.code,
         )

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import asyncpg
 import uvicorn
@@ -65,9 +65,14 @@ class Service:
         self.metrics.calls_active.set_function(lambda: len(self.registry.live()))
         a = settings.ami
         self.ami = AmiClient(
-            a.host, a.port, a.username, a.secret.get_secret_value(),
-            action_timeout=a.action_timeout, ping_interval=a.ping_interval,
-            ping_timeout=a.ping_timeout, backoff_initial=a.backoff_initial,
+            a.host,
+            a.port,
+            a.username,
+            a.secret.get_secret_value(),
+            action_timeout=a.action_timeout,
+            ping_interval=a.ping_interval,
+            ping_timeout=a.ping_timeout,
+            backoff_initial=a.backoff_initial,
             backoff_max=a.backoff_max,
         )
         self.pool: asyncpg.Pool | None = None
@@ -95,16 +100,24 @@ class Service:
         routing = InboundRouting(self.snapshots, self.clock, self.metrics, self.records)
         self._handlers = {"route": routing}
         self.agi = AgiServer(
-            self._handlers.get, host=s.agi.host, port=s.agi.port,
-            env_timeout=s.agi.env_timeout, command_timeout=s.agi.command_timeout,
-            call_deadline=s.agi.call_deadline, observer=_AgiMetrics(self.metrics),
+            self._handlers.get,
+            host=s.agi.host,
+            port=s.agi.port,
+            env_timeout=s.agi.env_timeout,
+            command_timeout=s.agi.command_timeout,
+            call_deadline=s.agi.call_deadline,
+            observer=_AgiMetrics(self.metrics),
         )
         await self.agi.start()
 
         app = create_app(HttpDeps(self.metrics, self.ami, self.pool, self.registry))
         config = uvicorn.Config(
-            app, host=s.http.host, port=s.http.port, log_level="warning",
-            lifespan="off", access_log=False,
+            app,
+            host=s.http.host,
+            port=s.http.port,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
         )
         self._http = _EmbeddedUvicorn(config)
         self._http_task = asyncio.create_task(self._http.serve(), name="http")
@@ -114,7 +127,12 @@ class Service:
             await asyncio.sleep(0.01)
         log.info(
             "softswitch serving: agi=%s:%d http=%s:%d ami=%s:%d",
-            s.agi.host, s.agi.port, s.http.host, s.http.port, s.ami.host, s.ami.port,
+            s.agi.host,
+            s.agi.port,
+            s.http.host,
+            s.http.port,
+            s.ami.host,
+            s.ami.port,
         )
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -164,7 +182,9 @@ class Service:
             log.info("reconciled %d call(s) that ended while AMI was disconnected", len(ended))
 
 
-async def serve_until_signalled(settings: Settings) -> None:
+async def serve_until_signalled(
+    settings: Settings, after_start: Callable[[Service], Awaitable[None]] | None = None
+) -> None:
     service = Service(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -172,17 +192,18 @@ async def serve_until_signalled(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     await service.start()
     try:
+        if after_start is not None:
+            await after_start(service)
         await stop.wait()
         log.info("shutting down: finishing live AGI steps")
     finally:
         await service.stop()
 
 
-def run_service(settings: Settings) -> None:
+def run_service(settings: Settings, after_start: Callable[[Service], Awaitable[None]] | None = None) -> None:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is optional off Linux
-        asyncio.run(serve_until_signalled(settings))
+        asyncio.run(serve_until_signalled(settings, after_start))
     else:
-        uvloop.run(serve_until_signalled(settings))
-
+        uvloop.run(serve_until_signalled(settings, after_start))

@@ -30,8 +30,7 @@ class DatabaseSettings(BaseModel):
 
     def dsn(self) -> str:
         return (
-            f"postgresql://{self.user}:{self.password.get_secret_value()}"
-            f"@{self.host}:{self.port}/{self.name}"
+            f"postgresql://{self.user}:{self.password.get_secret_value()}@{self.host}:{self.port}/{self.name}"
         )
 
 
@@ -84,9 +83,7 @@ class StackSettings(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="SOFTSWITCH_", env_nested_delimiter="__", extra="forbid"
-    )
+    model_config = SettingsConfigDict(env_prefix="SOFTSWITCH_", env_nested_delimiter="__", extra="forbid")
 
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     agi: AgiSettings = Field(default_factory=AgiSettings)

@@ -62,10 +62,29 @@ def run_uac(
         msg_file = Path(tmp) / "messages.log"
         stat_file = Path(tmp) / "stats.csv"
         cmd = [
-            "sipp", "-sf", str(SCENARIOS / scenario), "-i", local_ip,
-            "-s", called, "-key", "caller", caller, "-d", str(hold_ms),
-            "-m", str(calls), "-nostdin", "-timeout", f"{int(timeout_s)}s", "-timeout_error",
-            "-trace_stat", "-stf", str(stat_file), "-fd", "1",
+            "sipp",
+            "-sf",
+            str(SCENARIOS / scenario),
+            "-i",
+            local_ip,
+            "-s",
+            called,
+            "-key",
+            "caller",
+            caller,
+            "-d",
+            str(hold_ms),
+            "-m",
+            str(calls),
+            "-nostdin",
+            "-timeout",
+            f"{int(timeout_s)}s",
+            "-timeout_error",
+            "-trace_stat",
+            "-stf",
+            str(stat_file),
+            "-fd",
+            "1",
         ]
         if calls <= 20:  # message traces of load runs would cost more than the calls
             cmd += ["-trace_msg", "-message_file", str(msg_file)]
@@ -76,8 +95,13 @@ def run_uac(
         cmd += [*extra, target]
         started = time.monotonic()
         proc = subprocess.run(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            timeout=timeout_s + 15, check=False, cwd=tmp,
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=timeout_s + 15,
+            check=False,
+            cwd=tmp,
         )
         seconds = time.monotonic() - started
         log = msg_file.read_text(errors="replace") if msg_file.exists() else ""
@@ -98,16 +122,29 @@ class SippUas:
         extra: tuple[str, ...] = (),
     ) -> None:
         self.cmd = [
-            "sipp", "-sf", str(SCENARIOS / scenario), "-i", local_ip, "-p", str(port),
-            "-d", str(ring_ms), "-nostdin", *extra,
+            "sipp",
+            "-sf",
+            str(SCENARIOS / scenario),
+            "-i",
+            local_ip,
+            "-p",
+            str(port),
+            "-d",
+            str(ring_ms),
+            "-nostdin",
+            *extra,
         ]
         self.proc: subprocess.Popen[bytes] | None = None
         self._tmp = tempfile.TemporaryDirectory(prefix="sipp-uas-")
 
     def start(self) -> SippUas:
         self.proc = subprocess.Popen(
-            self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, cwd=self._tmp.name, start_new_session=True,
+            self.cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=self._tmp.name,
+            start_new_session=True,
         )
         time.sleep(0.3)
         if self.proc.poll() is not None:

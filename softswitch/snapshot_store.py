@@ -26,9 +26,7 @@ async def load_snapshot(conn: Any, generation: int, clock: Clock) -> ConfigSnaps
         "SELECT number_id, destination, ring_timeout_s FROM destination_bindings "
         "ORDER BY number_id, position, id"
     ):
-        dests.setdefault(r["number_id"], []).append(
-            BoundDestination(r["destination"], r["ring_timeout_s"])
-        )
+        dests.setdefault(r["number_id"], []).append(BoundDestination(r["destination"], r["ring_timeout_s"]))
     numbers = [
         UnifiedNumber(r["id"], r["number"], r["state"], r["tenant_id"], tuple(dests.get(r["id"], ())))
         for r in await conn.fetch(
@@ -40,7 +38,11 @@ async def load_snapshot(conn: Any, generation: int, clock: Clock) -> ConfigSnaps
 
 class SnapshotStore:
     def __init__(
-        self, pool: asyncpg.Pool, dsn: str, clock: Clock, metrics: Metrics,
+        self,
+        pool: asyncpg.Pool,
+        dsn: str,
+        clock: Clock,
+        metrics: Metrics,
         safety_interval: float = 60.0,
     ) -> None:
         self._pool = pool
@@ -85,12 +87,13 @@ class SnapshotStore:
             try:
                 conn = await asyncpg.connect(self._dsn, timeout=5)
                 self._listen_conn = conn
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _conn, ev=lost: ev.set())
                 await conn.add_listener("config_changed", self._on_notify)
                 # Whatever changed while we were not listening is picked up now.
                 self._dirty.set()
                 delay = 0.2
-                while not conn.is_closed():
-                    await asyncio.sleep(1.0)
+                await lost.wait()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - keep listening whatever broke
@@ -111,7 +114,6 @@ class SnapshotStore:
                 raise
             except Exception as exc:  # noqa: BLE001 - the old snapshot stays in use
                 self._metrics.snapshot_reloads.labels("error").inc()
-                log.warning("snapshot reload failed, keeping generation %d: %s",
-                            self.current.generation, exc)
+                log.warning("snapshot reload failed, keeping generation %d: %s", self.current.generation, exc)
                 await asyncio.sleep(1.0)
                 self._dirty.set()

@@ -22,10 +22,24 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "docker" / "asterisk"
 # Debian's stock files we keep verbatim: tone tables for ringback and congestion, and the
 # defaults of modules we load but do not configure (without a file they log errors).
 DEBIAN_KEPT = (
-    "indications.conf", "features.conf", "ccss.conf", "cel.conf", "acl.conf", "udptl.conf",
-    "pjproject.conf", "stasis.conf", "pjsip_wizard.conf", "pjsip_notify.conf",
-    "res_parking.conf", "confbridge.conf", "musiconhold.conf", "res_fax.conf", "queues.conf",
-    "followme.conf", "amd.conf", "voicemail.conf",
+    "indications.conf",
+    "features.conf",
+    "ccss.conf",
+    "cel.conf",
+    "acl.conf",
+    "udptl.conf",
+    "pjproject.conf",
+    "stasis.conf",
+    "pjsip_wizard.conf",
+    "pjsip_notify.conf",
+    "res_parking.conf",
+    "confbridge.conf",
+    "musiconhold.conf",
+    "res_fax.conf",
+    "queues.conf",
+    "followme.conf",
+    "amd.conf",
+    "voicemail.conf",
 )
 
 
@@ -100,8 +114,13 @@ class LocalStack:
             self.pg_data.mkdir(exist_ok=True)
             shutil.chown(self.pg_data, "postgres", "postgres")
             self._as_postgres(
-                str(PG_BIN / "initdb"), "-D", str(self.pg_data), "-E", "UTF8",
-                "--auth-local=peer", "--auth-host=scram-sha-256",
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(self.pg_data),
+                "-E",
+                "UTF8",
+                "--auth-local=peer",
+                "--auth-host=scram-sha-256",
             )
         if self.pg_pid() is None:
             log = self.log_dir / "postgresql.log"
@@ -112,8 +131,18 @@ class LocalStack:
                 "-c max_connections=300 -c shared_buffers=256MB"
             )
             res = self._as_postgres(
-                str(PG_BIN / "pg_ctl"), "-D", str(self.pg_data), "-l", str(log),
-                "-w", "-t", "60", "-o", opts, "start", check=False,
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(self.pg_data),
+                "-l",
+                str(log),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                opts,
+                "start",
+                check=False,
             )
             if res.returncode != 0:
                 raise StackError(f"PostgreSQL did not start: {res.stdout}{res.stderr} (see {log})")
@@ -122,8 +151,18 @@ class LocalStack:
     def _psql(self, sql: str, dbname: str = "postgres") -> str:
         res = self._as_postgres(
             "psql",
-            "-h", str(self.pg_sock), "-p", str(self.s.database.port), "-d", dbname,
-            "-v", "ON_ERROR_STOP=1", "-At", "-c", sql, check=False,
+            "-h",
+            str(self.pg_sock),
+            "-p",
+            str(self.s.database.port),
+            "-d",
+            dbname,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-At",
+            "-c",
+            sql,
+            check=False,
         )
         if res.returncode != 0:
             raise StackError(f"psql failed: {res.stderr.strip()}")
@@ -145,7 +184,13 @@ class LocalStack:
     def pg_down(self) -> None:
         if self.pg_pid() is not None:
             self._as_postgres(
-                str(PG_BIN / "pg_ctl"), "-D", str(self.pg_data), "-m", "fast", "-w", "stop",
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(self.pg_data),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
                 check=False,
             )
 
@@ -219,8 +264,18 @@ class LocalStack:
         )
         (self.root / "run" / "asterisk").mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            ["chroot", str(self.root), "chown", "-R", "asterisk:asterisk", "/etc/asterisk",
-             "/run/asterisk", "/var/log/asterisk", "/var/spool/asterisk", "/var/lib/asterisk"],
+            [
+                "chroot",
+                str(self.root),
+                "chown",
+                "-R",
+                "asterisk:asterisk",
+                "/etc/asterisk",
+                "/run/asterisk",
+                "/var/log/asterisk",
+                "/var/spool/asterisk",
+                "/var/lib/asterisk",
+            ],
             check=True,
         )
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -232,7 +287,10 @@ class LocalStack:
     def asterisk_cli(self, command: str, timeout: float = 10.0) -> str:
         res = subprocess.run(
             ["chroot", str(self.root), "asterisk", "-rx", command],
-            capture_output=True, text=True, timeout=timeout, check=False,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
         if res.returncode != 0:
             raise StackError(f"asterisk -rx {command!r} failed: {res.stderr.strip()}")
@@ -250,7 +308,10 @@ class LocalStack:
         with open(self.log_dir / "asterisk.log", "ab") as log:
             proc = subprocess.Popen(
                 ["chroot", str(self.root), "asterisk", "-f", "-U", "asterisk", "-G", "asterisk"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
             )
         (self.run_dir / "asterisk.pid").write_text(str(proc.pid))
         deadline = time.monotonic() + 60
@@ -301,11 +362,15 @@ class LocalStack:
         ast = self.asterisk_pid()
         return [
             ComponentStatus(
-                "postgresql", pg is not None, pg,
+                "postgresql",
+                pg is not None,
+                pg,
                 f"{self.s.database.host}:{self.s.database.port} data={self.pg_data}",
             ),
             ComponentStatus(
-                "asterisk", ast is not None, ast,
+                "asterisk",
+                ast is not None,
+                ast,
                 f"sip={self.s.asterisk.sip_host}:{self.s.asterisk.sip_port} "
                 f"ami={self.s.ami.host}:{self.s.ami.port} chroot={self.root}",
             ),

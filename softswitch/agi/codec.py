@@ -199,13 +199,9 @@ class AgiEnvironmentParser:
             if line.endswith(":") and ": " not in line:
                 key, value = line[:-1], ""
             else:
-                raise AgiProtocolError(
-                    f"AGI environment line has no ': ' separator: {_preview(line)}"
-                )
+                raise AgiProtocolError(f"AGI environment line has no ': ' separator: {_preview(line)}")
         if not key.startswith("agi_") or len(key) == len("agi_"):
-            raise AgiProtocolError(
-                f"AGI environment key does not start with 'agi_': {_preview(key)}"
-            )
+            raise AgiProtocolError(f"AGI environment key does not start with 'agi_': {_preview(key)}")
         self._values[key[len("agi_") :]] = value
 
     def _build(self) -> AgiEnvironment:

@@ -30,6 +30,7 @@ from softswitch.agi.codec import (
     AgiResponseParser,
     encode_command,
 )
+from softswitch.masking import mask_number
 
 __all__ = [
     "AgiCommandError",
@@ -42,7 +43,6 @@ __all__ = [
     "AgiSession",
     "AgiTimeout",
     "NullAgiObserver",
-    "mask_digits",
 ]
 
 logger = logging.getLogger(__name__)
@@ -123,27 +123,6 @@ class NullAgiObserver:
 # ---------------------------------------------------------------------------
 
 
-def mask_digits(value: str) -> str:
-    """Hide the middle digits of a phone number: ``13800138000`` -> ``138****8000``.
-
-    Counts only digits (separators and letters are kept as they are), shows
-    the first 3 and the last 4 and replaces the rest with ``*``.  Values with
-    7 digits or fewer are short extensions and stay readable.
-    """
-    total = sum(ch.isdigit() for ch in value)
-    if total <= 7:
-        return value
-    out: list[str] = []
-    seen = 0
-    for ch in value:
-        if ch.isdigit():
-            seen += 1
-            out.append(ch if seen <= 3 or seen > total - 4 else "*")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
 def _mask_channel(channel: str) -> str:
     """Mask a channel name but keep its sequence suffix for correlation.
 
@@ -152,8 +131,8 @@ def _mask_channel(channel: str) -> str:
     """
     prefix, sep, suffix = channel.rpartition("-")
     if not sep:
-        return mask_digits(channel)
-    return f"{mask_digits(prefix)}-{suffix}"
+        return mask_number(channel)
+    return f"{mask_number(prefix)}-{suffix}"
 
 
 _LONG_DIGIT_RUN = re.compile(r"\d{8,}")
@@ -164,7 +143,7 @@ def _scrub(text: str) -> str:
 
     Only runs of 8+ digits are touched, so line numbers stay readable.
     """
-    return _LONG_DIGIT_RUN.sub(lambda m: mask_digits(m.group()), text)
+    return _LONG_DIGIT_RUN.sub(lambda m: mask_number(m.group()), text)
 
 
 # ---------------------------------------------------------------------------
@@ -400,9 +379,7 @@ class AgiSession:
         *,
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> str | None:
-        response = await self._command(
-            "SAY NUMBER", (str(int(n)), escape_digits), self._media(timeout)
-        )
+        response = await self._command("SAY NUMBER", (str(int(n)), escape_digits), self._media(timeout))
         return self._digit_result("SAY NUMBER", response)
 
     async def verbose(self, message: str, level: int = 1) -> None:
@@ -537,18 +514,14 @@ class AgiServer:
         for task in pending:
             task.cancel()
         if pending:
-            logger.warning(
-                "cancelled %d FastAGI session(s) still running after %.1fs", len(pending), grace
-            )
+            logger.warning("cancelled %d FastAGI session(s) still running after %.1fs", len(pending), grace)
             await asyncio.gather(*pending, return_exceptions=True)
         if server is not None:
             await server.wait_closed()
 
     # -- per connection ---------------------------------------------------------
 
-    async def _on_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._stopping:
             # Accepted in the instant before the listener closed: not a session.
             writer.close()
@@ -572,8 +545,8 @@ class AgiServer:
                 script,
                 _mask_channel(env.channel),
                 env.uniqueid,
-                mask_digits(env.callerid),
-                mask_digits(env.extension),
+                mask_number(env.callerid),
+                mask_number(env.extension),
             )
             handler = self._handler_for(script)
             if handler is None:
@@ -631,9 +604,7 @@ class AgiServer:
                     data = await reader.read(_READ_SIZE)
                     if not data:
                         if received:
-                            logger.warning(
-                                "FastAGI peer closed mid-environment after %d bytes", received
-                            )
+                            logger.warning("FastAGI peer closed mid-environment after %d bytes", received)
                             self._notify(self._observer.protocol_error, "truncated_environment")
                             return None, b"", "protocol_error"
                         # Connect-and-close, e.g. a TCP health check.
@@ -672,9 +643,7 @@ class AgiServer:
             return "hangup"
         return "handler_error"
 
-    def _log_failure(
-        self, script: str, env: AgiEnvironment, outcome: AgiOutcome, exc: Exception
-    ) -> None:
+    def _log_failure(self, script: str, env: AgiEnvironment, outcome: AgiOutcome, exc: Exception) -> None:
         where = f"script={script!r} uniqueid={env.uniqueid} channel={_mask_channel(env.channel)}"
         if outcome == "handler_error":
             detail = _scrub("".join(traceback.format_exception(exc)))

@@ -1,1 +1,2 @@
-"""Asterisk Manager Interface: a sans-IO codec (codec.py) and the asyncio client that owns the socket (client.py)."""
+"""Asterisk Manager Interface: a sans-IO codec (codec.py) and the asyncio client
+that owns the socket (client.py)."""

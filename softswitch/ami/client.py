@@ -378,9 +378,7 @@ class AmiClient:
             )
             if logged_in:
                 attempt = 0  # a session that got as far as login resets the backoff
-            delay = full_jitter_backoff(
-                attempt, self._backoff_initial, self._backoff_max, self._rng
-            )
+            delay = full_jitter_backoff(attempt, self._backoff_initial, self._backoff_max, self._rng)
             attempt += 1
             logger.info("AMI %s:%s: reconnecting in %.2fs", self._host, self._port, delay)
             await asyncio.sleep(delay)
@@ -466,9 +464,7 @@ class AmiClient:
         reader_task = asyncio.create_task(self._read_loop(conn), name="ami-reader")
         ping_task = asyncio.create_task(self._keepalive(conn), name="ami-keepalive")
         try:
-            done, _ = await asyncio.wait(
-                {reader_task, ping_task}, return_when=asyncio.FIRST_COMPLETED
-            )
+            done, _ = await asyncio.wait({reader_task, ping_task}, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 task.result()  # re-raise whatever ended the session
             raise AmiConnectionLost("session ended")  # unreachable: both loops are endless

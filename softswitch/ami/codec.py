@@ -218,9 +218,7 @@ class AmiParser:
             pair = _split_header(text)
             if pair is None:
                 quoted = text[:_REASON_QUOTE_CHARS]
-                return AmiMalformed(
-                    b"".join(lines), f"line {number}: no ': ' separator in {quoted!r}"
-                )
+                return AmiMalformed(b"".join(lines), f"line {number}: no ': ' separator in {quoted!r}")
             if not pair[0]:
                 return AmiMalformed(b"".join(lines), f"line {number}: empty header name")
             headers.append(pair)

@@ -58,8 +58,13 @@ class ServiceProcess:
         env = {**os.environ, **self.env}
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "softswitch.cli", "serve"], cwd=ROOT, env=env,
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            [sys.executable, "-m", "softswitch.cli", "serve"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
         )
         self.wait_ready(timeout)
 
@@ -95,9 +100,7 @@ class ServiceProcess:
     def metric(self, name: str, **labels: str) -> float:
         """The value of one sample of /metrics (0.0 when absent)."""
         want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-        pattern = re.compile(
-            rf"^{re.escape(name)}(\{{(?P<labels>[^}}]*)\}})? (?P<value>\S+)$", re.M
-        )
+        pattern = re.compile(rf"^{re.escape(name)}(\{{(?P<labels>[^}}]*)\}})? (?P<value>\S+)$", re.M)
         for m in pattern.finditer(self.metrics()):
             got = ",".join(sorted((m.group("labels") or "").split(","))) if m.group("labels") else ""
             if got == want:
@@ -159,17 +162,24 @@ async def provision(
     async with conn.transaction():
         tenant_id = await conn.fetchval(
             "INSERT INTO tenants (name, state) VALUES ($1, $2) RETURNING id",
-            f"e2e tenant {number}", tenant_state,
+            f"e2e tenant {number}",
+            tenant_state,
         )
         number_id = await conn.fetchval(
             "INSERT INTO numbers (number, kind, tenant_id, state) "
             "VALUES ($1, 'unified_400', $2, $3) RETURNING id",
-            number, tenant_id, number_state,
+            number,
+            tenant_id,
+            number_state,
         )
         for pos, dest in enumerate(destinations):
             await conn.execute(
                 "INSERT INTO destination_bindings (number_id, destination, position, "
-                "ring_timeout_s) VALUES ($1, $2, $3, $4)", number_id, dest, pos, ring_timeout_s,
+                "ring_timeout_s) VALUES ($1, $2, $3, $4)",
+                number_id,
+                dest,
+                pos,
+                ring_timeout_s,
             )
     deadline = time.monotonic() + 5
     while service.metric("softswitch_snapshot_generation") <= before:

@@ -28,9 +28,7 @@ async def _eventually(fetch, timeout: float = 5.0):  # type: ignore[no-untyped-d
 
 async def _call_row(db: asyncpg.Connection, caller: str, ended: bool = False) -> asyncpg.Record | None:
     async def fetch() -> asyncpg.Record | None:
-        row = await db.fetchrow(
-            "SELECT * FROM calls WHERE caller = $1 ORDER BY id DESC LIMIT 1", caller
-        )
+        row = await db.fetchrow("SELECT * FROM calls WHERE caller = $1 ORDER BY id DESC LIMIT 1", caller)
         return row if row is not None and (not ended or row["ended_at"] is not None) else None
 
     return await _eventually(fetch)
@@ -88,9 +86,7 @@ async def test_refused_call_hears_its_reason(
         number = (await provision(db, service, tenant_state="suspended")).number
     else:
         number = (await provision(db, service, number_state="pending_approval")).number
-    counted_before = service.metric(
-        "softswitch_call_decisions_total", action="reject", reason=reason
-    )
+    counted_before = service.metric("softswitch_call_decisions_total", action="reject", reason=reason)
     caller = unique_caller()
     result = await asyncio.to_thread(run_uac, number, caller)
 
@@ -100,9 +96,10 @@ async def test_refused_call_hears_its_reason(
     assert row is not None and (row["action"], row["reason"]) == ("reject", reason)
     cdr = await _cdr_row(db, caller)
     assert cdr is not None and cdr["userfield"] == reason
-    assert service.metric(
-        "softswitch_call_decisions_total", action="reject", reason=reason
-    ) == counted_before + 1
+    assert (
+        service.metric("softswitch_call_decisions_total", action="reject", reason=reason)
+        == counted_before + 1
+    )
 
 
 async def test_service_down_gives_the_caller_the_fallback_promptly(
@@ -123,7 +120,9 @@ async def test_service_down_gives_the_caller_the_fallback_promptly(
 
 
 async def test_asterisk_restart_ami_comes_back_and_the_next_call_routes(
-    db: asyncpg.Connection, service: ServiceProcess, stack: LocalStack,
+    db: asyncpg.Connection,
+    service: ServiceProcess,
+    stack: LocalStack,
     destination_carrier: SippUas,
 ) -> None:
     num = await provision(db, service)
@@ -152,8 +151,10 @@ def test_health_and_metrics_endpoints(service: ServiceProcess) -> None:
     assert service.get("/readyz").json()["ready"] is True
     text = service.metrics()
     for name in (
-        "softswitch_decision_seconds_bucket", "softswitch_ami_connected",
-        "softswitch_calls_active", "softswitch_snapshot_generation",
+        "softswitch_decision_seconds_bucket",
+        "softswitch_ami_connected",
+        "softswitch_calls_active",
+        "softswitch_snapshot_generation",
     ):
         assert name in text
     assert httpx.get(service.base_url + "/v1/calls/nope", timeout=2).status_code == 404

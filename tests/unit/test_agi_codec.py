@@ -487,9 +487,7 @@ _response_lines = st.one_of(
             "200 result=-1\n",
             "510 Invalid or unknown command\n",
             "511 Command Not Permitted on a dead channel or intercept routine\n",
-            "520-Invalid command syntax.  Proper usage follows:\n"
-            " Usage: X\n"
-            "520 End of proper usage.\n",
+            "520-Invalid command syntax.  Proper usage follows:\n Usage: X\n520 End of proper usage.\n",
             "HANGUP\n",
         ]
     ),
@@ -517,9 +515,7 @@ def test_response_chunking_invariance(lines: list[str], cuts: list[int]) -> None
     tail=st.binary(max_size=20),
     cuts=_cuts,
 )
-def test_environment_chunking_invariance(
-    pairs: list[tuple[str, str]], tail: bytes, cuts: list[int]
-) -> None:
+def test_environment_chunking_invariance(pairs: list[tuple[str, str]], tail: bytes, cuts: list[int]) -> None:
     stream = "".join(f"{k}: {v}\n" for k, v in pairs).encode() + b"\n" + tail
     whole_parser = AgiEnvironmentParser()
     whole = whole_parser.feed(stream)

@@ -18,8 +18,8 @@ from softswitch.agi.server import (
     AgiServer,
     AgiSession,
     AgiTimeout,
-    mask_digits,
 )
+from softswitch.masking import mask_number
 
 Handler = Callable[[AgiSession], Awaitable[None]]
 IO_TIMEOUT = 2.0
@@ -115,9 +115,7 @@ ServerFactory = Callable[..., Awaitable[tuple[AgiServer, RecordingObserver]]]
 async def make_server() -> AsyncIterator[ServerFactory]:
     servers: list[AgiServer] = []
 
-    async def factory(
-        handlers: dict[str, Handler], **options: Any
-    ) -> tuple[AgiServer, RecordingObserver]:
+    async def factory(handlers: dict[str, Handler], **options: Any) -> tuple[AgiServer, RecordingObserver]:
         observer = RecordingObserver()
         server = AgiServer(handlers.get, port=0, observer=observer, **options)
         await server.start()
@@ -305,9 +303,7 @@ async def test_511_dead_channel_is_hangup(make_server: ServerFactory) -> None:
 
     server, observer = await make_server({"route": route})
     ast = await FakeAsterisk.connect(server.port)
-    await ast.exchange(
-        b"ANSWER\n", b"511 Command Not Permitted on a dead channel or intercept routine\n"
-    )
+    await ast.exchange(b"ANSWER\n", b"511 Command Not Permitted on a dead channel or intercept routine\n")
     await ast.expect_closed()
     assert await observer.outcome() == "hangup"
     assert seen == [True]
@@ -586,9 +582,7 @@ async def _garbage_then_good_call(garbage: bytes, as_response: bool) -> None:
     async def route(session: AgiSession) -> None:
         await session.set_variable("SS_ACTION", "dial")
 
-    server = AgiServer(
-        {"route": route}.get, port=0, observer=observer, command_timeout=1.0, env_timeout=1.0
-    )
+    server = AgiServer({"route": route}.get, port=0, observer=observer, command_timeout=1.0, env_timeout=1.0)
     await server.start()
     try:
         bad = await FakeAsterisk.connect(server.port, env_bytes() if as_response else garbage)
@@ -619,18 +613,16 @@ _garbage = st.one_of(
 )
 
 
-@settings(
-    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(garbage=_garbage, as_response=st.booleans())
 def test_random_garbage_never_crashes_server(garbage: bytes, as_response: bool) -> None:
     asyncio.run(_garbage_then_good_call(garbage, as_response))
 
 
-def test_mask_digits() -> None:
-    assert mask_digits("13800138000") == "138****8000"
-    assert mask_digits("+86 138-0013-8000") == "+86 1**-****-8000"
-    assert mask_digits("PJSIP/13800138000-0000001a") == "PJSIP/138********-***0001a"
-    assert mask_digits("1001") == "1001"
-    assert mask_digits("1234567") == "1234567"
-    assert mask_digits("") == ""
+def test_mask_number() -> None:
+    assert mask_number("13800138000") == "138****8000"
+    assert mask_number("+86 138-0013-8000") == "+86 1**-****-8000"
+    assert mask_number("PJSIP/13800138000-0000001a") == "PJSIP/138********-***0001a"
+    assert mask_number("1001") == "1001"
+    assert mask_number("1234567") == "1234567"
+    assert mask_number("") == ""

@@ -387,9 +387,7 @@ def test_arbitrary_bytes_only_ever_raise_protocol_error(
 
 _KEY_CHARS = st.characters(exclude_categories=["Cs"], exclude_characters="\r\n\0:")
 _VALUE_CHARS = st.characters(exclude_categories=["Cs"], exclude_characters="\r\n\0")
-_keys = st.text(_KEY_CHARS, min_size=1, max_size=12).filter(
-    lambda k: k.lower() not in {"action", "actionid"}
-)
+_keys = st.text(_KEY_CHARS, min_size=1, max_size=12).filter(lambda k: k.lower() not in {"action", "actionid"})
 _values = st.text(_VALUE_CHARS, max_size=20)
 
 
@@ -399,9 +397,7 @@ _values = st.text(_VALUE_CHARS, max_size=20)
     action_id=st.text(_VALUE_CHARS, max_size=20),
     pairs=st.lists(st.tuples(_keys, _values), max_size=12),
 )
-def test_encode_then_parse_round_trips(
-    action: str, action_id: str, pairs: list[tuple[str, str]]
-) -> None:
+def test_encode_then_parse_round_trips(action: str, action_id: str, pairs: list[tuple[str, str]]) -> None:
     fields: dict[str, list[str]] = {}
     for key, value in pairs:
         fields.setdefault(key, []).append(value)
@@ -433,9 +429,7 @@ def test_chunking_invariance(
     split_data: st.DataObject,
 ) -> None:
     eol = "\n" if bare_lf else "\r\n"
-    stream = BANNER + b"".join(
-        ("".join(f"{k}: {v}{eol}" for k, v in msg) + eol).encode() for msg in messages
-    )
+    stream = BANNER + b"".join(("".join(f"{k}: {v}{eol}" for k, v in msg) + eol).encode() for msg in messages)
     if include_bad:
         stream += b"Event: A\r\nno separator here\r\n\r\n" + FULLY_BOOTED
     points = split_data.draw(st.lists(st.integers(0, len(stream)), max_size=40))

@@ -1,0 +1,33 @@
+# The two set-up commands: `make run` (stack + service with demo data and real calls)
+# and `make test` (the whole suite against the real stack). .ci/run calls `make test`.
+SHELL := /bin/bash
+VENV := .venv/bin
+
+.PHONY: run test stop status bench lint bootstrap
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+run: bootstrap
+	$(VENV)/softswitch stack up
+	$(VENV)/softswitch demo seed
+	$(VENV)/softswitch demo run
+
+test: bootstrap
+	$(VENV)/softswitch stack up
+	$(VENV)/ruff check .
+	$(VENV)/pytest
+
+stop:
+	$(VENV)/softswitch stack down
+
+status:
+	$(VENV)/softswitch stack status
+
+bench: bootstrap
+	$(VENV)/softswitch stack up
+	$(VENV)/python bench/call_path.py
+
+lint:
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
