@@ -40,11 +40,12 @@ def decide_inbound(snapshot: ConfigSnapshot, call: InboundCall, now: datetime) -
     number = snapshot.numbers.get(call.called)
     if number is None:
         return Reject(Reason.UNKNOWN_NUMBER)
-    tenant = snapshot.tenants.get(number.tenant_id) if number.tenant_id is not None else None
+    # A number that is not approved (or not assigned) is not in service, whoever holds it.
+    if number.state != "active" or number.tenant_id is None:
+        return Reject(Reason.NUMBER_NOT_ACTIVE, number.tenant_id, number.id)
+    tenant = snapshot.tenants.get(number.tenant_id)
     if tenant is None or tenant.state != "active":
         return Reject(Reason.TENANT_SUSPENDED, number.tenant_id, number.id)
-    if number.state != "active":
-        return Reject(Reason.NUMBER_NOT_ACTIVE, tenant.id, number.id)
     if not number.destinations:
         return Reject(Reason.NO_DESTINATION, tenant.id, number.id)
     return Route(number.destinations, tenant.id, number.id)

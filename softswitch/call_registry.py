@@ -155,7 +155,12 @@ class CallRegistry:
         """After an AMI reconnect: end the calls none of whose channels still exist
         (their Hangup events were lost while we were away). Returns the calls ended."""
         alive = set(live_uniqueids)
-        gone = [c for c in self._live.values() if not (c.channels & alive)]
+        for call in self._live.values():
+            # A surviving call forgets its dead channels, or it could never end.
+            for uid in call.channels - alive:
+                self._by_channel.pop(uid, None)
+            call.channels &= alive
+        gone = [c for c in self._live.values() if not c.channels]
         for call in gone:
             for uid in call.channels:
                 self._by_channel.pop(uid, None)

@@ -20,8 +20,9 @@ log = logging.getLogger(__name__)
 
 
 def asterisk_variables(decision: Decision, trunk: str) -> list[tuple[str, str]]:
-    """The SS_* variables for a decision, SS_ACTION last: a session cut short leaves no
-    SS_ACTION and the dialplan falls back instead of acting on half a decision."""
+    """The SS_* variables for a decision, SS_ACTION last, so that if they are ever set one by
+    one, a session cut short leaves no SS_ACTION and the dialplan falls back instead of
+    acting on half a decision."""
     out = [("SS_REASON", decision.reason.code)]
     if isinstance(decision, Route):
         out.append(("SS_TARGETS", str(len(decision.destinations))))
@@ -63,8 +64,12 @@ class InboundRouting:
         call = InboundCall(caller=caller, called=called, linkedid=linkedid)
         now = self._clock.now()
         decision = decide_inbound(self._snapshots.current, call, now)
-        for name, value in asterisk_variables(decision, self._trunk):
-            await session.set_variable(name, value)
+        # One round trip for the whole decision. MSet expands ${...} in what it is given, so
+        # only values the control plane owns go here (reason codes, digits checked by the
+        # schema, dial strings built from them), never caller-supplied text.
+        await session.exec(
+            "MSet", *(f"{name}={value}" for name, value in asterisk_variables(decision, self._trunk))
+        )
         elapsed = time.perf_counter() - started
         action = "dial" if isinstance(decision, Route) else "reject"
         self._metrics.decision_seconds.observe(elapsed)

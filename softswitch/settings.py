@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -17,7 +17,12 @@ from pydantic_settings import (
 DEFAULT_STACK_DIR = Path("/opt/softswitch-stack")
 
 
-class DatabaseSettings(BaseModel):
+class _Section(BaseModel):
+    # A misspelt key is an error, not a silently ignored default.
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatabaseSettings(_Section):
     host: str = "127.0.0.1"
     port: int = 55432
     name: str = "softswitch"
@@ -34,7 +39,7 @@ class DatabaseSettings(BaseModel):
         )
 
 
-class AgiSettings(BaseModel):
+class AgiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = 4573
     env_timeout: float = 2.0
@@ -43,7 +48,7 @@ class AgiSettings(BaseModel):
     call_deadline: float = 600.0
 
 
-class AmiSettings(BaseModel):
+class AmiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = 5038
     username: str = "softswitch"
@@ -55,12 +60,12 @@ class AmiSettings(BaseModel):
     backoff_max: float = 10.0
 
 
-class HttpSettings(BaseModel):
+class HttpSettings(_Section):
     host: str = "127.0.0.1"
     port: int = 8080
 
 
-class AsteriskSettings(BaseModel):
+class AsteriskSettings(_Section):
     """Where the local Asterisk listens, and the trunks of the demo/test carrier."""
 
     chroot: Path = DEFAULT_STACK_DIR / "asterisk-root"
@@ -73,12 +78,14 @@ class AsteriskSettings(BaseModel):
     # Where calls to bound destinations (mobiles, fixed lines) leave.
     carrier_out_host: str = "127.0.0.3"
     carrier_out_port: int = 5060
+    # Only the benchmark's static-dialplan baseline calls from here (no control plane).
+    baseline_in_host: str = "127.0.0.4"
     # Asterisk's own PostgreSQL login (realtime PJSIP and cdr_pgsql).
     db_user: str = "asterisk"
     db_password: SecretStr = SecretStr("asterisk")
 
 
-class StackSettings(BaseModel):
+class StackSettings(_Section):
     dir: Path = DEFAULT_STACK_DIR
 
 

@@ -4,22 +4,17 @@ as `softswitch serve`, exactly as an operator runs it."""
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import re
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
-import httpx
 import pytest
 
 from softswitch.db import migrate_and_grant
+from softswitch.process import ServiceProcess
 from softswitch.settings import Settings
 from softswitch.sipp import SippUas
 from softswitch.stack import LocalStack
@@ -39,76 +34,6 @@ def stack(settings: Settings) -> LocalStack:
     st = LocalStack(settings)
     st.up()
     return st
-
-
-@dataclass
-class ServiceProcess:
-    """`softswitch serve` as a child process, stopped and started by its PID."""
-
-    settings: Settings
-    env: dict[str, str] = field(default_factory=dict)
-    proc: subprocess.Popen[bytes] | None = None
-    log_path: Path = Path("/tmp/softswitch-e2e-service.log")
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.settings.http.host}:{self.settings.http.port}"
-
-    def start(self, timeout: float = 20.0) -> None:
-        env = {**os.environ, **self.env}
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "softswitch.cli", "serve"],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-        self.wait_ready(timeout)
-
-    def wait_ready(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        last = ""
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"service exited with {self.proc.returncode}; see {self.log_path}")
-            try:
-                r = httpx.get(self.base_url + "/readyz", timeout=1.0)
-                if r.status_code == 200:
-                    return
-                last = r.text
-            except httpx.HTTPError as exc:
-                last = str(exc)
-            time.sleep(0.1)
-        raise RuntimeError(f"service not ready within {timeout}s: {last}")
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.kill(self.proc.pid, sig)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
-
-    def metrics(self) -> str:
-        return httpx.get(self.base_url + "/metrics", timeout=2.0).text
-
-    def metric(self, name: str, **labels: str) -> float:
-        """The value of one sample of /metrics (0.0 when absent)."""
-        want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-        pattern = re.compile(rf"^{re.escape(name)}(\{{(?P<labels>[^}}]*)\}})? (?P<value>\S+)$", re.M)
-        for m in pattern.finditer(self.metrics()):
-            got = ",".join(sorted((m.group("labels") or "").split(","))) if m.group("labels") else ""
-            if got == want:
-                return float(m.group("value"))
-        return 0.0
-
-    def get(self, path: str) -> httpx.Response:
-        return httpx.get(self.base_url + path, timeout=5.0)
 
 
 @pytest.fixture(scope="session")

@@ -62,8 +62,8 @@ CASES = [
     pytest.param(
         UnifiedNumber(13, "4001234570", "active", None, (MOBILE,)),
         "4001234570",
-        Reject(Reason.TENANT_SUSPENDED, None, 13),
-        id="tenant-missing-none",
+        Reject(Reason.NUMBER_NOT_ACTIVE, None, 13),
+        id="unassigned-number-not-in-service",
     ),
     pytest.param(
         UnifiedNumber(14, "4001234571", "active", 99, (MOBILE,)),

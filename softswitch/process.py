@@ -1,0 +1,97 @@
+"""`softswitch serve` as a child process, as an operator runs it: started, checked for
+readiness, read through its HTTP endpoints, and stopped by its PID. Used by the end-to-end
+tests and the benchmarks."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from softswitch.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class ServiceProcess:
+    """`softswitch serve` as a child process, stopped and started by its PID."""
+
+    settings: Settings
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path = Path("/tmp/softswitch-e2e-service.log")
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.settings.http.host}:{self.settings.http.port}"
+
+    def start(self, timeout: float = 20.0) -> None:
+        env = {**os.environ, **self.env}
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "softswitch.cli", "serve"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"service exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                r = httpx.get(self.base_url + "/readyz", timeout=1.0)
+                if r.status_code == 200:
+                    return
+                last = r.text
+            except httpx.HTTPError as exc:
+                last = str(exc)
+            time.sleep(0.1)
+        raise RuntimeError(f"service not ready within {timeout}s: {last}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.kill(self.proc.pid, sig)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+    def metrics(self) -> str:
+        return httpx.get(self.base_url + "/metrics", timeout=2.0).text
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The value of one sample of /metrics (0.0 when absent)."""
+        want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        pattern = re.compile(rf"^{re.escape(name)}(\{{(?P<labels>[^}}]*)\}})? (?P<value>\S+)$", re.M)
+        for m in pattern.finditer(self.metrics()):
+            got = ",".join(sorted((m.group("labels") or "").split(","))) if m.group("labels") else ""
+            if got == want:
+                return float(m.group("value"))
+        return 0.0
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(self.base_url + path, timeout=5.0)
+
+    def histogram(self, name: str) -> list[tuple[float, float]]:
+        """Cumulative (upper bound, count) buckets of a histogram without labels."""
+        out = []
+        for m in re.finditer(rf'^{re.escape(name)}_bucket\{{le="([^"]+)"\}} (\S+)$', self.metrics(), re.M):
+            out.append((float(m.group(1)), float(m.group(2))))
+        return out
