@@ -57,9 +57,10 @@ async def seed(conn: asyncpg.Connection) -> None:
                 await conn.execute("DELETE FROM destination_bindings WHERE number_id = $1", number_id)
                 for pos, (dest, timeout) in enumerate(dests):
                     await conn.execute(
-                        "INSERT INTO destination_bindings (number_id, destination, position, "
-                        "ring_timeout_s) VALUES ($1, $2, $3, $4)",
+                        "INSERT INTO destination_bindings (number_id, tenant_id, destination, "
+                        "position, ring_timeout_s) VALUES ($1, $2, $3, $4, $5)",
                         number_id,
+                        tenant_id,
                         dest,
                         pos,
                         timeout,

@@ -99,9 +99,10 @@ async def provision(
         )
         for pos, dest in enumerate(destinations):
             await conn.execute(
-                "INSERT INTO destination_bindings (number_id, destination, position, "
-                "ring_timeout_s) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO destination_bindings (number_id, tenant_id, destination, position, "
+                "ring_timeout_s) VALUES ($1, $2, $3, $4, $5)",
                 number_id,
+                tenant_id,
                 dest,
                 pos,
                 ring_timeout_s,
