@@ -82,6 +82,7 @@ class Resource:
     update_model: type[BaseModel] | None = None  # None: not updatable
     deletable: bool = True
     tenant_scoped: bool = True  # rows carry tenant_id; URLs live under /v1/tenants/{tid}/
+    platform_rows_only: bool = False  # a platform view of a table tenants share (tenant_id NULL)
     read_roles: frozenset[Role] = EVERYONE
     write_roles: frozenset[Role] = TENANT_WRITERS
     filters: tuple[str, ...] = ()
@@ -110,8 +111,12 @@ def present(res: Resource, row: Mapping[str, Any]) -> BaseModel:
 
 
 async def audit(
-    ctx: Ctx, entity: str, entity_id: object, action: str,
-    before: BaseModel | Mapping[str, Any] | None, after: BaseModel | Mapping[str, Any] | None,
+    ctx: Ctx,
+    entity: str,
+    entity_id: object,
+    action: str,
+    before: BaseModel | Mapping[str, Any] | None,
+    after: BaseModel | Mapping[str, Any] | None,
     tenant_id: int | None = None,
 ) -> None:
     def dump(v: BaseModel | Mapping[str, Any] | None) -> str | None:
@@ -124,9 +129,15 @@ async def audit(
     await ctx.conn.execute(
         "INSERT INTO audit_log (at, actor_user_id, actor, tenant_id, entity, entity_id, action, "
         "before, after) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb)",
-        ctx.clock.now(), ctx.actor.user_id, ctx.actor.name,
+        ctx.clock.now(),
+        ctx.actor.user_id,
+        ctx.actor.name,
         tenant_id if tenant_id is not None else ctx.tenant_id,
-        entity, str(entity_id), action, dump(before), dump(after),
+        entity,
+        str(entity_id),
+        action,
+        dump(before),
+        dump(after),
     )
 
 
@@ -147,6 +158,8 @@ async def authorize(ctx: Ctx, res: Resource, write: bool) -> None:
 def _scope_sql(res: Resource, ctx: Ctx, first_param: int) -> tuple[str, list[Any]]:
     if res.tenant_scoped:
         return f" AND tenant_id = ${first_param}", [ctx.tenant_id]
+    if res.platform_rows_only:
+        return " AND tenant_id IS NULL", []
     return "", []
 
 
@@ -194,9 +207,7 @@ async def list_rows(
 async def fetch_row(ctx: Ctx, res: Resource, row_id: int, for_update: bool = False) -> asyncpg.Record:
     where, params = _scope_sql(res, ctx, 2)
     lock = " FOR UPDATE" if for_update else ""
-    row = await ctx.conn.fetchrow(
-        f"SELECT * FROM {res.table} WHERE id = $1{where}{lock}", row_id, *params
-    )
+    row = await ctx.conn.fetchrow(f"SELECT * FROM {res.table} WHERE id = $1{where}{lock}", row_id, *params)
     if row is None:
         raise NotFound(f"{res.name} {row_id} not found", "id")
     return row
@@ -286,7 +297,6 @@ async def delete_row(ctx: Ctx, res: Resource, row_id: int, if_match: int | None)
             await ctx.conn.execute(f"DELETE FROM {res.table} WHERE id = $1", row_id)
             if res.after_write is not None:
                 await res.after_write(ctx, "delete", before, None)
-            await audit(ctx, res.name, row_id, "delete", present(res, before), None,
-                        before.get("tenant_id"))
+            await audit(ctx, res.name, row_id, "delete", present(res, before), None, before.get("tenant_id"))
     except asyncpg.PostgresError as exc:
         raise db_error(exc) from exc

@@ -7,19 +7,36 @@ import secrets
 from datetime import datetime, timedelta
 
 # Seed 001 §12.4: categories that may not use the service, except for their after-sales line.
-FORBIDDEN_CATEGORIES = frozenset({
-    "finance", "loans", "debt_collection", "stocks", "medicine", "health_products",
-    "antiques", "liquor", "tea", "beauty", "overseas_study", "exams", "invoice_printing",
-    "pos_sales",
-})
+FORBIDDEN_CATEGORIES = frozenset(
+    {
+        "finance",
+        "loans",
+        "debt_collection",
+        "stocks",
+        "medicine",
+        "health_products",
+        "antiques",
+        "liquor",
+        "tea",
+        "beauty",
+        "overseas_study",
+        "exams",
+        "invoice_printing",
+        "pos_sales",
+    }
+)
 # Never allowed, not even as an after-sales line.
 ALWAYS_FORBIDDEN = frozenset({"government_impersonation"})
 # Categories whose onboarding needs an industry licence as well.
 LICENSED_CATEGORIES = frozenset({"health_products", "medicine", "air_tickets"})
 
 BASE_DOCUMENTS = (
-    "business_licence", "legal_person_id", "signed_contract", "anti_fraud_commitment",
-    "phone_bill_proof", "destination_real_name_commitment",
+    "business_licence",
+    "legal_person_id",
+    "signed_contract",
+    "anti_fraud_commitment",
+    "phone_bill_proof",
+    "destination_real_name_commitment",
 )
 DOCUMENT_DEADLINE = timedelta(days=7)
 

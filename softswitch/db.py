@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import asyncpg
 
 from softswitch.migrate import Migration, migrate
@@ -11,8 +13,15 @@ from softswitch.settings import Settings
 ASTERISK_TABLES_RW = ("ps_endpoints", "ps_auths", "ps_aors", "ps_contacts", "ps_domain_aliases")
 
 
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """JSON columns come back as Python values."""
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
 async def connect(settings: Settings) -> asyncpg.Connection:
-    return await asyncpg.connect(settings.database.dsn(), timeout=settings.database.command_timeout)
+    conn = await asyncpg.connect(settings.database.dsn(), timeout=settings.database.command_timeout)
+    await init_connection(conn)
+    return conn
 
 
 async def create_pool(settings: Settings) -> asyncpg.Pool:

@@ -6,12 +6,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from fastapi import FastAPI, HTTPException, Query, Response
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from provisioning.api import ApiDeps, Unauthorized, build_router, install_error_handlers
+from provisioning.engine import Forbidden
+from provisioning.users import Unauthenticated, authenticate
 from softswitch.ami.client import AmiClient
 from softswitch.call_registry import CallRegistry
+from softswitch.clock import Clock
 from softswitch.metrics import Metrics
 
 
@@ -21,6 +25,8 @@ class HttpDeps:
     ami: AmiClient
     pool: asyncpg.Pool
     registry: CallRegistry
+    clock: Clock
+    settings: Any = None
 
 
 async def _database_ok(pool: asyncpg.Pool) -> tuple[bool, str]:
@@ -33,7 +39,25 @@ async def _database_ok(pool: asyncpg.Pool) -> tuple[bool, str]:
 
 
 def create_app(deps: HttpDeps) -> FastAPI:
-    app = FastAPI(title="softswitch control plane", version="0.1.0")
+    app = FastAPI(
+        title="softswitch control plane",
+        version="0.1.0",
+        description="Provisioning, call lists and health of the softswitch control plane.",
+    )
+    install_error_handlers(app)
+    app.include_router(build_router(ApiDeps(deps.pool, deps.clock, deps.settings)))
+
+    async def operator(authorization: str | None = Header(None)) -> None:
+        """The live call registry spans every tenant: operators only."""
+        if not authorization or not authorization.lower().startswith("bearer "):
+            raise Unauthorized("send Authorization: Bearer <token>", "Authorization")
+        async with deps.pool.acquire() as conn:
+            try:
+                who = await authenticate(conn, authorization[7:].strip(), deps.clock.now())
+            except Unauthenticated as exc:
+                raise Unauthorized(str(exc), "Authorization") from None
+        if not who.is_operator:
+            raise Forbidden("the live call registry is for operators")
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -54,16 +78,18 @@ def create_app(deps: HttpDeps) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(deps.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/v1/calls/live")
-    async def live_calls() -> list[dict[str, object]]:
+    @app.get("/v1/calls/live", tags=["calls"])
+    async def live_calls(_: None = Depends(operator)) -> list[dict[str, object]]:
         return [c.as_dict() for c in deps.registry.live()]
 
-    @app.get("/v1/calls/recent")
-    async def recent_calls(limit: int = Query(100, ge=1, le=2000)) -> list[dict[str, object]]:
+    @app.get("/v1/calls/recent", tags=["calls"])
+    async def recent_calls(
+        _: None = Depends(operator), limit: int = Query(100, ge=1, le=2000)
+    ) -> list[dict[str, object]]:
         return [c.as_dict() for c in deps.registry.recent(limit)]
 
-    @app.get("/v1/calls/{linkedid}")
-    async def one_call(linkedid: str) -> dict[str, object]:
+    @app.get("/v1/calls/{linkedid}", tags=["calls"])
+    async def one_call(linkedid: str, _: None = Depends(operator)) -> dict[str, object]:
         call = deps.registry.get(linkedid)
         if call is None:
             raise HTTPException(404, f"no live or recent call with linkedid {linkedid!r}")

@@ -26,6 +26,7 @@ class ServiceProcess:
 
     settings: Settings
     env: dict[str, str] = field(default_factory=dict)
+    token: str = ""  # an operator's API token, sent by get()
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path = Path("/tmp/softswitch-e2e-service.log")
 
@@ -86,8 +87,15 @@ class ServiceProcess:
                 return float(m.group("value"))
         return 0.0
 
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
     def get(self, path: str) -> httpx.Response:
-        return httpx.get(self.base_url + path, timeout=5.0)
+        return httpx.get(self.base_url + path, headers=self.headers(), timeout=5.0)
+
+    def request(self, method: str, path: str, **kw: object) -> httpx.Response:
+        headers = {**self.headers(), **kw.pop("headers", {})}  # type: ignore[dict-item]
+        return httpx.request(method, self.base_url + path, headers=headers, timeout=5.0, **kw)  # type: ignore[arg-type]
 
     def histogram(self, name: str) -> list[tuple[float, float]]:
         """Cumulative (upper bound, count) buckets of a histogram without labels."""

@@ -110,7 +110,9 @@ class Service:
         )
         await self.agi.start()
 
-        app = create_app(HttpDeps(self.metrics, self.ami, self.pool, self.registry))
+        app = create_app(
+            HttpDeps(self.metrics, self.ami, self.pool, self.registry, self.clock, self.settings)
+        )
         config = uvicorn.Config(
             app,
             host=s.http.host,

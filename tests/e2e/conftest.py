@@ -8,12 +8,14 @@ import random
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from softswitch.db import migrate_and_grant
+from provisioning.users import bootstrap_admin
+from softswitch.db import connect, migrate_and_grant
 from softswitch.process import ServiceProcess
 from softswitch.settings import Settings
 from softswitch.sipp import SippUas
@@ -36,9 +38,17 @@ def stack(settings: Settings) -> LocalStack:
     return st
 
 
+async def _admin_token(settings: Settings) -> str:
+    conn = await connect(settings)
+    try:
+        return await bootstrap_admin(conn, "e2e-admin", datetime.now(UTC))
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(scope="session")
 def service(stack: LocalStack, settings: Settings) -> Iterator[ServiceProcess]:
-    svc = ServiceProcess(settings)
+    svc = ServiceProcess(settings, token=asyncio.run(_admin_token(settings)))
     svc.log_path.write_bytes(b"")
     try:
         svc.start()

@@ -157,4 +157,5 @@ def test_health_and_metrics_endpoints(service: ServiceProcess) -> None:
         "softswitch_snapshot_generation",
     ):
         assert name in text
-    assert httpx.get(service.base_url + "/v1/calls/nope", timeout=2).status_code == 404
+    assert httpx.get(service.base_url + "/v1/calls/recent", timeout=2).status_code == 401
+    assert service.get("/v1/calls/nope").status_code == 404

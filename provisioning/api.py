@@ -1,0 +1,359 @@
+"""The provisioning REST API under /v1 (FastAPI; OpenAPI at /docs and /openapi.json).
+
+Authentication: `Authorization: Bearer <token>`. Tenant data lives under
+/v1/tenants/{tenant_id}/...; a tenant's token sees only its own tenant (others answer 404).
+Updates and deletes need `If-Match` with the version from the ETag; money operations
+need an `Idempotency-Key`. Errors are {"detail": [{"loc": [...], "msg": ..., "type": ...}]}."""
+
+# No `from __future__ import annotations` here: FastAPI reads the handlers' annotations,
+# and the generic handlers below annotate with models chosen at mount time.
+
+import re
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, create_model
+
+from provisioning import catalog, engine, money, numbers, tenants, users
+from provisioning.engine import Ctx, ProvisioningError, Resource
+from provisioning.roles import Principal
+from provisioning.schemas import (
+    AccountRead,
+    LedgerRead,
+    NumberCreate,
+    NumberRead,
+    RechargeCreate,
+    TenantCreate,
+    TenantRead,
+    TenantUpdate,
+    TokenCreate,
+    TokenIssued,
+    TokenRead,
+)
+from softswitch.clock import Clock
+
+MAX_ID = 2**53  # ids beyond this are not ours, and not representable in JSON clients
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+Limit = Annotated[int, Query(ge=1, le=500, description="page size")]
+After = Annotated[int | None, Query(ge=0, le=MAX_ID, description="the next_after of the previous page")]
+_ETAG = re.compile(r'^(?:W/)?"?v?(\d{1,9})"?$')
+
+
+@dataclass(frozen=True)
+class ApiDeps:
+    pool: asyncpg.Pool
+    clock: Clock
+    settings: Any = None
+
+
+class Unauthorized(ProvisioningError):
+    status, kind = 401, "unauthorized"
+
+
+def _if_match(value: str | None) -> int | None:
+    if value is None:
+        return None
+    m = _ETAG.match(value.strip())
+    if not m:
+        raise engine.Invalid('If-Match must be the ETag you read, e.g. "3"', "If-Match")
+    return int(m.group(1))
+
+
+def _etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def error_response(exc: ProvisioningError) -> JSONResponse:
+    loc = ["header" if exc.field in ("If-Match", "Idempotency-Key") else "body"]
+    if exc.field:
+        loc.append(exc.field)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return JSONResponse(
+        {"detail": [{"loc": loc, "msg": exc.message, "type": exc.kind}]},
+        status_code=exc.status,
+        headers=headers,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ProvisioningError)
+    async def _provisioning_error(_request: Request, exc: ProvisioningError) -> JSONResponse:
+        return error_response(exc)
+
+
+def _page_model(read: type[BaseModel], name: str) -> type[BaseModel]:
+    return create_model(f"{name}Page", items=(list[read], ...), next_after=(int | None, None))  # type: ignore[call-overload]
+
+
+def build_router(deps: ApiDeps) -> APIRouter:
+    router = APIRouter(prefix="/v1")
+
+    async def context(
+        authorization: Annotated[str | None, Header(description="Bearer <token>")] = None,
+    ) -> AsyncIterator[Ctx]:
+        if not authorization or not authorization.lower().startswith("bearer "):
+            raise Unauthorized("send Authorization: Bearer <token>", "Authorization")
+        async with deps.pool.acquire() as conn:
+            try:
+                principal = await users.authenticate(conn, authorization[7:].strip(), deps.clock.now())
+            except users.Unauthenticated as exc:
+                raise Unauthorized(str(exc), "Authorization") from None
+            yield Ctx(conn, principal, deps.clock, settings=deps.settings)
+
+    CtxDep = Annotated[Ctx, Depends(context)]
+
+    def scoped(ctx: Ctx, tenant_id: int | None) -> Ctx:
+        ctx.tenant_id = tenant_id
+        return ctx
+
+    # ------------------------------------------------------------------ who am I
+    class WhoAmI(BaseModel):
+        user_id: int | None
+        name: str
+        role: str
+        tenant_id: int | None
+
+    @router.get("/whoami", response_model=WhoAmI, tags=["auth"])
+    async def whoami(ctx: CtxDep) -> WhoAmI:
+        p: Principal = ctx.actor
+        return WhoAmI(user_id=p.user_id, name=p.name, role=p.role.value, tenant_id=p.tenant_id)
+
+    # ------------------------------------------------------------------ tenants
+    TenantPage = _page_model(TenantRead, "Tenant")
+
+    @router.get("/tenants", response_model=TenantPage, tags=["tenants"])
+    async def list_tenants(
+        ctx: CtxDep, limit: Limit = 50, after: After = None, state: str | None = None
+    ) -> Any:
+        items, nxt = await tenants.list_tenants(ctx, limit, after, state)
+        return {"items": items, "next_after": nxt}
+
+    @router.post("/tenants", response_model=TenantRead, status_code=201, tags=["tenants"])
+    async def create_tenant(ctx: CtxDep, data: TenantCreate, response: Response) -> Any:
+        out = await tenants.create_tenant(ctx, data)
+        response.headers["ETag"] = _etag(out.version)
+        return out
+
+    @router.get("/tenants/{tenant_id}", response_model=TenantRead, tags=["tenants"])
+    async def get_tenant(ctx: CtxDep, tenant_id: IdPath, response: Response) -> Any:
+        out = await tenants.get_tenant(ctx, tenant_id)
+        response.headers["ETag"] = _etag(out.version)
+        return out
+
+    @router.patch("/tenants/{tenant_id}", response_model=TenantRead, tags=["tenants"])
+    async def update_tenant(
+        ctx: CtxDep,
+        tenant_id: IdPath,
+        data: TenantUpdate,
+        response: Response,
+        if_match: Annotated[str | None, Header()] = None,
+    ) -> Any:
+        out = await tenants.update_tenant(ctx, tenant_id, data, _if_match(if_match))
+        response.headers["ETag"] = _etag(out.version)
+        return out
+
+    for action in tenants.TENANT_TRANSITIONS:
+
+        def _make(action: str) -> Callable[..., Any]:
+            async def change_state(ctx: CtxDep, tenant_id: IdPath) -> Any:
+                return await tenants.change_tenant_state(ctx, tenant_id, action)
+
+            change_state.__name__ = f"{action}_tenant"
+            return change_state
+
+        router.add_api_route(
+            f"/tenants/{{tenant_id}}/{action}",
+            _make(action),
+            methods=["POST"],
+            response_model=TenantRead,
+            tags=["tenants"],
+            summary=f"{action.capitalize()} a tenant",
+        )
+
+    # ------------------------------------------------------------------ numbers
+    @router.post(
+        "/tenants/{tenant_id}/numbers",
+        response_model=NumberRead,
+        status_code=201,
+        tags=["numbers"],
+        summary="Assign a number (from the pool or new); it starts reserved",
+    )
+    async def assign_number(ctx: CtxDep, tenant_id: IdPath, data: NumberCreate) -> Any:
+        return await numbers.assign_number(scoped(ctx, tenant_id), data)
+
+    @router.post(
+        "/tenants/{tenant_id}/numbers/{number_id}/{action}",
+        response_model=NumberRead,
+        tags=["numbers"],
+        summary="Life cycle: submit, approve, suspend, resume, release",
+    )
+    async def number_action(
+        ctx: CtxDep,
+        tenant_id: IdPath,
+        number_id: IdPath,
+        action: Annotated[str, Path(pattern="^(submit|approve|suspend|resume|release)$")],
+    ) -> Any:
+        return await numbers.number_action(scoped(ctx, tenant_id), number_id, action)
+
+    # ------------------------------------------------------------------ money
+    @router.get("/tenants/{tenant_id}/account", response_model=AccountRead, tags=["money"])
+    async def get_account(ctx: CtxDep, tenant_id: IdPath) -> Any:
+        return await money.get_account(scoped(ctx, tenant_id))
+
+    @router.post(
+        "/tenants/{tenant_id}/recharges",
+        response_model=LedgerRead,
+        status_code=201,
+        tags=["money"],
+        summary="Credit the prepaid account (idempotent on Idempotency-Key)",
+    )
+    async def recharge(
+        ctx: CtxDep,
+        tenant_id: IdPath,
+        data: RechargeCreate,
+        response: Response,
+        idempotency_key: Annotated[str, Header(min_length=8, max_length=200, pattern=r"^[\x21-\x7e]+$")],
+    ) -> Any:
+        entry, created = await money.recharge(scoped(ctx, tenant_id), data, idempotency_key)
+        if not created:
+            response.status_code = 200
+        return entry
+
+    # ------------------------------------------------------------------ tokens
+    @router.post("/users/{user_id}/tokens", response_model=TokenIssued, status_code=201, tags=["users"])
+    async def issue_token(ctx: CtxDep, user_id: IdPath, data: TokenCreate) -> Any:
+        return await users.issue_token(ctx, user_id, data)
+
+    @router.delete("/tokens/{token_id}", response_model=TokenRead, tags=["users"])
+    async def revoke_token(ctx: CtxDep, token_id: IdPath) -> Any:
+        return await users.revoke_token(ctx, token_id)
+
+    # ------------------------------------------------------------------ generic resources
+    for res in catalog.TENANT_RESOURCES + catalog.PLATFORM_RESOURCES:
+        _mount(router, res, CtxDep)
+    return router
+
+
+def _mount(router: APIRouter, res: Resource, CtxDep: Any) -> None:  # noqa: N803 - a type alias
+    tag = res.name
+    if res.tenant_scoped:
+        base = f"/tenants/{{tenant_id}}/{res.name}"
+        page_name = f"Tenant{res.read_model.__name__}{res.name.title().replace('-', '')}"
+
+        def tenant_of(tenant_id: IdPath) -> int | None:
+            return tenant_id
+    else:
+        base = f"/{res.name}"
+        page_name = f"Platform{res.read_model.__name__}{res.name.title().replace('-', '')}"
+
+        def tenant_of() -> int | None:
+            return None
+
+    Scope = Annotated[int | None, Depends(tenant_of)]
+    Read = res.read_model
+    Page = _page_model(Read, page_name)
+    filters_doc = f"Filters (exact match): {', '.join(res.filters)}." if res.filters else ""
+
+    async def list_(
+        ctx: CtxDep, request: Request, tenant_id: Scope, limit: Limit = 50, after: After = None
+    ) -> Any:
+        ctx.tenant_id = tenant_id
+        items, nxt = await engine.list_rows(ctx, res, dict(request.query_params), limit, after)
+        return {"items": items, "next_after": nxt}
+
+    async def get_(ctx: CtxDep, tenant_id: Scope, item_id: IdPath, response: Response) -> Any:
+        ctx.tenant_id = tenant_id
+        out = await engine.get_row(ctx, res, item_id)
+        if hasattr(out, "version"):
+            response.headers["ETag"] = _etag(out.version)
+        return out
+
+    router.add_api_route(
+        base,
+        list_,
+        methods=["GET"],
+        response_model=Page,
+        tags=[tag],
+        summary=f"List {res.name}",
+        description=filters_doc,
+        name=f"list_{page_name}",
+    )
+    router.add_api_route(
+        f"{base}/{{item_id}}",
+        get_,
+        methods=["GET"],
+        response_model=Read,
+        tags=[tag],
+        summary=f"Read one of {res.name}",
+        name=f"get_{page_name}",
+    )
+
+    if res.create_model is not None:
+        CreateModel = res.create_model
+
+        async def create_(ctx: CtxDep, tenant_id: Scope, data: CreateModel, response: Response) -> Any:  # type: ignore[valid-type]
+            ctx.tenant_id = tenant_id
+            out = await engine.create_row(ctx, res, data)
+            response.headers["ETag"] = _etag(out.version)  # type: ignore[attr-defined]
+            return out
+
+        router.add_api_route(
+            base,
+            create_,
+            methods=["POST"],
+            response_model=Read,
+            status_code=201,
+            tags=[tag],
+            summary=f"Create one of {res.name}",
+            name=f"create_{page_name}",
+        )
+
+    if res.update_model is not None:
+        UpdateModel = res.update_model
+
+        async def update_(
+            ctx: CtxDep,
+            tenant_id: Scope,
+            item_id: IdPath,
+            data: UpdateModel,  # type: ignore[valid-type]
+            response: Response,
+            if_match: Annotated[str | None, Header()] = None,
+        ) -> Any:
+            ctx.tenant_id = tenant_id
+            out = await engine.update_row(ctx, res, item_id, data, _if_match(if_match))
+            response.headers["ETag"] = _etag(out.version)  # type: ignore[attr-defined]
+            return out
+
+        router.add_api_route(
+            f"{base}/{{item_id}}",
+            update_,
+            methods=["PATCH"],
+            response_model=Read,
+            tags=[tag],
+            summary=f"Change one of {res.name} (If-Match required)",
+            name=f"update_{page_name}",
+        )
+
+    if res.deletable and res.create_model is not None:
+
+        async def delete_(
+            ctx: CtxDep, tenant_id: Scope, item_id: IdPath, if_match: Annotated[str | None, Header()] = None
+        ) -> Response:
+            ctx.tenant_id = tenant_id
+            await engine.delete_row(ctx, res, item_id, _if_match(if_match))
+            return Response(status_code=204)
+
+        router.add_api_route(
+            f"{base}/{{item_id}}",
+            delete_,
+            methods=["DELETE"],
+            status_code=204,
+            tags=[tag],
+            summary=f"Delete one of {res.name} (If-Match required)",
+            name=f"delete_{page_name}",
+            response_class=Response,
+        )

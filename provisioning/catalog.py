@@ -1,0 +1,252 @@
+"""Every entity the generic engine serves, declared once: table, models, scope, roles."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from provisioning import schemas as s
+from provisioning.engine import Ctx, Invalid, Resource, Values
+from provisioning.roles import ADMINS, EVERYONE, OPERATORS, TENANT_WRITERS
+from provisioning.rules import documents_due, hash_pin, mask_id_number
+from provisioning.sip import after_extension_write, prepare_extension
+
+
+async def _number_of_tenant(ctx: Ctx, values: Values, before: Mapping[str, Any] | None) -> Values:
+    number_id = values.get("number_id", before["number_id"] if before else None)
+    ok = await ctx.conn.fetchval(
+        "SELECT 1 FROM numbers WHERE id = $1 AND tenant_id = $2", number_id, ctx.tenant_id
+    )
+    if not ok:
+        raise Invalid(f"number {number_id} does not belong to this tenant", "number_id")
+    return values
+
+
+async def _prepare_pin(ctx: Ctx, values: Values, before: Mapping[str, Any] | None) -> Values:
+    if before is None:
+        await _number_of_tenant(ctx, values, None)
+    pin = values.pop("pin", None)
+    if pin is not None:
+        values["pin_sha256"] = hash_pin(pin)
+    return values
+
+
+async def _prepare_document(ctx: Ctx, values: Values, before: Mapping[str, Any] | None) -> Values:
+    # Approving or rejecting a document is the operator's review, not the tenant's.
+    if values.get("status") in ("approved", "rejected") and not ctx.actor.is_operator:
+        raise Invalid("only an operator approves or rejects documents", "status")
+    if before is None:
+        paid_at = await ctx.conn.fetchval("SELECT paid_at FROM tenants WHERE id = $1", ctx.tenant_id)
+        values["due_at"] = documents_due(paid_at)
+    values["updated_at"] = ctx.clock.now()
+    return values
+
+
+async def _trunk_route_parent(ctx: Ctx, values: Values, before: Mapping[str, Any] | None) -> Values:
+    if "trunk_id" in values and not await ctx.conn.fetchval(
+        "SELECT 1 FROM trunks WHERE id = $1", values["trunk_id"]
+    ):
+        raise Invalid(f"trunk {values['trunk_id']} does not exist", "trunk_id")
+    return values
+
+
+TENANT_NUMBERS = Resource(
+    "numbers",
+    "numbers",
+    s.NumberRead,
+    None,
+    None,
+    deletable=False,
+    write_roles=OPERATORS,
+    filters=("state", "kind"),
+)
+POOL_NUMBERS = Resource(
+    "numbers",
+    "numbers",
+    s.NumberRead,
+    s.NumberCreate,
+    None,
+    deletable=False,
+    tenant_scoped=False,
+    read_roles=OPERATORS,
+    write_roles=OPERATORS,
+    filters=("state", "kind", "tenant_id"),
+)
+DOCUMENTS = Resource(
+    "documents",
+    "tenant_documents",
+    s.DocumentRead,
+    s.DocumentCreate,
+    s.DocumentUpdate,
+    deletable=False,
+    filters=("status", "kind"),
+    prepare=_prepare_document,
+)
+BINDINGS = Resource(
+    "bindings",
+    "destination_bindings",
+    s.BindingRead,
+    s.BindingCreate,
+    s.BindingUpdate,
+    filters=("number_id",),
+    masks={"owner_id_number": mask_id_number},
+    prepare=_number_of_tenant,
+)
+EXTENSIONS = Resource(
+    "extensions",
+    "sip_extensions",
+    s.ExtensionRead,
+    s.ExtensionCreate,
+    s.ExtensionUpdate,
+    filters=("site", "device_kind", "extension"),
+    prepare=prepare_extension,
+    after_write=after_extension_write,
+)
+SUBSCRIPTIONS = Resource(
+    "subscriptions",
+    "subscriptions",
+    s.SubscriptionRead,
+    s.SubscriptionCreate,
+    s.SubscriptionUpdate,
+    deletable=False,
+    write_roles=OPERATORS,
+    filters=("state",),
+)
+TIME_POLICIES = Resource(
+    "time-policies",
+    "time_policies",
+    s.PolicyRead,
+    s.PolicyCreate,
+    s.PolicyUpdate,
+    filters=("enabled",),
+)
+REGION_POLICIES = Resource(
+    "region-policies",
+    "region_policies",
+    s.PolicyRead,
+    s.PolicyCreate,
+    s.PolicyUpdate,
+    filters=("enabled",),
+)
+IVR_MENUS = Resource("ivr-menus", "ivr_menus", s.MenuRead, s.MenuCreate, s.MenuUpdate)
+TENANT_BLACKLIST = Resource(
+    "blacklist",
+    "blacklist_entries",
+    s.BlacklistRead,
+    s.BlacklistCreate,
+    s.BlacklistUpdate,
+    filters=("direction", "match_kind"),
+)
+PINS = Resource(
+    "pins",
+    "number_pins",
+    s.PinRead,
+    s.PinCreate,
+    s.PinUpdate,
+    filters=("number_id",),
+    prepare=_prepare_pin,
+)
+LEDGER = Resource("ledger", "ledger_entries", s.LedgerRead, deletable=False, filters=("kind",))
+CALLS = Resource("calls", "calls", s.CallRead, deletable=False, filters=("reason", "action"))
+TENANT_AUDIT = Resource(
+    "audit",
+    "audit_log",
+    s.AuditRead,
+    deletable=False,
+    read_roles=TENANT_WRITERS,
+    filters=("entity", "action"),
+)
+
+PACKAGES = Resource(
+    "packages",
+    "packages",
+    s.PackageRead,
+    s.PackageCreate,
+    s.PackageUpdate,
+    deletable=False,
+    tenant_scoped=False,
+    read_roles=EVERYONE,
+    write_roles=ADMINS,
+    filters=("kind", "active", "code"),
+)
+PLATFORM_BLACKLIST = Resource(
+    "blacklist",
+    "blacklist_entries",
+    s.BlacklistRead,
+    s.BlacklistCreate,
+    s.BlacklistUpdate,
+    tenant_scoped=False,
+    platform_rows_only=True,
+    read_roles=OPERATORS,
+    write_roles=OPERATORS,
+    filters=("direction", "match_kind"),
+)
+TRUNKS = Resource(
+    "trunks",
+    "trunks",
+    s.TrunkRead,
+    s.TrunkCreate,
+    s.TrunkUpdate,
+    tenant_scoped=False,
+    read_roles=OPERATORS,
+    write_roles=OPERATORS,
+    filters=("kind", "enabled"),
+)
+TRUNK_ROUTES = Resource(
+    "trunk-routes",
+    "trunk_routes",
+    s.TrunkRouteRead,
+    s.TrunkRouteCreate,
+    s.TrunkRouteUpdate,
+    tenant_scoped=False,
+    read_roles=OPERATORS,
+    write_roles=OPERATORS,
+    filters=("trunk_id",),
+    prepare=_trunk_route_parent,
+)
+USERS = Resource(
+    "users",
+    "operator_users",
+    s.UserRead,
+    s.UserCreate,
+    s.UserUpdate,
+    tenant_scoped=False,
+    read_roles=OPERATORS,
+    write_roles=ADMINS,
+    filters=("role", "tenant_id"),
+)
+AUDIT = Resource(
+    "audit",
+    "audit_log",
+    s.AuditRead,
+    deletable=False,
+    tenant_scoped=False,
+    read_roles=OPERATORS,
+    filters=("entity", "action", "tenant_id"),
+)
+
+# What the API mounts generically, in the order the OpenAPI document lists them.
+TENANT_RESOURCES = (
+    DOCUMENTS,
+    TENANT_NUMBERS,
+    BINDINGS,
+    EXTENSIONS,
+    SUBSCRIPTIONS,
+    TIME_POLICIES,
+    REGION_POLICIES,
+    IVR_MENUS,
+    TENANT_BLACKLIST,
+    PINS,
+    LEDGER,
+    CALLS,
+    TENANT_AUDIT,
+)
+PLATFORM_RESOURCES = (
+    POOL_NUMBERS,
+    PACKAGES,
+    PLATFORM_BLACKLIST,
+    TRUNKS,
+    TRUNK_ROUTES,
+    USERS,
+    AUDIT,
+)

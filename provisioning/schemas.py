@@ -1,0 +1,536 @@
+"""Request and response models of the provisioning API. Field names are column names.
+Money is Decimal (serialised as a string); ID numbers are masked on read."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Digits = Field(pattern=r"^[0-9]+$")
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+def _check_tz(value: str | None) -> str | None:
+    if value is None:
+        return value
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name like Asia/Shanghai)") from None
+    return value
+
+
+# ------------------------------------------------------------------------------ tenants
+EntityKind = Literal["company", "sole_trader"]
+IdKind = Literal["resident_id", "passport", "hk_macao_permit", "taiwan_permit"]
+
+
+class TenantCreate(_In):
+    name: str = Field(min_length=1, max_length=200)
+    timezone: str = "Asia/Shanghai"
+    credit_code: str | None = Field(None, pattern=r"^[0-9A-HJ-NPQRTUWXY]{18}$")
+    entity_kind: EntityKind = "company"
+    legal_person_name: str = Field("", max_length=100)
+    legal_person_id_kind: IdKind = "resident_id"
+    legal_person_id_number: str = Field("", pattern=r"^[0-9A-Za-z]{0,30}$")
+    business_category: str = Field("general", pattern=r"^[a-z_]{2,40}$")
+    after_sales_line: bool = False
+    emergency_contact_name: str = Field("", max_length=100)
+    emergency_contact_phone: str = Field("", pattern=r"^[0-9]{0,20}$")
+    paid_at: datetime | None = None
+
+    _tz = field_validator("timezone")(_check_tz)
+
+
+class TenantUpdate(_In):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    timezone: str | None = None
+    credit_code: str | None = Field(None, pattern=r"^[0-9A-HJ-NPQRTUWXY]{18}$")
+    entity_kind: EntityKind | None = None
+    legal_person_name: str | None = Field(None, max_length=100)
+    legal_person_id_kind: IdKind | None = None
+    legal_person_id_number: str | None = Field(None, pattern=r"^[0-9A-Za-z]{0,30}$")
+    business_category: str | None = Field(None, pattern=r"^[a-z_]{2,40}$")
+    after_sales_line: bool | None = None
+    emergency_contact_name: str | None = Field(None, max_length=100)
+    emergency_contact_phone: str | None = Field(None, pattern=r"^[0-9]{0,20}$")
+    paid_at: datetime | None = None
+
+    _tz = field_validator("timezone")(_check_tz)
+
+
+class TenantRead(_Out):
+    id: int
+    name: str
+    state: str
+    timezone: str
+    credit_code: str | None
+    entity_kind: str
+    legal_person_name: str
+    legal_person_id_kind: str
+    legal_person_id_number: str
+    business_category: str
+    after_sales_line: bool
+    emergency_contact_name: str
+    emergency_contact_phone: str
+    paid_at: datetime | None
+    suspended_at: datetime | None
+    terminated_at: datetime | None
+    version: int
+    created_at: datetime
+
+
+class DocumentCreate(_In):
+    kind: Literal[
+        "business_licence",
+        "legal_person_id",
+        "signed_contract",
+        "anti_fraud_commitment",
+        "phone_bill_proof",
+        "destination_real_name_commitment",
+        "holding_id_photo",
+        "industry_licence",
+    ]
+    status: Literal["missing", "submitted"] = "missing"
+    reference: str = Field("", max_length=500)
+    note: str = Field("", max_length=500)
+
+
+class DocumentUpdate(_In):
+    status: Literal["missing", "submitted", "approved", "rejected"] | None = None
+    reference: str | None = Field(None, max_length=500)
+    note: str | None = Field(None, max_length=500)
+
+
+class DocumentRead(_Out):
+    id: int
+    tenant_id: int
+    kind: str
+    status: str
+    due_at: datetime | None
+    reference: str
+    note: str
+    version: int
+    updated_at: datetime
+
+
+# ------------------------------------------------------------------------------ numbers
+NumberKind = Literal["unified_400", "unified_95", "did", "caller_id"]
+
+
+class NumberCreate(_In):
+    number: str = Field(pattern=r"^[0-9]{3,20}$")
+    kind: NumberKind
+
+
+class NumberRead(_Out):
+    id: int
+    number: str
+    kind: str
+    tenant_id: int | None
+    state: str
+    approved_at: datetime | None
+    released_at: datetime | None
+    available_after: datetime | None
+    version: int
+    created_at: datetime
+
+
+class BindingCreate(_In):
+    number_id: int = Field(ge=1)
+    destination: str = Field(pattern=r"^[0-9]{2,20}$")
+    kind: Literal["mobile", "fixed", "extension"] = "mobile"
+    position: int = Field(0, ge=0, le=1000)
+    ring_timeout_s: int = Field(30, ge=5, le=300)
+    owner_name: str = Field(min_length=1, max_length=100)
+    owner_id_number: str = Field(pattern=r"^[0-9A-Za-z]{6,30}$")
+
+
+class BindingUpdate(_In):
+    destination: str | None = Field(None, pattern=r"^[0-9]{2,20}$")
+    kind: Literal["mobile", "fixed", "extension"] | None = None
+    position: int | None = Field(None, ge=0, le=1000)
+    ring_timeout_s: int | None = Field(None, ge=5, le=300)
+    owner_name: str | None = Field(None, min_length=1, max_length=100)
+    owner_id_number: str | None = Field(None, pattern=r"^[0-9A-Za-z]{6,30}$")
+
+
+class BindingRead(_Out):
+    id: int
+    tenant_id: int | None
+    number_id: int
+    destination: str
+    kind: str
+    position: int
+    ring_timeout_s: int
+    owner_name: str
+    owner_id_number: str
+    version: int
+
+
+# ------------------------------------------------------------------------------ SIP
+class ExtensionCreate(_In):
+    extension: str = Field(pattern=r"^[0-9]{2,6}$")
+    display_name: str = Field("", max_length=80, pattern=r'^[^"<>\\\r\n]*$')
+    site: str = Field("main", pattern=r"^[a-z0-9_-]{1,40}$")
+    device_kind: Literal["phone", "gateway"] = "phone"
+    fax_allowed: bool = False
+    password: str = Field(min_length=10, max_length=128, pattern=r"^[\x21-\x7e]+$")
+
+
+class ExtensionUpdate(_In):
+    display_name: str | None = Field(None, max_length=80, pattern=r'^[^"<>\\\r\n]*$')
+    site: str | None = Field(None, pattern=r"^[a-z0-9_-]{1,40}$")
+    device_kind: Literal["phone", "gateway"] | None = None
+    fax_allowed: bool | None = None
+    password: str | None = Field(None, min_length=10, max_length=128, pattern=r"^[\x21-\x7e]+$")
+
+
+class ExtensionRead(_Out):
+    id: int
+    tenant_id: int
+    extension: str
+    display_name: str
+    site: str
+    device_kind: str
+    fax_allowed: bool
+    endpoint_id: str = Field(description="the SIP username the device registers with")
+    realm: str
+    version: int
+    created_at: datetime
+
+
+# ------------------------------------------------------------------------------ packages
+class PackageCreate(_In):
+    code: str = Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    name: str = Field(min_length=1, max_length=200)
+    kind: Literal[
+        "line",
+        "extension_module",
+        "combined",
+        "trunk",
+        "platform",
+        "prestored",
+        "unified_400",
+        "addon",
+    ]
+    monthly_rent: Decimal = Field(Decimal(0), ge=0, max_digits=12, decimal_places=2)
+    caller_id_numbers: int = Field(0, ge=0, le=1000)
+    channels: int = Field(0, ge=0, le=1000)
+    extensions: int = Field(0, ge=0, le=10000)
+    included_minutes: int = Field(0, ge=0, le=10_000_000)
+    overage_rate: Decimal = Field(Decimal(0), ge=0, max_digits=10, decimal_places=4)
+    first_increment_s: int = Field(60, ge=1, le=3600)
+    increment_s: int = Field(60, ge=1, le=3600)
+    split_billing: bool = False
+    min_term_months: int = Field(0, ge=0, le=120)
+    period_months: int = Field(1, ge=1, le=120)
+    package_total: Decimal | None = Field(None, ge=0, max_digits=12, decimal_places=2)
+    annual_fee: Decimal | None = Field(None, ge=0, max_digits=12, decimal_places=2)
+    prestored_amount: Decimal | None = Field(None, ge=0, max_digits=12, decimal_places=2)
+    annual_minimum: Decimal | None = Field(None, ge=0, max_digits=12, decimal_places=2)
+    active: bool = True
+    note: str = Field("", max_length=500)
+
+
+class PackageUpdate(_In):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    monthly_rent: Decimal | None = Field(None, ge=0, max_digits=12, decimal_places=2)
+    included_minutes: int | None = Field(None, ge=0, le=10_000_000)
+    overage_rate: Decimal | None = Field(None, ge=0, max_digits=10, decimal_places=4)
+    active: bool | None = None
+    note: str | None = Field(None, max_length=500)
+
+
+class PackageRead(_Out):
+    id: int
+    code: str
+    name: str
+    kind: str
+    monthly_rent: Decimal
+    caller_id_numbers: int
+    channels: int
+    extensions: int
+    included_minutes: int
+    overage_rate: Decimal
+    first_increment_s: int
+    increment_s: int
+    split_billing: bool
+    min_term_months: int
+    period_months: int
+    package_total: Decimal | None
+    annual_fee: Decimal | None
+    prestored_amount: Decimal | None
+    annual_minimum: Decimal | None
+    active: bool
+    note: str
+    version: int
+
+
+class SubscriptionCreate(_In):
+    package_id: int = Field(ge=1)
+    starts_on: date
+    ends_on: date | None = None
+
+
+class SubscriptionUpdate(_In):
+    ends_on: date | None = None
+    state: Literal["active", "suspended", "ended"] | None = None
+
+
+class SubscriptionRead(_Out):
+    id: int
+    tenant_id: int
+    package_id: int
+    starts_on: date
+    ends_on: date | None
+    state: str
+    version: int
+    created_at: datetime
+
+
+# ------------------------------------------------------------------------------ policies
+class PolicyCreate(_In):
+    name: str = Field(min_length=1, max_length=100)
+    enabled: bool = True
+    definition: dict[str, Any]
+
+
+class PolicyUpdate(_In):
+    name: str | None = Field(None, min_length=1, max_length=100)
+    enabled: bool | None = None
+    definition: dict[str, Any] | None = None
+
+
+class PolicyRead(_Out):
+    id: int
+    tenant_id: int
+    name: str
+    enabled: bool
+    definition: dict[str, Any]
+    version: int
+
+
+class MenuCreate(_In):
+    name: str = Field(min_length=1, max_length=100)
+    definition: dict[str, Any]
+
+
+class MenuUpdate(_In):
+    name: str | None = Field(None, min_length=1, max_length=100)
+    definition: dict[str, Any] | None = None
+
+
+class MenuRead(_Out):
+    id: int
+    tenant_id: int
+    name: str
+    definition: dict[str, Any]
+    version: int
+
+
+class BlacklistCreate(_In):
+    pattern: str = Field(pattern=r"^([0-9]{1,20}|anonymous)$")
+    match_kind: Literal["exact", "prefix"] = "exact"
+    direction: Literal["inbound", "outbound", "both"] = "inbound"
+    note: str = Field("", max_length=200)
+
+
+class BlacklistUpdate(_In):
+    note: str | None = Field(None, max_length=200)
+
+
+class BlacklistRead(_Out):
+    id: int
+    tenant_id: int | None
+    pattern: str
+    match_kind: str
+    direction: str
+    note: str
+    version: int
+    created_at: datetime
+
+
+class PinCreate(_In):
+    number_id: int = Field(ge=1)
+    pin: str = Field(pattern=r"^[0-9]{4,8}$")
+    enabled: bool = True
+    max_attempts: int = Field(3, ge=1, le=10)
+
+
+class PinUpdate(_In):
+    pin: str | None = Field(None, pattern=r"^[0-9]{4,8}$")
+    enabled: bool | None = None
+    max_attempts: int | None = Field(None, ge=1, le=10)
+
+
+class PinRead(_Out):
+    id: int
+    tenant_id: int
+    number_id: int
+    enabled: bool
+    max_attempts: int
+    version: int
+
+
+# ------------------------------------------------------------------------------ trunks
+class TrunkCreate(_In):
+    name: str = Field(pattern=r"^[a-z0-9_-]{2,40}$")
+    kind: Literal["carrier", "customer_pbx"] = "carrier"
+    tenant_id: int | None = Field(None, ge=1)
+    host: str = Field(pattern=r"^[A-Za-z0-9.-]{1,253}$")
+    port: int = Field(5060, ge=1, le=65535)
+    channels: int = Field(30, ge=1, le=10000)
+    enabled: bool = True
+
+
+class TrunkUpdate(_In):
+    host: str | None = Field(None, pattern=r"^[A-Za-z0-9.-]{1,253}$")
+    port: int | None = Field(None, ge=1, le=65535)
+    channels: int | None = Field(None, ge=1, le=10000)
+    enabled: bool | None = None
+
+
+class TrunkRead(_Out):
+    id: int
+    tenant_id: int | None
+    name: str
+    kind: str
+    host: str
+    port: int
+    channels: int
+    enabled: bool
+    version: int
+
+
+class TrunkRouteCreate(_In):
+    trunk_id: int = Field(ge=1)
+    prefix: str = Field("", pattern=r"^[0-9]{0,20}$")
+    priority: int = Field(100, ge=0, le=10000)
+    weight: int = Field(100, ge=1, le=10000)
+
+
+class TrunkRouteUpdate(_In):
+    prefix: str | None = Field(None, pattern=r"^[0-9]{0,20}$")
+    priority: int | None = Field(None, ge=0, le=10000)
+    weight: int | None = Field(None, ge=1, le=10000)
+
+
+class TrunkRouteRead(_Out):
+    id: int
+    trunk_id: int
+    prefix: str
+    priority: int
+    weight: int
+    version: int
+
+
+# ------------------------------------------------------------------------------ users
+Roles = Literal["platform_admin", "operator_staff", "tenant_admin", "tenant_readonly"]
+
+
+class UserCreate(_In):
+    username: str = Field(pattern=r"^[a-z0-9_.@-]{3,64}$")
+    display_name: str = Field("", max_length=100)
+    role: Roles
+    tenant_id: int | None = Field(None, ge=1)
+
+
+class UserUpdate(_In):
+    display_name: str | None = Field(None, max_length=100)
+    disabled: bool | None = None
+
+
+class UserRead(_Out):
+    id: int
+    username: str
+    display_name: str
+    role: str
+    tenant_id: int | None
+    disabled: bool
+    version: int
+    created_at: datetime
+
+
+class TokenCreate(_In):
+    name: str = Field("", max_length=100)
+    expires_at: datetime | None = None
+
+
+class TokenRead(_Out):
+    id: int
+    user_id: int
+    name: str
+    prefix: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+class TokenIssued(TokenRead):
+    token: str = Field(description="shown once; only its SHA-256 is kept")
+
+
+# ------------------------------------------------------------------------------ money and calls
+class AccountRead(_Out):
+    tenant_id: int
+    balance: Decimal
+    credit_limit: Decimal
+    currency: str
+    version: int
+
+
+class RechargeCreate(_In):
+    amount: Decimal = Field(gt=0, le=Decimal("1000000"), max_digits=12, decimal_places=2)
+    reference: str = Field("", max_length=200)
+
+
+class LedgerRead(_Out):
+    id: int
+    tenant_id: int
+    kind: str
+    amount: Decimal
+    balance_after: Decimal
+    reference: str
+    idempotency_key: str | None
+    created_at: datetime
+
+
+class CallRead(_Out):
+    id: int
+    linkedid: str
+    tenant_id: int | None
+    number_id: int | None
+    caller: str
+    called: str
+    action: str
+    reason: str
+    destinations: list[str]
+    decided_at: datetime
+    answered_at: datetime | None
+    ended_at: datetime | None
+    hangup_cause: int | None
+
+
+class AuditRead(_Out):
+    id: int
+    at: datetime
+    actor: str
+    tenant_id: int | None
+    entity: str
+    entity_id: str
+    action: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None

@@ -1,0 +1,98 @@
+"""Operator and tenant users, their API tokens, and turning a bearer token into a Principal."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+
+from provisioning.engine import Ctx, Forbidden, Invalid, NotFound, audit, db_error
+from provisioning.roles import ADMINS, Principal, Role
+from provisioning.schemas import TokenCreate, TokenIssued, TokenRead
+from provisioning.tokens import display_prefix, new_token, token_digest
+
+
+class Unauthenticated(Exception):
+    pass
+
+
+async def authenticate(conn: asyncpg.Connection, token: str, now: datetime) -> Principal:
+    row = await conn.fetchrow(
+        """SELECT t.id AS token_id, t.expires_at, t.revoked_at, u.id AS user_id, u.username,
+                  u.role, u.tenant_id, u.disabled
+           FROM api_tokens t JOIN operator_users u ON u.id = t.user_id
+           WHERE t.token_sha256 = $1""",
+        token_digest(token),
+    )
+    if row is None or row["revoked_at"] is not None or row["disabled"]:
+        raise Unauthenticated("unknown, revoked or disabled token")
+    if row["expires_at"] is not None and row["expires_at"] <= now:
+        raise Unauthenticated("token expired")
+    await conn.execute("UPDATE api_tokens SET last_used_at = $2 WHERE id = $1", row["token_id"], now)
+    return Principal(row["user_id"], row["username"], Role(row["role"]), row["tenant_id"], row["token_id"])
+
+
+async def issue_token(ctx: Ctx, user_id: int, data: TokenCreate) -> TokenIssued:
+    # Operators' admins issue tokens for anyone; a user may issue their own.
+    if not (ctx.actor.may(ADMINS) or ctx.actor.user_id == user_id):
+        raise Forbidden("only a platform admin issues tokens for other users")
+    if data.expires_at is not None and data.expires_at <= ctx.clock.now():
+        raise Invalid("expires_at is in the past", "expires_at")
+    token = new_token()
+    try:
+        async with ctx.conn.transaction():
+            if not await ctx.conn.fetchval("SELECT 1 FROM operator_users WHERE id = $1", user_id):
+                raise NotFound(f"user {user_id} not found", "user_id")
+            row = await ctx.conn.fetchrow(
+                "INSERT INTO api_tokens (user_id, name, token_sha256, prefix, created_at, expires_at) "
+                "VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
+                user_id,
+                data.name,
+                token_digest(token),
+                display_prefix(token),
+                ctx.clock.now(),
+                data.expires_at,
+            )
+            assert row is not None
+            out = TokenRead.model_validate(dict(row))
+            await audit(ctx, "api_tokens", row["id"], "issue", None, out)
+            return TokenIssued(**out.model_dump(), token=token)
+    except asyncpg.PostgresError as exc:
+        raise db_error(exc) from exc
+
+
+async def revoke_token(ctx: Ctx, token_id: int) -> TokenRead:
+    async with ctx.conn.transaction():
+        row = await ctx.conn.fetchrow("SELECT * FROM api_tokens WHERE id = $1 FOR UPDATE", token_id)
+        if row is None or not (ctx.actor.may(ADMINS) or row["user_id"] == ctx.actor.user_id):
+            raise NotFound(f"token {token_id} not found", "id")
+        row = await ctx.conn.fetchrow(
+            "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 RETURNING *",
+            token_id,
+            ctx.clock.now(),
+        )
+        out = TokenRead.model_validate(dict(row))
+        await audit(ctx, "api_tokens", token_id, "revoke", None, out)
+        return out
+
+
+async def bootstrap_admin(conn: asyncpg.Connection, username: str, now: datetime) -> str:
+    """The first platform admin and a token for it (the CLI's `users bootstrap`)."""
+    async with conn.transaction():
+        user_id = await conn.fetchval("SELECT id FROM operator_users WHERE username = $1", username)
+        if user_id is None:
+            user_id = await conn.fetchval(
+                "INSERT INTO operator_users (username, display_name, role) "
+                "VALUES ($1, $1, 'platform_admin') RETURNING id",
+                username,
+            )
+        token = new_token()
+        await conn.execute(
+            "INSERT INTO api_tokens (user_id, name, token_sha256, prefix, created_at) "
+            "VALUES ($1, 'bootstrap', $2, $3, $4)",
+            user_id,
+            token_digest(token),
+            display_prefix(token),
+            now,
+        )
+        return token
