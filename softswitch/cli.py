@@ -19,6 +19,16 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(demo_app, name="demo")
 
 
+def _operator_commands() -> None:
+    """The operator's daily tasks (tenants, numbers, extensions, money, calls, users)."""
+    from provisioning.cli import register
+
+    register(app)
+
+
+_operator_commands()
+
+
 def _logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
