@@ -1,0 +1,74 @@
+"""The caller's region (province, city) from the number, with phonenumbers' geocoder:
+mobile segments (138 0013 …) and fixed-line area codes (021 …) both resolve. A number the
+geocoder cannot place (or places only as "China") has an unknown region, handled
+explicitly by the policy."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import phonenumbers
+from phonenumbers import geocoder
+
+_MUNICIPALITIES = ("北京", "上海", "天津", "重庆")
+_PROVINCE = re.compile(r"^(.+?(?:省|自治区|特别行政区))(.*)$")
+_SUFFIXES = (
+    "维吾尔自治区",
+    "壮族自治区",
+    "回族自治区",
+    "特别行政区",
+    "自治区",
+    "自治州",
+    "省",
+    "市",
+    "地区",
+    "盟",
+)
+
+
+def normalise_place(name: str) -> str:
+    """'广东省' -> '广东', '深圳市' -> '深圳', '上海' -> '上海'."""
+    name = name.strip()
+    for suffix in _SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    province: str  # normalised, e.g. '上海', '广东'; '' when unknown
+    city: str  # normalised, e.g. '上海', '深圳'; '' when unknown
+
+    @property
+    def known(self) -> bool:
+        return bool(self.province)
+
+
+UNKNOWN = Region("", "")
+
+
+@lru_cache(maxsize=200_000)
+def region_of(number: str) -> Region:
+    """Region of a caller number as delivered by the network (national or +86 form)."""
+    digits = number.strip()
+    if not digits or digits in ("anonymous", "unknown"):
+        return UNKNOWN
+    try:
+        parsed = phonenumbers.parse(digits, "CN")
+    except phonenumbers.NumberParseException:
+        return UNKNOWN
+    if parsed.country_code != 86 or not phonenumbers.is_valid_number(parsed):
+        return UNKNOWN
+    place = geocoder.description_for_number(parsed, "zh")
+    if not place or place == "中国":
+        return UNKNOWN
+    for city in _MUNICIPALITIES:
+        if place.startswith(city):
+            return Region(city, city)
+    m = _PROVINCE.match(place)
+    if m:
+        return Region(normalise_place(m.group(1)), normalise_place(m.group(2)) if m.group(2) else "")
+    return Region(normalise_place(place), "")
