@@ -25,7 +25,8 @@ class Member:
     destination: str
     ring_timeout_s: int = 30
     weight: int = 1
-    kind: str = "mobile"  # mobile | fixed | extension
+    kind: str = "mobile"  # mobile | fixed | extension | external
+    via: str = ""  # the trunk's endpoint an external number is dialled through ('' = default)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,12 +1,21 @@
-"""Inbound calls to unified numbers: a pure decision of (snapshot, call, now)."""
+"""Inbound calls to unified numbers: a pipeline of pure steps over (snapshot, call, now).
+
+Order: number -> tenant and state -> blacklist -> PIN -> time policy -> region policy ->
+distribution. Each step either passes the call on or ends it with a decision value that
+names its reason."""
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from dialplan.distribution import DialStep, Member, Memory, Strategy, plan
 from dialplan.reasons import Reason
-from dialplan.snapshot import BoundDestination, ConfigSnapshot
+from dialplan.region import region_of
+from dialplan.snapshot import ConfigSnapshot, Extension, Tenant, UnifiedNumber
+from dialplan.targets import DEFAULT_GROUP, Target
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,16 +23,30 @@ class InboundCall:
     caller: str
     called: str
     linkedid: str
+    pin_verified: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """Ring these destinations, one after another, until one answers."""
+    """Ring the steps in order (each step's members together) until one answers."""
 
-    destinations: tuple[BoundDestination, ...]
+    steps: tuple[DialStep, ...]
     tenant_id: int
-    number_id: int
+    number_id: int | None
     reason: Reason = Reason.ROUTED
+    group: str = "default"
+    caller_id: str = ""  # what the destinations see; '' keeps the caller's own number
+    greeting: str = ""  # played to the caller, answered, before ringing
+    whisper: str = ""  # digits said to the answering party before connecting
+    final_action: str = "missed_call"
+    why: str = ""  # how the group was chosen, for the call record
+    # "any": a busy or silent step moves on to the next; "congestion": only a network
+    # failure does (trunk failover must not ring a busy callee again on another trunk)
+    next_on: str = "any"
+
+    @property
+    def destinations(self) -> tuple[str, ...]:
+        return tuple(m.destination for s in self.steps for m in s.members)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,12 +54,54 @@ class Reject:
     reason: Reason
     tenant_id: int | None = None
     number_id: int | None = None
+    prompt: str | None = None  # overrides the reason's own prompt (a configured announcement)
+
+    @property
+    def announcement(self) -> str:
+        return self.reason.prompt if self.prompt is None else self.prompt
 
 
-Decision = Route | Reject
+@dataclass(frozen=True, slots=True)
+class AskPin:
+    """Collect the number's PIN by DTMF, then decide again with pin_verified."""
+
+    tenant_id: int
+    number_id: int
+    max_attempts: int
+    reason: Reason = Reason.ROUTED
 
 
-def decide_inbound(snapshot: ConfigSnapshot, call: InboundCall, now: datetime) -> Decision:
+@dataclass(frozen=True, slots=True)
+class Voicemail:
+    tenant_id: int
+    number_id: int
+    reason: Reason = Reason.VOICEMAIL
+
+
+@dataclass(frozen=True, slots=True)
+class RunIvr:
+    menu: str
+    tenant_id: int
+    number_id: int
+    reason: Reason = Reason.IVR
+
+
+Decision = Route | Reject | AskPin | Voicemail | RunIvr
+
+
+def _no_memory(_key: tuple[int, str]) -> Memory:
+    return Memory()
+
+
+def decide_inbound(
+    snapshot: ConfigSnapshot,
+    call: InboundCall,
+    now: datetime,
+    memory: Callable[[tuple[int, str]], Memory] | None = None,
+    rng: random.Random | None = None,
+) -> Decision:
+    """`memory` gives the distribution memory of (number id, group); `rng` draws weighted
+    orders. Both default to fresh ones, so the function stays pure for tests."""
     number = snapshot.numbers.get(call.called)
     if number is None:
         return Reject(Reason.UNKNOWN_NUMBER)
@@ -46,6 +111,64 @@ def decide_inbound(snapshot: ConfigSnapshot, call: InboundCall, now: datetime) -
     tenant = snapshot.tenants.get(number.tenant_id)
     if tenant is None or tenant.state != "active":
         return Reject(Reason.TENANT_SUSPENDED, number.tenant_id, number.id)
-    if not number.destinations:
+    if snapshot.blacklist.blocks(tenant.id, "inbound", call.caller):
+        return Reject(Reason.BLACKLISTED, tenant.id, number.id)
+    if number.pin is not None and not call.pin_verified:
+        return AskPin(tenant.id, number.id, number.pin.max_attempts)
+
+    target, why = Target("group", "default"), "default"
+    if number.time_policy is not None:
+        target, why = number.time_policy.target_at(now)
+    if target.kind == "group" and number.region_policy is not None:
+        rule = number.region_policy.decide(region_of(call.caller))
+        if rule.action == "deny":
+            return Reject(Reason.REGION_DENIED, tenant.id, number.id)
+        if rule.action == "route":
+            target, why = Target("group", rule.group), f"{why}+region"
+    return _to_target(
+        number, tenant, target, why, memory or _no_memory, rng or random.Random(), snapshot.extensions
+    )
+
+
+def _to_target(
+    number: UnifiedNumber,
+    tenant: Tenant,
+    target: Target,
+    why: str,
+    memory: Callable[[tuple[int, str]], Memory],
+    rng: random.Random,
+    extensions: Mapping[tuple[int, str], Extension],
+) -> Decision:
+    assert number.tenant_id is not None
+    if target.kind == "announcement":
+        return Reject(Reason.CLOSED, tenant.id, number.id, prompt=target.ref)
+    if target.kind == "voicemail":
+        return Voicemail(tenant.id, number.id)
+    if target.kind == "ivr":
+        return RunIvr(target.ref, tenant.id, number.id)
+    group = target.ref or DEFAULT_GROUP.ref
+    bound = number.group(group)
+    if not bound:
         return Reject(Reason.NO_DESTINATION, tenant.id, number.id)
-    return Route(number.destinations, tenant.id, number.id)
+    members = []
+    for d in bound:
+        if d.kind == "extension":
+            ext = extensions.get((tenant.id, d.destination))
+            if ext is not None:
+                members.append(Member(ext.endpoint_id, d.ring_timeout_s, d.weight, "extension"))
+        else:
+            members.append(Member(d.destination, d.ring_timeout_s, d.weight, d.kind))
+    if not members:
+        return Reject(Reason.NO_DESTINATION, tenant.id, number.id)
+    steps = plan(Strategy(number.distribution), members, memory((number.id, group)), rng)
+    return Route(
+        steps,
+        tenant.id,
+        number.id,
+        group=group,
+        caller_id=number.number if number.caller_id_mode == "unified" else "",
+        greeting=number.greeting,
+        whisper=number.number if number.whisper else "",
+        final_action=number.final_action,
+        why=why,
+    )

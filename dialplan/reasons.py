@@ -16,6 +16,16 @@ class Reason(Enum):
     TENANT_SUSPENDED = ("TENANT_SUSPENDED", 21, "ss-noservice")
     NO_DESTINATION = ("NO_DESTINATION", 3, "cannot-complete-as-dialed")
     ALL_DESTINATIONS_FAILED = ("ALL_DESTINATIONS_FAILED", 19, "")
+    BLACKLISTED = ("BLACKLISTED", 21, "ss-noservice")
+    PIN_FAILED = ("PIN_FAILED", 21, "vm-goodbye")
+    REGION_DENIED = ("REGION_DENIED", 21, "ss-noservice")
+    CLOSED = ("CLOSED", 16, "")  # time policy: announcement (its own prompt) then hang up
+    VOICEMAIL = ("VOICEMAIL", 16, "vm-intro")
+    IVR = ("IVR", 16, "")
+    EXTENSION_NOT_FOUND = ("EXTENSION_NOT_FOUND", 1, "pbx-invalid")
+    NO_ROUTE = ("NO_ROUTE", 3, "cannot-complete-as-dialed")
+    CALLER_ID_NOT_OWNED = ("CALLER_ID_NOT_OWNED", 21, "ss-noservice")
+    EXTENSION_UNKNOWN = ("EXTENSION_UNKNOWN", 21, "")
     # Set by the dialplan itself when the control plane cannot be reached.
     CONTROL_PLANE_UNAVAILABLE = ("CONTROL_PLANE_UNAVAILABLE", 34, "all-circuits-busy-now")
 

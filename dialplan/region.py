@@ -72,3 +72,64 @@ def region_of(number: str) -> Region:
     if m:
         return Region(normalise_place(m.group(1)), normalise_place(m.group(2)) if m.group(2) else "")
     return Region(normalise_place(place), "")
+
+
+@dataclass(frozen=True, slots=True)
+class RegionRule:
+    province: str  # normalised; '' matches any
+    city: str  # normalised; '' matches any
+    action: str  # allow | deny | route
+    group: str = ""
+
+    def matches(self, region: Region) -> bool:
+        return (not self.province or self.province == region.province) and (
+            not self.city or self.city == region.city
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RegionPolicy:
+    """Allow, deny or route by the caller's province/city; the first matching rule wins.
+    A caller whose region is unknown gets the `unknown` action — an explicit choice."""
+
+    rules: tuple[RegionRule, ...]
+    unknown: RegionRule
+    default: RegionRule
+
+    @staticmethod
+    def _action(raw: object, where: str) -> RegionRule:
+        if raw in ("allow", "deny"):
+            return RegionRule("", "", str(raw))
+        if isinstance(raw, dict) and raw.get("group"):
+            return RegionRule("", "", "route", str(raw["group"]))
+        raise ValueError(f"{where} must be 'allow', 'deny' or {{'group': name}}, got {raw!r}")
+
+    @staticmethod
+    def parse(raw: dict) -> RegionPolicy:  # type: ignore[type-arg]
+        rules = []
+        for i, r in enumerate(raw.get("rules", [])):
+            if not r.get("province") and not r.get("city"):
+                raise ValueError(f"rule {i} needs a province or a city")
+            action = r.get("action", "route" if r.get("group") else "allow")
+            if action not in ("allow", "deny", "route"):
+                raise ValueError(f"rule {i}: action must be allow, deny or route")
+            if action == "route" and not r.get("group"):
+                raise ValueError(f"rule {i}: route needs a group")
+            rules.append(
+                RegionRule(
+                    normalise_place(r.get("province", "")),
+                    normalise_place(r.get("city", "")),
+                    action,
+                    r.get("group", ""),
+                )
+            )
+        return RegionPolicy(
+            tuple(rules),
+            RegionPolicy._action(raw.get("unknown", "allow"), "unknown"),
+            RegionPolicy._action(raw.get("default", "allow"), "default"),
+        )
+
+    def decide(self, region: Region) -> RegionRule:
+        if not region.known:
+            return self.unknown
+        return next((r for r in self.rules if r.matches(region)), self.default)

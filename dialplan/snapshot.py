@@ -8,6 +8,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 
+from dialplan.blacklist import Blacklist
+from dialplan.region import RegionPolicy
+from dialplan.time_policy import TimePolicy
+from trunks.selection import TrunkRoute
+
+_EMPTY: Mapping = MappingProxyType({})  # type: ignore[type-arg]
+
 
 @dataclass(frozen=True, slots=True)
 class Tenant:
@@ -15,12 +22,24 @@ class Tenant:
     name: str
     state: str  # active | suspended | terminated
     timezone: str = "Asia/Shanghai"
+    outbound_cli_policy: str = "replace"  # replace | refuse
+    # numbers the tenant owns and may present as caller ID, in preference order
+    caller_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class BoundDestination:
     destination: str
     ring_timeout_s: int = 30
+    group: str = "default"
+    weight: int = 1
+    kind: str = "mobile"  # mobile | fixed | extension
+
+
+@dataclass(frozen=True, slots=True)
+class PinSetting:
+    pin_hash: str
+    max_attempts: int = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,22 +49,57 @@ class UnifiedNumber:
     state: str  # reserved | pending_approval | active | suspended | released
     tenant_id: int | None
     destinations: tuple[BoundDestination, ...] = ()
+    distribution: str = "sequential"
+    time_policy: TimePolicy | None = None
+    region_policy: RegionPolicy | None = None
+    pin: PinSetting | None = None
+    greeting: str = ""
+    caller_id_mode: str = "caller"  # caller | unified
+    whisper: bool = False
+    final_action: str = "missed_call"  # hangup | voicemail | missed_call
+
+    def group(self, name: str) -> tuple[BoundDestination, ...]:
+        return tuple(d for d in self.destinations if d.group == name)
+
+
+@dataclass(frozen=True, slots=True)
+class Extension:
+    tenant_id: int
+    extension: str
+    endpoint_id: str
+    site: str = "main"
+    outbound_caller_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class ConfigSnapshot:
-    tenants: Mapping[int, Tenant] = field(default_factory=lambda: MappingProxyType({}))
-    numbers: Mapping[str, UnifiedNumber] = field(default_factory=lambda: MappingProxyType({}))
+    tenants: Mapping[int, Tenant] = field(default_factory=lambda: _EMPTY)
+    numbers: Mapping[str, UnifiedNumber] = field(default_factory=lambda: _EMPTY)
+    blacklist: Blacklist = field(default_factory=Blacklist)
+    extensions: Mapping[tuple[int, str], Extension] = field(default_factory=lambda: _EMPTY)
+    endpoints: Mapping[str, Extension] = field(default_factory=lambda: _EMPTY)
+    trunk_routes: tuple[TrunkRoute, ...] = ()
     loaded_at: datetime | None = None
     generation: int = 0
 
     @staticmethod
     def build(
-        tenants: list[Tenant], numbers: list[UnifiedNumber], loaded_at: datetime, generation: int
+        tenants: list[Tenant],
+        numbers: list[UnifiedNumber],
+        loaded_at: datetime,
+        generation: int,
+        blacklist: Blacklist | None = None,
+        extensions: list[Extension] | None = None,
+        trunk_routes: list[TrunkRoute] | None = None,
     ) -> ConfigSnapshot:
+        exts = extensions or []
         return ConfigSnapshot(
             tenants=MappingProxyType({t.id: t for t in tenants}),
             numbers=MappingProxyType({n.number: n for n in numbers}),
+            blacklist=blacklist or Blacklist(),
+            extensions=MappingProxyType({(e.tenant_id, e.extension): e for e in exts}),
+            endpoints=MappingProxyType({e.endpoint_id: e for e in exts}),
+            trunk_routes=tuple(trunk_routes or ()),
             loaded_at=loaded_at,
             generation=generation,
         )

@@ -29,6 +29,11 @@ class DecisionRecord:
     destinations: tuple[str, ...]
     decided_at: datetime
     decision_us: int
+    why: str = ""
+    group_name: str = ""
+    final_action: str = ""
+    direction: str = "inbound"
+    caller_id_shown: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +51,22 @@ class EndRecord:
 
 _INSERT = """
 INSERT INTO calls (linkedid, uniqueid, tenant_id, number_id, caller, called, action, reason,
-                   destinations, decided_at, decision_us)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                   destinations, decided_at, decision_us, why, group_name, final_action,
+                   direction, caller_id_shown)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
 ON CONFLICT (linkedid) DO NOTHING
+"""
+# A routed inbound call nobody answered, whose number wants it: a missed-call notice.
+_MISSED = """
+INSERT INTO outbox (tenant_id, kind, dedupe_key, payload, created_at)
+SELECT tenant_id, 'missed_call', linkedid,
+       jsonb_build_object('caller', caller, 'called', called, 'number_id', number_id,
+                          'destinations', destinations, 'at', decided_at),
+       $2
+FROM calls
+WHERE linkedid = $1 AND action = 'dial' AND direction = 'inbound'
+  AND final_action = 'missed_call' AND answered_at IS NULL
+ON CONFLICT (kind, dedupe_key) DO NOTHING
 """
 _END = """
 UPDATE calls SET answered_at = $2, ended_at = $3, hangup_cause = $4
@@ -113,6 +131,11 @@ class CallRecordWriter:
                 list(d.destinations),
                 d.decided_at,
                 d.decision_us,
+                d.why,
+                d.group_name,
+                d.final_action,
+                d.direction,
+                d.caller_id_shown,
             )
             for d in items
             if isinstance(d, DecisionRecord)
@@ -125,3 +148,4 @@ class CallRecordWriter:
                 await conn.executemany(_INSERT, decisions)
             if ends:
                 await conn.executemany(_END, ends)
+                await conn.executemany(_MISSED, [(e[0], e[2]) for e in ends])

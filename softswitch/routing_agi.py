@@ -1,14 +1,22 @@
-"""The FastAGI `route` script: call facts from the AGI environment, a pure decision from
-dialplan/, and the decision handed back to Asterisk as SS_* channel variables (the
-contract is documented at the top of docker/asterisk/extensions.conf)."""
+"""The FastAGI scripts that route calls: `route` (inbound to unified numbers) and
+`extension` (calls from SIP extensions). Call facts come from the AGI environment, the
+decision from dialplan/ (pure), and the decision goes back to Asterisk as SS_* channel
+variables — the contract documented at the top of docker/asterisk/extensions.conf."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import random
 import time
+from collections.abc import Sequence
+from datetime import datetime
 
-from dialplan.inbound import Decision, InboundCall, Route, decide_inbound
+from dialplan.distribution import DialStep, Memory
+from dialplan.extension_calls import ExtensionCall, decide_extension_call
+from dialplan.inbound import AskPin, Decision, InboundCall, Reject, Route, RunIvr, Voicemail, decide_inbound
 from dialplan.reasons import Reason
+from provisioning.rules import pin_matches
 from softswitch.agi.server import AgiSession
 from softswitch.call_records import CallRecordWriter, DecisionRecord
 from softswitch.clock import Clock
@@ -18,28 +26,57 @@ from softswitch.snapshot_store import SnapshotStore
 
 log = logging.getLogger(__name__)
 
+PIN_PROMPT = "agent-pass"  # "please enter your password followed by the pound key"
+PIN_RETRY_PROMPT = "auth-incorrect"
+PIN_TIMEOUT_MS = 6000
+
+
+def dial_string(step: DialStep, default_trunk: str) -> str:
+    parts = []
+    for m in step.members:
+        if m.kind == "extension":
+            parts.append(f"PJSIP/{m.destination}")
+        else:
+            parts.append(f"PJSIP/{m.destination}@{m.via or default_trunk}")
+    return "&".join(parts)
+
+
+def action_of(decision: Decision) -> str:
+    return {Route: "dial", Reject: "reject", Voicemail: "voicemail", RunIvr: "ivr"}[type(decision)]
+
 
 def asterisk_variables(decision: Decision, trunk: str) -> list[tuple[str, str]]:
     """The SS_* variables for a decision, SS_ACTION last, so that if they are ever set one by
     one, a session cut short leaves no SS_ACTION and the dialplan falls back instead of
     acting on half a decision."""
-    out = [("SS_REASON", decision.reason.code)]
+    assert not isinstance(decision, AskPin), "a PIN step is a dialogue, not a decision"
+    out = [("SS_REASON", decision.reason.code), ("SS_TENANT_ID", str(decision.tenant_id or ""))]
     if isinstance(decision, Route):
-        out.append(("SS_TARGETS", str(len(decision.destinations))))
-        for i, dest in enumerate(decision.destinations, start=1):
-            out.append((f"SS_DIAL_{i}", f"PJSIP/{dest.destination}@{trunk}"))
-            out.append((f"SS_TIMEOUT_{i}", str(dest.ring_timeout_s)))
-        out.append(("SS_FAIL_REASON", Reason.ALL_DESTINATIONS_FAILED.code))
-        out.append(("SS_FAIL_CAUSE", str(Reason.ALL_DESTINATIONS_FAILED.cause)))
-        out.append(("SS_ACTION", "dial"))
-    else:
+        out.append(("SS_TARGETS", str(len(decision.steps))))
+        for i, step in enumerate(decision.steps, start=1):
+            out.append((f"SS_DIAL_{i}", dial_string(step, trunk)))
+            out.append((f"SS_TIMEOUT_{i}", str(step.timeout_s)))
+        out += [
+            ("SS_NEXT_ON", decision.next_on),
+            ("SS_CALLERID", decision.caller_id),
+            ("SS_GREETING", decision.greeting),
+            ("SS_WHISPER", decision.whisper),
+            ("SS_FINAL", decision.final_action),
+            ("SS_FAIL_REASON", Reason.ALL_DESTINATIONS_FAILED.code),
+            ("SS_FAIL_CAUSE", str(Reason.ALL_DESTINATIONS_FAILED.cause)),
+        ]
+    elif isinstance(decision, Reject):
         out.append(("SS_CAUSE", str(decision.reason.cause)))
-        out.append(("SS_ANNOUNCEMENT", decision.reason.prompt))
-        out.append(("SS_ACTION", "reject"))
+        out.append(("SS_ANNOUNCEMENT", decision.announcement))
+    elif isinstance(decision, RunIvr):
+        out.append(("SS_IVR_MENU", decision.menu))
+    out.append(("SS_ACTION", action_of(decision)))
     return out
 
 
-class InboundRouting:
+class CallRouting:
+    """Both routing scripts, sharing the snapshot, clock, memory and records."""
+
     def __init__(
         self,
         snapshots: SnapshotStore,
@@ -47,47 +84,70 @@ class InboundRouting:
         metrics: Metrics,
         records: CallRecordWriter,
         trunk: str = "carrier-out",
+        rng: random.Random | None = None,
     ) -> None:
         self._snapshots = snapshots
         self._clock = clock
         self._metrics = metrics
         self._records = records
         self._trunk = trunk
+        self._rng = rng or random.Random()
+        # Distribution memory (round-robin position, last call per destination): process
+        # state at the edge, read by the pure planner. Lost on restart, which only resets
+        # round-robin's starting point.
+        self._rr: dict[tuple[int, str], int] = {}
+        self._last_call: dict[str, datetime] = {}
 
-    async def __call__(self, session: AgiSession) -> None:
-        started = time.perf_counter()
-        env = session.env
-        # Arguments from the dialplan: AGI(agi://…/route,${CHANNEL(linkedid)},${SS_CALLED})
-        linkedid = env.args[0] if env.args and env.args[0] else env.uniqueid
-        called = env.args[1] if len(env.args) > 1 and env.args[1] else env.extension
-        caller = env.callerid if env.callerid not in ("", "unknown") else ""
-        call = InboundCall(caller=caller, called=called, linkedid=linkedid)
-        now = self._clock.now()
-        decision = decide_inbound(self._snapshots.current, call, now)
-        # One round trip for the whole decision. MSet expands ${...} in what it is given, so
-        # only values the control plane owns go here (reason codes, digits checked by the
-        # schema, dial strings built from them), never caller-supplied text.
-        await session.exec(
-            "MSet", *(f"{name}={value}" for name, value in asterisk_variables(decision, self._trunk))
-        )
+    def _memory(self, key: tuple[int, str]) -> Memory:
+        return Memory(self._rr.get(key, 0), self._last_call)
+
+    def _remember(self, decision: Decision) -> None:
+        if isinstance(decision, Route) and decision.number_id is not None:
+            key = (decision.number_id, decision.group)
+            self._rr[key] = self._rr.get(key, 0) + 1
+            now = self._clock.now()
+            for m in decision.steps[0].members if decision.steps else ():
+                self._last_call[m.destination] = now
+
+    async def _send(self, session: AgiSession, decision: Decision) -> None:
+        # One round trip for the whole decision. MSet expands ${...} in what it is given,
+        # so only values the control plane owns go here (reason codes, digits checked by
+        # the schema, dial strings built from them), never caller-supplied text.
+        await session.exec("MSet", *(f"{k}={v}" for k, v in asterisk_variables(decision, self._trunk)))
+
+    def _record(
+        self,
+        session: AgiSession,
+        started: float,
+        decision: Decision,
+        linkedid: str,
+        caller: str,
+        called: str,
+        direction: str,
+    ) -> None:
         elapsed = time.perf_counter() - started
-        action = "dial" if isinstance(decision, Route) else "reject"
+        action = action_of(decision)
         self._metrics.decision_seconds.observe(elapsed)
         self._metrics.decisions.labels(action, decision.reason.code).inc()
-        dests = tuple(d.destination for d in decision.destinations) if isinstance(decision, Route) else ()
+        route = decision if isinstance(decision, Route) else None
         self._records.decided(
             DecisionRecord(
                 linkedid,
-                env.uniqueid,
+                session.env.uniqueid,
                 decision.tenant_id,
-                decision.number_id,
+                getattr(decision, "number_id", None),
                 caller,
                 called,
                 action,
                 decision.reason.code,
-                dests,
-                now,
+                route.destinations if route else (),
+                self._clock.now(),
                 int(elapsed * 1_000_000),
+                why=route.why if route else "",
+                group_name=route.group if route else "",
+                final_action=route.final_action if route else "",
+                direction=direction,
+                caller_id_shown=route.caller_id if route else "",
             )
         )
         log.info(
@@ -98,3 +158,56 @@ class InboundRouting:
             action,
             decision.reason.code,
         )
+
+    # ------------------------------------------------------------------ inbound
+    async def route(self, session: AgiSession) -> None:
+        started = time.perf_counter()
+        env = session.env
+        # AGI(agi://…/route,${CHANNEL(linkedid)},${SS_CALLED})
+        linkedid = _arg(env.args, 0) or env.uniqueid
+        called = _arg(env.args, 1) or env.extension
+        caller = env.callerid if env.callerid not in ("", "unknown") else ""
+        call = InboundCall(caller=caller, called=called, linkedid=linkedid)
+        decision = decide_inbound(self._snapshots.current, call, self._clock.now(), self._memory, self._rng)
+        if isinstance(decision, AskPin):
+            decision = await self._pin_dialogue(session, call, decision)
+            started = time.perf_counter()  # the dialogue is the caller's time, not ours
+        self._remember(decision)
+        await self._send(session, decision)
+        self._record(session, started, decision, linkedid, caller, called, "inbound")
+
+    async def _pin_dialogue(self, session: AgiSession, call: InboundCall, ask: AskPin) -> Decision:
+        number = self._snapshots.current.numbers.get(call.called)
+        assert number is not None and number.pin is not None
+        await session.answer()
+        prompt = PIN_PROMPT
+        for _attempt in range(ask.max_attempts):
+            digits, _timed_out = await session.get_data(prompt, PIN_TIMEOUT_MS, 8)
+            if digits and pin_matches(digits, number.pin.pin_hash):
+                verified = dataclasses.replace(call, pin_verified=True)
+                decision = decide_inbound(
+                    self._snapshots.current, verified, self._clock.now(), self._memory, self._rng
+                )
+                assert not isinstance(decision, AskPin)
+                return decision
+            prompt = PIN_RETRY_PROMPT
+        return Reject(Reason.PIN_FAILED, ask.tenant_id, ask.number_id)
+
+    # ------------------------------------------------------------------ extensions
+    async def extension(self, session: AgiSession) -> None:
+        started = time.perf_counter()
+        env = session.env
+        # AGI(agi://…/extension,${CHANNEL(linkedid)},${SS_CALLED},${CHANNEL(endpoint)})
+        linkedid = _arg(env.args, 0) or env.uniqueid
+        dialled = _arg(env.args, 1) or env.extension
+        endpoint = _arg(env.args, 2)
+        presented = env.callerid if env.callerid not in ("", "unknown") else ""
+        call = ExtensionCall(endpoint, dialled, linkedid, presented)
+        decision = decide_extension_call(self._snapshots.current, call, self._clock.now(), self._rng)
+        await self._send(session, decision)
+        direction = "internal" if isinstance(decision, Route) and decision.why == "internal" else "outbound"
+        self._record(session, started, decision, linkedid, presented or endpoint, dialled, direction)
+
+
+def _arg(args: Sequence[str], i: int) -> str:
+    return args[i] if len(args) > i else ""

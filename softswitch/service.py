@@ -21,7 +21,7 @@ from softswitch.clock import Clock, clock_from_setting
 from softswitch.db import create_pool
 from softswitch.http import HttpDeps, create_app
 from softswitch.metrics import Metrics
-from softswitch.routing_agi import InboundRouting
+from softswitch.routing_agi import CallRouting
 from softswitch.settings import Settings
 from softswitch.snapshot_store import SnapshotStore
 
@@ -97,8 +97,8 @@ class Service:
         self.ami.add_state_listener(self._on_ami_state)
         await self.ami.start()
 
-        routing = InboundRouting(self.snapshots, self.clock, self.metrics, self.records)
-        self._handlers = {"route": routing}
+        routing = CallRouting(self.snapshots, self.clock, self.metrics, self.records)
+        self._handlers = {"route": routing.route, "extension": routing.extension}
         self.agi = AgiServer(
             self._handlers.get,
             host=s.agi.host,

@@ -9,31 +9,120 @@ from typing import Any
 
 import asyncpg
 
-from dialplan.snapshot import BoundDestination, ConfigSnapshot, Tenant, UnifiedNumber
+from dialplan.blacklist import Blacklist, BlacklistEntry
+from dialplan.region import RegionPolicy
+from dialplan.snapshot import (
+    BoundDestination,
+    ConfigSnapshot,
+    Extension,
+    PinSetting,
+    Tenant,
+    UnifiedNumber,
+)
+from dialplan.time_policy import TimePolicy
 from softswitch.clock import Clock
 from softswitch.metrics import Metrics
+from trunks.selection import TrunkRoute
 
 log = logging.getLogger(__name__)
 
 
 async def load_snapshot(conn: Any, generation: int, clock: Clock) -> ConfigSnapshot:
+    """Everything the hot path reads, in one consistent read (the caller's transaction)."""
+    tenants_rows = await conn.fetch("SELECT id, name, state, timezone, outbound_cli_policy FROM tenants")
+    cli: dict[int, list[str]] = {}
+    for r in await conn.fetch(
+        "SELECT tenant_id, number FROM numbers WHERE tenant_id IS NOT NULL AND state = 'active' "
+        "ORDER BY (kind = 'caller_id') DESC, id"
+    ):
+        cli.setdefault(r["tenant_id"], []).append(r["number"])
     tenants = [
-        Tenant(r["id"], r["name"], r["state"], r["timezone"])
-        for r in await conn.fetch("SELECT id, name, state, timezone FROM tenants")
+        Tenant(
+            r["id"],
+            r["name"],
+            r["state"],
+            r["timezone"],
+            r["outbound_cli_policy"],
+            tuple(cli.get(r["id"], ())),
+        )
+        for r in tenants_rows
     ]
+    tz_of = {t.id: t.timezone for t in tenants}
     dests: dict[int, list[BoundDestination]] = {}
     for r in await conn.fetch(
-        "SELECT number_id, destination, ring_timeout_s FROM destination_bindings "
-        "ORDER BY number_id, position, id"
+        "SELECT number_id, destination, ring_timeout_s, group_name, weight, kind "
+        "FROM destination_bindings ORDER BY number_id, position, id"
     ):
-        dests.setdefault(r["number_id"], []).append(BoundDestination(r["destination"], r["ring_timeout_s"]))
-    numbers = [
-        UnifiedNumber(r["id"], r["number"], r["state"], r["tenant_id"], tuple(dests.get(r["id"], ())))
+        dests.setdefault(r["number_id"], []).append(
+            BoundDestination(r["destination"], r["ring_timeout_s"], r["group_name"], r["weight"], r["kind"])
+        )
+    time_policies = {
+        r["id"]: r
+        for r in await conn.fetch("SELECT id, tenant_id, definition FROM time_policies WHERE enabled")
+    }
+    region_policies = {
+        r["id"]: r for r in await conn.fetch("SELECT id, definition FROM region_policies WHERE enabled")
+    }
+    pins = {
+        r["number_id"]: PinSetting(r["pin_sha256"], r["max_attempts"])
+        for r in await conn.fetch("SELECT number_id, pin_sha256, max_attempts FROM number_pins WHERE enabled")
+    }
+    numbers = []
+    for r in await conn.fetch(
+        "SELECT id, number, state, tenant_id, distribution, time_policy_id, region_policy_id, "
+        "greeting_prompt, caller_id_mode, whisper, final_action FROM numbers WHERE kind <> 'caller_id'"
+    ):
+        numbers.append(
+            UnifiedNumber(
+                r["id"],
+                r["number"],
+                r["state"],
+                r["tenant_id"],
+                tuple(dests.get(r["id"], ())),
+                distribution=r["distribution"],
+                time_policy=_parsed(
+                    time_policies.get(r["time_policy_id"]),
+                    TimePolicy.parse,
+                    tz_of.get(r["tenant_id"], "Asia/Shanghai"),
+                ),
+                region_policy=_parsed(region_policies.get(r["region_policy_id"]), RegionPolicy.parse),
+                pin=pins.get(r["id"]),
+                greeting=r["greeting_prompt"],
+                caller_id_mode=r["caller_id_mode"],
+                whisper=r["whisper"],
+                final_action=r["final_action"],
+            )
+        )
+    blacklist = Blacklist.build(
+        BlacklistEntry(r["tenant_id"], r["pattern"], r["match_kind"], r["direction"])
+        for r in await conn.fetch("SELECT tenant_id, pattern, match_kind, direction FROM blacklist_entries")
+    )
+    extensions = [
+        Extension(r["tenant_id"], r["extension"], r["endpoint_id"], r["site"], r["outbound_caller_id"])
         for r in await conn.fetch(
-            "SELECT id, number, state, tenant_id FROM numbers WHERE kind <> 'caller_id'"
+            "SELECT tenant_id, extension, endpoint_id, site, outbound_caller_id FROM sip_extensions"
         )
     ]
-    return ConfigSnapshot.build(tenants, numbers, clock.now(), generation)
+    routes = [
+        TrunkRoute(r["name"], r["prefix"], r["priority"], r["weight"], r["enabled"])
+        for r in await conn.fetch(
+            "SELECT t.name, t.enabled, r.prefix, r.priority, r.weight "
+            "FROM trunk_routes r JOIN trunks t ON t.id = r.trunk_id WHERE t.tenant_id IS NULL"
+        )
+    ]
+    return ConfigSnapshot.build(tenants, numbers, clock.now(), generation, blacklist, extensions, routes)
+
+
+def _parsed(row: Any, parse: Any, *args: Any) -> Any:
+    """A policy that does not parse is left out (and logged), never a failed reload: the
+    API validates definitions on save, so this only guards against hand-edited rows."""
+    if row is None:
+        return None
+    try:
+        return parse(row["definition"], *args)
+    except (ValueError, KeyError, TypeError) as exc:
+        log.error("policy %s ignored, its definition does not parse: %s", row["id"], exc)
+        return None
 
 
 class SnapshotStore:

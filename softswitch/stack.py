@@ -264,6 +264,7 @@ class LocalStack:
             f"127.0.0.1 localhost {hostname}\n127.0.0.1 A.ROOT-SERVERS.NET\n"
         )
         (self.root / "run" / "asterisk").mkdir(parents=True, exist_ok=True)
+        (self.root / "var" / "spool" / "asterisk" / "softswitch-vm").mkdir(parents=True, exist_ok=True)
         subprocess.run(
             [
                 "chroot",
