@@ -123,7 +123,9 @@ def decide_inbound(
         rule = number.region_policy.decide(region_of(call.caller))
         if rule.action == "deny":
             return Reject(Reason.REGION_DENIED, tenant.id, number.id)
-        if rule.action == "route":
+        # Route-by-region refines the default (business-hours) group only: when the time
+        # policy has sent the call elsewhere (night duty, holiday) that choice stands.
+        if rule.action == "route" and target.ref == DEFAULT_GROUP.ref:
             target, why = Target("group", rule.group), f"{why}+region"
     return _to_target(
         number, tenant, target, why, memory or _no_memory, rng or random.Random(), snapshot.extensions

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from dialplan.region import RegionPolicy
+from dialplan.time_policy import TimePolicy
 from provisioning import schemas as s
-from provisioning.engine import Ctx, Invalid, Resource, Values
+from provisioning.engine import Ctx, Invalid, PrepareHook, Resource, Values
 from provisioning.roles import ADMINS, EVERYONE, OPERATORS, TENANT_WRITERS
 from provisioning.rules import documents_due, hash_pin, mask_id_number
-from provisioning.sip import after_extension_write, prepare_extension
+from provisioning.sip import after_extension_write, after_trunk_write, prepare_extension
 
 
 async def _number_of_tenant(ctx: Ctx, values: Values, before: Mapping[str, Any] | None) -> Values:
@@ -50,15 +52,40 @@ async def _trunk_route_parent(ctx: Ctx, values: Values, before: Mapping[str, Any
     return values
 
 
+async def _number_routing(ctx: Ctx, values: Values, before: Mapping[str, Any] | None) -> Values:
+    for key, table in (("time_policy_id", "time_policies"), ("region_policy_id", "region_policies")):
+        if values.get(key) is not None and not await ctx.conn.fetchval(
+            f"SELECT 1 FROM {table} WHERE id = $1 AND tenant_id = $2", values[key], ctx.tenant_id
+        ):
+            raise Invalid(f"{key} {values[key]} is not a policy of this tenant", key)
+    return values
+
+
+def _policy_check(parse: Callable[..., object]) -> PrepareHook:
+    """A policy that would not parse is refused on save, never met by a live call."""
+
+    async def check(ctx: Ctx, values: Values, before: Mapping[str, Any] | None) -> Values:
+        if values.get("definition") is not None:
+            try:
+                parse(values["definition"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise Invalid(f"definition: {exc}", "definition") from None
+        return values
+
+    return check
+
+
+# Numbers are assigned and moved through their life cycle by their own actions; a tenant's
+# admin sets how they route.
 TENANT_NUMBERS = Resource(
     "numbers",
     "numbers",
     s.NumberRead,
     None,
-    None,
+    s.NumberRoutingUpdate,
     deletable=False,
-    write_roles=OPERATORS,
     filters=("state", "kind"),
+    prepare=_number_routing,
 )
 POOL_NUMBERS = Resource(
     "numbers",
@@ -119,6 +146,7 @@ TIME_POLICIES = Resource(
     s.PolicyCreate,
     s.PolicyUpdate,
     filters=("enabled",),
+    prepare=_policy_check(TimePolicy.parse),
 )
 REGION_POLICIES = Resource(
     "region-policies",
@@ -127,6 +155,7 @@ REGION_POLICIES = Resource(
     s.PolicyCreate,
     s.PolicyUpdate,
     filters=("enabled",),
+    prepare=_policy_check(RegionPolicy.parse),
 )
 IVR_MENUS = Resource("ivr-menus", "ivr_menus", s.MenuRead, s.MenuCreate, s.MenuUpdate)
 TENANT_BLACKLIST = Resource(
@@ -191,6 +220,7 @@ TRUNKS = Resource(
     read_roles=OPERATORS,
     write_roles=OPERATORS,
     filters=("kind", "enabled"),
+    after_write=after_trunk_write,
 )
 TRUNK_ROUTES = Resource(
     "trunk-routes",

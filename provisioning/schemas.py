@@ -66,6 +66,7 @@ class TenantUpdate(_In):
     emergency_contact_name: str | None = Field(None, max_length=100)
     emergency_contact_phone: str | None = Field(None, pattern=r"^[0-9]{0,20}$")
     paid_at: datetime | None = None
+    outbound_cli_policy: Literal["replace", "refuse"] | None = None
 
     _tz = field_validator("timezone")(_check_tz)
 
@@ -87,6 +88,7 @@ class TenantRead(_Out):
     paid_at: datetime | None
     suspended_at: datetime | None
     terminated_at: datetime | None
+    outbound_cli_policy: str
     version: int
     created_at: datetime
 
@@ -134,12 +136,34 @@ class NumberCreate(_In):
     kind: NumberKind
 
 
+Distribution = Literal["sequential", "simultaneous", "round_robin", "longest_idle", "weighted"]
+
+
+class NumberRoutingUpdate(_In):
+    """How a unified number routes (its life cycle has its own actions)."""
+
+    distribution: Distribution | None = None
+    time_policy_id: int | None = Field(None, ge=1)
+    region_policy_id: int | None = Field(None, ge=1)
+    greeting_prompt: str | None = Field(None, pattern=r"^[a-z0-9/_-]{0,80}$")
+    caller_id_mode: Literal["caller", "unified"] | None = None
+    whisper: bool | None = None
+    final_action: Literal["hangup", "voicemail", "missed_call"] | None = None
+
+
 class NumberRead(_Out):
     id: int
     number: str
     kind: str
     tenant_id: int | None
     state: str
+    distribution: str
+    time_policy_id: int | None
+    region_policy_id: int | None
+    greeting_prompt: str
+    caller_id_mode: str
+    whisper: bool
+    final_action: str
     approved_at: datetime | None
     released_at: datetime | None
     available_after: datetime | None
@@ -155,6 +179,8 @@ class BindingCreate(_In):
     ring_timeout_s: int = Field(30, ge=5, le=300)
     owner_name: str = Field(min_length=1, max_length=100)
     owner_id_number: str = Field(pattern=r"^[0-9A-Za-z]{6,30}$")
+    group_name: str = Field("default", pattern=r"^[a-z0-9_-]{1,40}$")
+    weight: int = Field(1, ge=1, le=1000)
 
 
 class BindingUpdate(_In):
@@ -164,6 +190,8 @@ class BindingUpdate(_In):
     ring_timeout_s: int | None = Field(None, ge=5, le=300)
     owner_name: str | None = Field(None, min_length=1, max_length=100)
     owner_id_number: str | None = Field(None, pattern=r"^[0-9A-Za-z]{6,30}$")
+    group_name: str | None = Field(None, pattern=r"^[a-z0-9_-]{1,40}$")
+    weight: int | None = Field(None, ge=1, le=1000)
 
 
 class BindingRead(_Out):
@@ -176,6 +204,8 @@ class BindingRead(_Out):
     ring_timeout_s: int
     owner_name: str
     owner_id_number: str
+    group_name: str
+    weight: int
     version: int
 
 
@@ -187,6 +217,7 @@ class ExtensionCreate(_In):
     device_kind: Literal["phone", "gateway"] = "phone"
     fax_allowed: bool = False
     password: str = Field(min_length=10, max_length=128, pattern=r"^[\x21-\x7e]+$")
+    outbound_caller_id: str = Field("", pattern=r"^[0-9]{0,20}$")
 
 
 class ExtensionUpdate(_In):
@@ -195,6 +226,7 @@ class ExtensionUpdate(_In):
     device_kind: Literal["phone", "gateway"] | None = None
     fax_allowed: bool | None = None
     password: str | None = Field(None, min_length=10, max_length=128, pattern=r"^[\x21-\x7e]+$")
+    outbound_caller_id: str | None = Field(None, pattern=r"^[0-9]{0,20}$")
 
 
 class ExtensionRead(_Out):
@@ -207,6 +239,7 @@ class ExtensionRead(_Out):
     fax_allowed: bool
     endpoint_id: str = Field(description="the SIP username the device registers with")
     realm: str
+    outbound_caller_id: str
     version: int
     created_at: datetime
 

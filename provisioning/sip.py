@@ -107,3 +107,35 @@ async def sync_tenant_accounts(conn: asyncpg.Connection, tenant_id: int, active:
         else:
             await remove_pjsip(conn, ext["endpoint_id"])
     return len(rows)
+
+
+async def after_trunk_write(
+    ctx: Ctx, action: str, before: Mapping[str, Any] | None, after: Mapping[str, Any] | None
+) -> None:
+    """A trunk is an outbound PJSIP endpoint `trunk-<name>` with a static contact; calls
+    leave through it as PJSIP/<number>@trunk-<name> (trunks/selection.py)."""
+    from trunks.selection import endpoint_for
+
+    if before is not None:
+        await remove_pjsip(ctx.conn, endpoint_for(before["name"]))
+    if after is None or not after["enabled"]:
+        return
+    eid = endpoint_for(after["name"])
+    await ctx.conn.execute(
+        "INSERT INTO ps_endpoints (id, transport, aors, context, disallow, allow, direct_media, "
+        '"send_pai", "send_rpid") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)',
+        eid,
+        "transport-udp",
+        eid,
+        "refuse",
+        "all",
+        "ulaw,alaw",
+        "no",
+        "yes",
+        "yes",
+    )
+    await ctx.conn.execute(
+        "INSERT INTO ps_aors (id, contact, qualify_frequency) VALUES ($1, $2, '0')",
+        eid,
+        f"sip:{after['host']}:{after['port']}",
+    )
