@@ -36,6 +36,8 @@ class LiveCall:
     ended_at: datetime | None = None
     hangup_cause: int | None = None
     hangup_cause_text: str = ""
+    caller_channel: str = ""  # the first channel's name (e.g. PJSIP/carrier-in-00000001)
+    callee_channel: str = ""  # the channel that answered the Dial
     # (time, step) in the order seen: created, answered, bridged, hung_up
     lifecycle: list[tuple[datetime, str]] = field(default_factory=list)
 
@@ -103,6 +105,7 @@ class CallRegistry:
         call = self._live.get(linkedid)
         if call is None:
             call = LiveCall(linkedid, msg.get("CallerIDNum") or "", msg.get("Exten") or "", now)
+            call.caller_channel = msg.get("Channel") or ""
             call.lifecycle.append((now, "created"))
             self._live[linkedid] = call
         call.channels.add(uniqueid)
@@ -125,6 +128,14 @@ class CallRegistry:
         if int(msg.get("BridgeNumChannels") or "0") >= 2:
             call.bridged_at = self._clock.now()
             call.lifecycle.append((call.bridged_at, "bridged"))
+
+    def _dial_end(self, msg: ChannelEvent) -> None:
+        if msg.get("DialStatus") != "ANSWER":
+            return
+        linkedid = self._by_channel.get(msg.get("DestUniqueid") or "") or msg.get("DestLinkedid") or ""
+        call = self._live.get(linkedid)
+        if call is not None:
+            call.callee_channel = msg.get("DestChannel") or ""
 
     def _hangup(self, msg: ChannelEvent) -> None:
         uniqueid = msg.get("Uniqueid") or ""
@@ -173,5 +184,6 @@ class CallRegistry:
         "Newchannel": _newchannel,
         "Newstate": _newstate,
         "BridgeEnter": _bridge_enter,
+        "DialEnd": _dial_end,
         "Hangup": _hangup,
     }

@@ -43,6 +43,57 @@ def _read_stats(path: Path) -> dict[str, str]:
     return dict(zip(rows[0], rows[-1], strict=False))
 
 
+def _run(
+    scenario: str,
+    local_ip: str,
+    target: str,
+    args: list[str],
+    *,
+    calls: int = 1,
+    timeout_s: float = 60.0,
+) -> SippResult:
+    """Run one bounded SIPp client (`calls` calls, at most timeout_s) and read its traces."""
+    with tempfile.TemporaryDirectory(prefix="sipp-") as tmp:
+        msg_file = Path(tmp) / "messages.log"
+        stat_file = Path(tmp) / "stats.csv"
+        cmd = [
+            "sipp",
+            "-sf",
+            str(SCENARIOS / scenario),
+            "-i",
+            local_ip,
+            *args,
+            "-m",
+            str(calls),
+            "-nostdin",
+            "-timeout",
+            f"{int(timeout_s)}s",
+            "-timeout_error",
+            "-trace_stat",
+            "-stf",
+            str(stat_file),
+            "-fd",
+            "1",
+        ]
+        if calls <= 20:  # message traces of load runs would cost more than the calls
+            cmd += ["-trace_msg", "-message_file", str(msg_file)]
+        cmd.append(target)
+        started = time.monotonic()
+        proc = subprocess.run(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=timeout_s + 15,
+            check=False,
+            cwd=tmp,
+        )
+        seconds = time.monotonic() - started
+        log = msg_file.read_text(errors="replace") if msg_file.exists() else ""
+        statuses = [int(m.group(2)) for m in _RECEIVED.finditer(log)]
+        return SippResult(proc.returncode, seconds, statuses, log, _read_stats(stat_file))
+
+
 def run_uac(
     called: str,
     caller: str = "13800138000",
@@ -58,55 +109,28 @@ def run_uac(
     extra: tuple[str, ...] = (),
 ) -> SippResult:
     """Place `calls` calls to `called` and wait for SIPp to finish (bounded by timeout_s)."""
-    with tempfile.TemporaryDirectory(prefix="sipp-") as tmp:
-        msg_file = Path(tmp) / "messages.log"
-        stat_file = Path(tmp) / "stats.csv"
-        cmd = [
-            "sipp",
-            "-sf",
-            str(SCENARIOS / scenario),
-            "-i",
-            local_ip,
-            "-s",
-            called,
-            "-key",
-            "caller",
-            caller,
-            "-d",
-            str(hold_ms),
-            "-m",
-            str(calls),
-            "-nostdin",
-            "-timeout",
-            f"{int(timeout_s)}s",
-            "-timeout_error",
-            "-trace_stat",
-            "-stf",
-            str(stat_file),
-            "-fd",
-            "1",
-        ]
-        if calls <= 20:  # message traces of load runs would cost more than the calls
-            cmd += ["-trace_msg", "-message_file", str(msg_file)]
-        if rate is not None:
-            cmd += ["-r", str(rate)]
-        if limit is not None:
-            cmd += ["-l", str(limit)]
-        cmd += [*extra, target]
-        started = time.monotonic()
-        proc = subprocess.run(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            timeout=timeout_s + 15,
-            check=False,
-            cwd=tmp,
-        )
-        seconds = time.monotonic() - started
-        log = msg_file.read_text(errors="replace") if msg_file.exists() else ""
-        statuses = [int(m.group(2)) for m in _RECEIVED.finditer(log)]
-        return SippResult(proc.returncode, seconds, statuses, log, _read_stats(stat_file))
+    args = ["-s", called, "-key", "caller", caller, "-d", str(hold_ms)]
+    if rate is not None:
+        args += ["-r", str(rate)]
+    if limit is not None:
+        args += ["-l", str(limit)]
+    return _run(scenario, local_ip, target, [*args, *extra], calls=calls, timeout_s=timeout_s)
+
+
+def run_register(
+    username: str,
+    password: str,
+    *,
+    scenario: str = "uac_register.xml",
+    local_ip: str = "127.0.0.5",
+    target: str = "127.0.0.1:5060",
+    timeout_s: float = 10.0,
+    extra: tuple[str, ...] = (),
+) -> SippResult:
+    """REGISTER `username` (an extension's endpoint_id) with digest auth, once. The result's
+    final_status is 200 when Asterisk accepted the credentials, 401/403/404 when not."""
+    args = ["-s", username, "-au", username, "-ap", password]
+    return _run(scenario, local_ip, target, [*args, *extra], timeout_s=timeout_s)
 
 
 class SippUas:
