@@ -68,7 +68,7 @@ def _policy_check(parse: Callable[..., object]) -> PrepareHook:
         if values.get("definition") is not None:
             try:
                 parse(values["definition"])
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 raise Invalid(f"definition: {exc}", "definition") from None
         return values
 

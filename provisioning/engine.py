@@ -126,9 +126,11 @@ async def audit(
             return v.model_dump_json()
         return json.dumps(v, default=str)
 
+    # Passed as text and cast in SQL, so the JSON is stored as an object whether or not the
+    # connection has a jsonb codec (one would encode the string again, as a JSON string).
     await ctx.conn.execute(
         "INSERT INTO audit_log (at, actor_user_id, actor, tenant_id, entity, entity_id, action, "
-        "before, after) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb)",
+        "before, after) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::jsonb, $9::text::jsonb)",
         ctx.clock.now(),
         ctx.actor.user_id,
         ctx.actor.name,

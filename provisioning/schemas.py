@@ -3,6 +3,7 @@ Money is Decimal (serialised as a string); ID numbers are masked on read."""
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -567,3 +568,9 @@ class AuditRead(_Out):
     action: str
     before: dict[str, Any] | None
     after: dict[str, Any] | None
+
+    @field_validator("before", "after", mode="before")
+    @classmethod
+    def _json_text(cls, value: Any) -> Any:
+        # Entries written through a jsonb codec before the fix hold the JSON as a string.
+        return json.loads(value) if isinstance(value, str) else value

@@ -32,6 +32,7 @@ async def create_pool(settings: Settings) -> asyncpg.Pool:
         max_size=db.pool_max,
         command_timeout=db.command_timeout,
         timeout=db.command_timeout,
+        init=init_connection,  # JSON columns are Python values on pooled connections too
     )
     assert pool is not None
     return pool
