@@ -43,7 +43,15 @@ def decide_extension_call(
         return Reject(Reason.EXTENSION_NOT_FOUND, tenant.id)
     if snapshot.blacklist.blocks(tenant.id, "outbound", call.dialled):
         return Reject(Reason.BLACKLISTED, tenant.id)
-    cli = me.outbound_caller_id or call.presented_cli
+    # A phone that presents an outside number (in P-Asserted-Identity) claims it; one that
+    # presents only its own extension claims nothing and gets the configured caller ID.
+    presented = call.presented_cli
+    claims = presented.isdigit() and len(presented) >= 7 and presented != me.extension
+    cli = (
+        presented
+        if claims
+        else (me.outbound_caller_id or (tenant.caller_ids[0] if tenant.caller_ids else ""))
+    )
     why = "outbound"
     if cli not in tenant.caller_ids:
         if tenant.outbound_cli_policy == "refuse" or not tenant.caller_ids:

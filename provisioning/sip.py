@@ -49,6 +49,9 @@ def _endpoint_row(ext: Mapping[str, Any]) -> dict[str, str]:
         "rewrite_contact": "yes",
         "callerid": f'"{name}" <{ext["extension"]}>',
         "t38_udptl": "yes" if ext["fax_allowed"] else "no",
+        # The phone's P-Asserted-Identity becomes its caller ID; the control plane then
+        # checks that the tenant owns it before it leaves through a trunk.
+        "trust_id_inbound": "yes",
         "accountcode": str(ext["tenant_id"]),
         "set_var": f"SS_TENANT_ID={ext['tenant_id']}",
     }
@@ -123,7 +126,7 @@ async def after_trunk_write(
     eid = endpoint_for(after["name"])
     await ctx.conn.execute(
         "INSERT INTO ps_endpoints (id, transport, aors, context, disallow, allow, direct_media, "
-        '"send_pai", "send_rpid") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)',
+        '"send_pai", "send_rpid", "send_connected_line") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)',
         eid,
         "transport-udp",
         eid,
@@ -133,6 +136,7 @@ async def after_trunk_write(
         "no",
         "yes",
         "yes",
+        "no",
     )
     await ctx.conn.execute(
         "INSERT INTO ps_aors (id, contact, qualify_frequency) VALUES ($1, $2, '0')",

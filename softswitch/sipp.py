@@ -94,6 +94,24 @@ def _run(
         return SippResult(proc.returncode, seconds, statuses, log, _read_stats(stat_file))
 
 
+DTMF_CAPTURES = Path("/usr/share/sip-tester")
+_DTMF_NAMES = {"*": "star", "#": "pound", **{d: d for d in "0123456789"}}
+
+
+def render_dtmf(digits: str, hold_ms: int = 3000, gap_ms: int = 450) -> str:
+    """uac_dtmf.xml with the digits rendered in: SIPp substitutes no keywords inside
+    play_pcap_audio, so each digit becomes its own <exec> of SIPp's RFC 2833 capture."""
+    lines = []
+    for d in digits:
+        if d not in _DTMF_NAMES:
+            raise ValueError(f"not a DTMF digit: {d!r}")
+        pcap = DTMF_CAPTURES / f"dtmf_2833_{_DTMF_NAMES[d]}.pcap"
+        lines.append(f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>')
+        lines.append(f'  <pause milliseconds="{gap_ms}"/>')
+    text = (SCENARIOS / "uac_dtmf.xml").read_text()
+    return text.replace("@@DTMF@@", "\n".join(lines)).replace("@@HOLD_MS@@", str(hold_ms))
+
+
 def run_uac(
     called: str,
     caller: str = "13800138000",
@@ -107,9 +125,31 @@ def run_uac(
     limit: int | None = None,
     timeout_s: float = 60.0,
     extra: tuple[str, ...] = (),
+    dtmf: str | None = None,
 ) -> SippResult:
-    """Place `calls` calls to `called` and wait for SIPp to finish (bounded by timeout_s)."""
+    """Place `calls` calls to `called` and wait for SIPp to finish (bounded by timeout_s).
+    With `dtmf`, the caller keys those digits (RFC 2833) once the call is answered, then
+    waits up to hold_ms for the far end to hang up before hanging up itself."""
     args = ["-s", called, "-key", "caller", caller, "-d", str(hold_ms)]
+    if dtmf is not None:
+        with tempfile.NamedTemporaryFile("w", suffix=".xml", prefix="sipp-dtmf-", delete=False) as f:
+            f.write(render_dtmf(dtmf, hold_ms))
+        try:
+            return run_uac(
+                called,
+                caller,
+                scenario=f.name,
+                hold_ms=hold_ms,
+                local_ip=local_ip,
+                target=target,
+                calls=calls,
+                rate=rate,
+                limit=limit,
+                timeout_s=timeout_s,
+                extra=extra,
+            )
+        finally:
+            Path(f.name).unlink(missing_ok=True)
     if rate is not None:
         args += ["-r", str(rate)]
     if limit is not None:
@@ -162,17 +202,22 @@ class SippUas:
         self._tmp = tempfile.TemporaryDirectory(prefix="sipp-uas-")
 
     def start(self) -> SippUas:
-        self.proc = subprocess.Popen(
-            self.cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd=self._tmp.name,
-            start_new_session=True,
-        )
+        err = Path(self._tmp.name) / "stderr.log"
+        with open(err, "wb") as stderr:
+            self.proc = subprocess.Popen(
+                self.cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                cwd=self._tmp.name,
+                start_new_session=True,
+            )
         time.sleep(0.3)
         if self.proc.poll() is not None:
-            raise RuntimeError(f"SIPp UAS exited at start: {' '.join(self.cmd)}")
+            raise RuntimeError(
+                f"SIPp exited at start ({self.proc.returncode}): {' '.join(self.cmd)}\n"
+                + err.read_text(errors="replace")[-2000:]
+            )
         return self
 
     def stop(self) -> None:

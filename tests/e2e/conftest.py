@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import random
+import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -60,8 +62,9 @@ def service(stack: LocalStack, settings: Settings) -> Iterator[ServiceProcess]:
 
 @pytest.fixture(scope="session")
 def destination_carrier(stack: LocalStack) -> Iterator[SippUas]:
-    """The bound destinations answer after 200 ms of ringing."""
-    with SippUas() as uas:
+    """The bound destinations answer after 200 ms of ringing; numbers ending in 99 never
+    answer and in 98 are busy (sipp-scenarios/uas_selective.xml)."""
+    with SippUas("uas_selective.xml") as uas:
         yield uas
 
 
@@ -127,3 +130,56 @@ async def provision(
 
 def unique_caller() -> str:
     return "139" + "".join(random.choices("0123456789", k=8))
+
+
+OWNER = {"owner_name": "Zhang San", "owner_id_number": "310101199001011234"}
+
+
+def api_ok(response: Any, status: int = 200) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+def active_number(service: ServiceProcess) -> tuple[int, int, str]:
+    """A new tenant and a 400 number taken through its life cycle to active, by the API."""
+    tenant_id = api_ok(
+        service.request("POST", "/v1/tenants", json={"name": f"e2e live {secrets.token_hex(4)}"}), 201
+    )["id"]
+    number = "400" + "".join(random.choices("0123456789", k=7))
+    base = f"/v1/tenants/{tenant_id}"
+    number_id = api_ok(
+        service.request("POST", f"{base}/numbers", json={"number": number, "kind": "unified_400"}), 201
+    )["id"]
+    assert (
+        api_ok(service.request("POST", f"{base}/numbers/{number_id}/submit"))["state"] == "pending_approval"
+    )
+    docs = api_ok(service.request("GET", f"{base}/documents"))["items"]
+    assert docs, "a new tenant has onboarding documents to approve"
+    for doc in docs:
+        api_ok(
+            service.request(
+                "PATCH",
+                f"{base}/documents/{doc['id']}",
+                json={"status": "approved"},
+                headers={"If-Match": f'"{doc["version"]}"'},
+            )
+        )
+    assert api_ok(service.request("POST", f"{base}/numbers/{number_id}/approve"))["state"] == "active"
+    return tenant_id, number_id, number
+
+
+async def wait_generation_above(service: ServiceProcess, generation: float, budget: float) -> float:
+    """Seconds until the service's snapshot generation passes `generation` (fails past budget)."""
+    started = time.monotonic()
+    while service.metric("softswitch_snapshot_generation") <= generation:
+        elapsed = time.monotonic() - started
+        assert elapsed < budget, f"the service's snapshot did not reload within {budget} s"
+        await asyncio.sleep(0.01)
+    return time.monotonic() - started
+
+
+def mobile(suffix: str = "") -> str:
+    """A random mobile-looking destination; `suffix` picks the carrier's behaviour in
+    sipp-scenarios/uas_selective.xml (…99 never answers, …98 is busy)."""
+    digits = "1380013" + "".join(random.choices("0123456789", k=4))
+    return digits[: len(digits) - len(suffix)] + suffix

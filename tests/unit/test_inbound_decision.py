@@ -229,13 +229,14 @@ def test_route_iff_everything_lines_up(
         and tenant is not None
         and tenant.state == "active"
         and number.state == "active"
-        and bool(number.destinations)
+        and bool(number.group("default"))
     )
     assert isinstance(decision, Route) == should_route
     assert isinstance(decision, Route | Reject)
     if isinstance(decision, Route):
         assert number is not None and tenant is not None
-        assert decision.destinations == number.destinations
+        # no policies here: the default group, in position order (sequential distribution)
+        assert decision.destinations == tuple(d.destination for d in number.group("default"))
         assert (decision.tenant_id, decision.number_id) == (tenant.id, number.id)
     else:
         assert decision.reason is not Reason.ROUTED

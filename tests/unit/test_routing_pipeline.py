@@ -202,7 +202,10 @@ def test_outbound_caller_id_must_be_owned() -> None:
     replaced = ext_call("t7x8001", "13800000000", cli="13999999999")
     assert isinstance(replaced, Route) and replaced.caller_id == "4008001234"
     assert replaced.why == "outbound+cli_replaced"
-    assert ext_call("t8x9001", "13800000000", cli="13999999999").caller_id == "02150009999"  # type: ignore[union-attr]
+    # no claim (the phone presents its own extension): the configured caller ID is used
+    assert ext_call("t8x9001", "13800000000", cli="9001").caller_id == "02150009999"  # type: ignore[union-attr]
+    # a claimed number the tenant does not own, under the 'refuse' policy
+    assert ext_call("t8x9001", "13800000000", cli="13999999999").reason is Reason.CALLER_ID_NOT_OWNED
     refused = decide_extension_call(
         replace(snap(), endpoints={"t8x9001": Extension(8, "9001", "t8x9001")}),
         ExtensionCall("t8x9001", "13800000000", "2.2", "13999999999"),

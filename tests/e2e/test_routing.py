@@ -1,0 +1,328 @@
+"""Routing through the real Asterisk: blacklist, time policy (clock injected), region
+policy, sequential failover, ring-all, PIN by RFC 2833 DTMF, extension to extension, and
+outbound caller ID. Everything is provisioned through the service's API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from softswitch.process import ServiceProcess
+from softswitch.sipp import SCENARIOS, SippResult, SippUas, run_uac
+from tests.e2e.conftest import (
+    OWNER,
+    active_number,
+    api_ok,
+    mobile,
+    unique_caller,
+)
+
+pytestmark = pytest.mark.stack
+
+SHANGHAI_MOBILE = "13917001234"
+BEIJING_FIXED = "01062345678"
+
+
+def changed(service: ServiceProcess, method: str, path: str, **kw: Any) -> dict[str, Any]:
+    """An API change that the next call must see: wait until the service reloaded."""
+    generation = service.metric("softswitch_snapshot_generation")
+    resp = service.request(method, path, **kw)
+    assert resp.status_code in (200, 201), resp.text
+    deadline = time.monotonic() + 2.0
+    while service.metric("softswitch_snapshot_generation") <= generation:
+        assert time.monotonic() < deadline, "the service did not reload within 2 s"
+        time.sleep(0.01)
+    return resp.json()
+
+
+def bind(service: ServiceProcess, tenant: int, number_id: int, dest: str, **kw: Any) -> dict[str, Any]:
+    body = {"number_id": number_id, "destination": dest, **OWNER, **kw}
+    return changed(service, "POST", f"/v1/tenants/{tenant}/bindings", json=body)
+
+
+async def call_row(db: asyncpg.Connection, caller: str, *, direction: str = "inbound") -> asyncpg.Record:
+    deadline = time.monotonic() + 5
+    while True:
+        row = await db.fetchrow(
+            "SELECT * FROM calls WHERE caller = $1 AND direction = $2 ORDER BY id DESC LIMIT 1",
+            caller,
+            direction,
+        )
+        if row is not None or time.monotonic() > deadline:
+            assert row is not None, f"no call record for {caller}"
+            return row
+        await asyncio.sleep(0.1)
+
+
+async def dial_legs(db: asyncpg.Connection, linkedid: str) -> list[tuple[str, str]]:
+    """(what Asterisk dialled, disposition) for each outgoing leg of a call, from its CDRs."""
+    await asyncio.sleep(0.5)  # CDRs are written when each leg ends
+    rows = await db.fetch(
+        "SELECT lastdata, disposition FROM cdr WHERE linkedid = $1 AND lastapp = 'Dial' ORDER BY id", linkedid
+    )
+    return [(r["lastdata"], r["disposition"]) for r in rows]
+
+
+def call(number: str, caller: str, **kw: Any) -> SippResult:
+    return run_uac(number, caller, timeout_s=40, **kw)
+
+
+async def test_blacklisted_caller_is_refused(
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas
+) -> None:
+    tenant, number_id, number = active_number(service)
+    bind(service, tenant, number_id, mobile())
+    caller = unique_caller()
+    changed(
+        service,
+        "POST",
+        f"/v1/tenants/{tenant}/blacklist",
+        json={"pattern": caller[:7], "match_kind": "prefix"},
+    )
+    result = call(number, caller)
+    assert result.final_status == 403, result.message_log[-1500:]
+    assert (await call_row(db, caller))["reason"] == "BLACKLISTED"
+    other = unique_caller()
+    assert call(number, "13" + other[2:], hold_ms=200).final_status == 200  # not on the list
+
+
+@contextlib.contextmanager
+def service_at(service: ServiceProcess, when: str) -> Iterator[ServiceProcess]:
+    """The service restarted with its clock pinned (SOFTSWITCH_FIXED_NOW), then restored."""
+    service.stop()
+    pinned = ServiceProcess(
+        service.settings, env={"SOFTSWITCH_FIXED_NOW": when}, token=service.token, log_path=service.log_path
+    )
+    try:
+        pinned.start()
+        yield pinned
+    finally:
+        pinned.stop()
+        service.start()
+
+
+async def test_time_policy_sends_out_of_hours_calls_to_the_night_group(
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas
+) -> None:
+    tenant, number_id, number = active_number(service)
+    day, night = mobile(), mobile()
+    bind(service, tenant, number_id, day)
+    bind(service, tenant, number_id, night, group_name="night")
+    policy = changed(
+        service,
+        "POST",
+        f"/v1/tenants/{tenant}/time-policies",
+        json={
+            "name": "office",
+            "definition": {
+                "weekly": [{"days": ["mon", "tue", "wed", "thu", "fri"], "start": "09:00", "end": "18:00"}],
+                "default": {"kind": "group", "ref": "night"},
+            },
+        },
+    )
+    routing = api_ok(service.request("GET", f"/v1/tenants/{tenant}/numbers/{number_id}"))
+    changed(
+        service,
+        "PATCH",
+        f"/v1/tenants/{tenant}/numbers/{number_id}",
+        json={"time_policy_id": policy["id"]},
+        headers={"If-Match": f'"{routing["version"]}"'},
+    )
+    for when, expected, why in (
+        ("2026-11-23T22:30:00+08:00", night, "outside_hours"),  # Monday evening in Shanghai
+        ("2026-11-23T10:00:00+08:00", day, "weekly"),
+    ):
+        with service_at(service, when):
+            caller = unique_caller()
+            assert call(number, caller, hold_ms=200).final_status == 200
+            row = await call_row(db, caller)
+            assert (list(row["destinations"]), row["why"]) == ([expected], why)
+
+
+async def test_region_policy_routes_shanghai_mobiles_to_the_shanghai_group(
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas
+) -> None:
+    tenant, number_id, number = active_number(service)
+    default, shanghai = mobile(), mobile()
+    bind(service, tenant, number_id, default)
+    bind(service, tenant, number_id, shanghai, group_name="shanghai")
+    policy = changed(
+        service,
+        "POST",
+        f"/v1/tenants/{tenant}/region-policies",
+        json={
+            "name": "east",
+            "definition": {"rules": [{"province": "上海", "group": "shanghai"}], "unknown": "allow"},
+        },
+    )
+    routing = api_ok(service.request("GET", f"/v1/tenants/{tenant}/numbers/{number_id}"))
+    changed(
+        service,
+        "PATCH",
+        f"/v1/tenants/{tenant}/numbers/{number_id}",
+        json={"region_policy_id": policy["id"]},
+        headers={"If-Match": f'"{routing["version"]}"'},
+    )
+    for caller, expected in ((SHANGHAI_MOBILE, shanghai), (BEIJING_FIXED, default)):
+        assert call(number, caller, hold_ms=200).final_status == 200
+        row = await call_row(db, caller)
+        assert list(row["destinations"]) == [expected], caller
+
+
+async def test_sequential_failover_when_the_first_destination_does_not_answer(
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas
+) -> None:
+    tenant, number_id, number = active_number(service)
+    silent, answers = mobile("99"), mobile()
+    bind(service, tenant, number_id, silent, ring_timeout_s=5, position=0)
+    bind(service, tenant, number_id, answers, position=1)
+    caller = unique_caller()
+    result = call(number, caller, hold_ms=300)
+    assert result.final_status == 200, result.message_log[-1500:]
+    assert result.seconds > 5  # the first destination rang out its 5 s
+    row = await call_row(db, caller)
+    legs = await dial_legs(db, row["linkedid"])
+    assert [(silent in d, answers in d, disp) for d, disp in legs] == [
+        (True, False, "NO ANSWER"),
+        (False, True, "ANSWERED"),
+    ]
+
+
+async def test_ring_all_the_second_destination_answers(
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas
+) -> None:
+    tenant, number_id, number = active_number(service)
+    silent, answers = mobile("99"), mobile()
+    bind(service, tenant, number_id, silent, ring_timeout_s=20)
+    bind(service, tenant, number_id, answers, ring_timeout_s=20)
+    routing = api_ok(service.request("GET", f"/v1/tenants/{tenant}/numbers/{number_id}"))
+    changed(
+        service,
+        "PATCH",
+        f"/v1/tenants/{tenant}/numbers/{number_id}",
+        json={"distribution": "simultaneous"},
+        headers={"If-Match": f'"{routing["version"]}"'},
+    )
+    caller = unique_caller()
+    result = call(number, caller, hold_ms=300)
+    assert result.final_status == 200
+    assert result.seconds < 5  # answered by the second while the first still rang
+    row = await call_row(db, caller)
+    legs = await dial_legs(db, row["linkedid"])
+    # One Dial rang both at once: each leg has its CDR with the same two-destination string.
+    assert all(silent in d and answers in d and "&" in d for d, _ in legs)
+    assert sorted(disp for _, disp in legs) == ["ANSWERED", "NO ANSWER"]
+
+
+async def test_pin_accepted_and_refused_by_rfc2833_dtmf(
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas
+) -> None:
+    tenant, number_id, number = active_number(service)
+    bind(service, tenant, number_id, mobile())
+    changed(
+        service,
+        "POST",
+        f"/v1/tenants/{tenant}/pins",
+        json={"number_id": number_id, "pin": "2468", "max_attempts": 1},
+    )
+    good = unique_caller()
+    ok = call(number, good, dtmf="2468#", hold_ms=1500)
+    assert ok.final_status == 200, ok.message_log[-1500:]
+    assert (await call_row(db, good))["reason"] == "ROUTED"
+    bad = unique_caller()
+    refused = call(number, bad, dtmf="1111#", hold_ms=8000)
+    assert "BYE sip:" in refused.message_log.split("received")[-1] or "\nBYE " in refused.message_log
+    assert (await call_row(db, bad))["reason"] == "PIN_FAILED"
+
+
+def _extension(service: ServiceProcess, tenant: int, ext: str, site: str, password: str) -> dict[str, Any]:
+    return changed(
+        service,
+        "POST",
+        f"/v1/tenants/{tenant}/extensions",
+        json={"extension": ext, "site": site, "password": password},
+    )
+
+
+def ext_call(
+    a: dict[str, Any], password: str, dialled: str, presented: str, hold_ms: int = 300
+) -> SippResult:
+    return run_uac(
+        dialled,
+        presented,
+        scenario="uac_extension.xml",
+        local_ip="127.0.0.5",
+        hold_ms=hold_ms,
+        extra=("-key", "ext", a["endpoint_id"], "-au", a["endpoint_id"], "-ap", password),
+        timeout_s=30,
+    )
+
+
+async def test_extension_to_extension_across_sites(db: asyncpg.Connection, service: ServiceProcess) -> None:
+    tenant, _number_id, _number = active_number(service)
+    pw_a, pw_b = "alpha-secret-1", "bravo-secret-2"
+    a = _extension(service, tenant, "801", "shanghai-hq", pw_a)
+    b = _extension(service, tenant, "802", "beijing-branch", pw_b)
+    # Phone B registers as extension 802 and answers calls to it (out-of-call scenario).
+    phone_b = SippUas(
+        "uas_phone.xml",
+        local_ip="127.0.0.6",
+        port=5070,
+        ring_ms=200,
+        extra=(
+            "-oocsf",
+            str(SCENARIOS / "uas_answer.xml"),
+            "-s",
+            b["endpoint_id"],
+            "-au",
+            b["endpoint_id"],
+            "-ap",
+            pw_b,
+            "-m",
+            "1",
+            "127.0.0.1:5060",
+        ),
+    )
+    with phone_b:
+        await asyncio.sleep(1.0)  # REGISTER, challenge, REGISTER, 200
+        result = ext_call(a, pw_a, "802", a["endpoint_id"])
+    assert result.final_status == 200, result.message_log[-1500:]
+    row = await call_row(db, a["endpoint_id"], direction="internal")
+    assert (list(row["destinations"]), row["caller_id_shown"]) == ([b["endpoint_id"]], "801")
+
+
+async def test_outbound_caller_id_must_be_the_tenants(
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas
+) -> None:
+    tenant, _number_id, number = active_number(service)
+    pw = "charlie-secret-3"
+    a = _extension(service, tenant, "803", "main", pw)
+    trunk = f"e2e-{os.getpid()}"
+    existing = api_ok(service.request("GET", "/v1/trunks?kind=carrier&limit=500"))["items"]
+    if not any(t["host"] == "127.0.0.3" for t in existing):
+        t = changed(service, "POST", "/v1/trunks", json={"name": trunk, "host": "127.0.0.3", "port": 5060})
+        changed(service, "POST", "/v1/trunk-routes", json={"trunk_id": t["id"], "prefix": "1", "priority": 1})
+    outside = mobile()
+    replaced = ext_call(a, pw, outside, "13999999999")  # a number the tenant does not own
+    assert replaced.final_status == 200, replaced.message_log[-1500:]
+    row = await call_row(db, "13999999999", direction="outbound")
+    assert (row["reason"], row["caller_id_shown"], row["why"]) == ("ROUTED", number, "outbound+cli_replaced")
+
+    tenant_row = api_ok(service.request("GET", f"/v1/tenants/{tenant}"))
+    changed(
+        service,
+        "PATCH",
+        f"/v1/tenants/{tenant}",
+        json={"outbound_cli_policy": "refuse"},
+        headers={"If-Match": f'"{tenant_row["version"]}"'},
+    )
+    refused = ext_call(a, pw, outside, "13988888888")
+    assert refused.final_status == 403
+    assert (await call_row(db, "13988888888", direction="outbound"))["reason"] == "CALLER_ID_NOT_OWNED"
