@@ -23,7 +23,6 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "docker" / "asterisk"
 # defaults of modules we load but do not configure (without a file they log errors).
 DEBIAN_KEPT = (
     "indications.conf",
-    "features.conf",
     "ccss.conf",
     "cel.conf",
     "acl.conf",
