@@ -326,3 +326,30 @@ async def test_outbound_caller_id_must_be_the_tenants(
     refused = ext_call(a, pw, outside, "13988888888")
     assert refused.final_status == 403
     assert (await call_row(db, "13988888888", direction="outbound"))["reason"] == "CALLER_ID_NOT_OWNED"
+
+
+async def test_nobody_answers_the_caller_is_released_and_a_missed_call_notice_is_written(
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas
+) -> None:
+    tenant, number_id, number = active_number(service)
+    bind(service, tenant, number_id, mobile("99"), ring_timeout_s=5)
+    caller = unique_caller()
+    result = call(number, caller)
+    assert result.final_status == 480, result.message_log[-1500:]  # Q.850 19: no answer
+    row = await call_row(db, caller)
+    deadline = time.monotonic() + 5
+    notice = None
+    while notice is None and time.monotonic() < deadline:
+        notice = await db.fetchrow(
+            "SELECT * FROM outbox WHERE kind = 'missed_call' AND dedupe_key = $1", row["linkedid"]
+        )
+        await asyncio.sleep(0.1)
+    assert notice is not None and notice["tenant_id"] == tenant
+    payload = (
+        notice["payload"]
+        if isinstance(notice["payload"], dict)
+        else __import__("json").loads(notice["payload"])
+    )
+    assert payload["caller"] == caller and payload["called"] == number
+    cdr = await db.fetchrow("SELECT * FROM cdr WHERE linkedid = $1 AND lastapp = 'Hangup'", row["linkedid"])
+    assert cdr is not None and cdr["userfield"] == "ALL_DESTINATIONS_FAILED"
