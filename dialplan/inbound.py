@@ -43,6 +43,8 @@ class Route:
     # "any": a busy or silent step moves on to the next; "congestion": only a network
     # failure does (trunk failover must not ring a busy callee again on another trunk)
     next_on: str = "any"
+    # talk time the prepaid reservation covers: the switch hangs up after it (0 = none)
+    limit_s: int = 0
 
     @property
     def destinations(self) -> tuple[str, ...]:

@@ -26,6 +26,11 @@ class Reason(Enum):
     NO_ROUTE = ("NO_ROUTE", 3, "cannot-complete-as-dialed")
     CALLER_ID_NOT_OWNED = ("CALLER_ID_NOT_OWNED", 21, "ss-noservice")
     EXTENSION_UNKNOWN = ("EXTENSION_UNKNOWN", 21, "")
+    # Prepaid: the enterprise's money or channels, and the fail-closed case.
+    NO_BALANCE = ("NO_BALANCE", 21, "ss-noservice")
+    CHANNEL_LIMIT = ("CHANNEL_LIMIT", 17, "")  # the package's channels are all in use: busy
+    BILLING_UNAVAILABLE = ("BILLING_UNAVAILABLE", 34, "all-circuits-busy-now")
+    BALANCE_EXHAUSTED = ("BALANCE_EXHAUSTED", 16, "")  # cut mid-call: no money for the next slice
     # Set by the dialplan itself when the control plane cannot be reached.
     CONTROL_PLANE_UNAVAILABLE = ("CONTROL_PLANE_UNAVAILABLE", 34, "all-circuits-busy-now")
 

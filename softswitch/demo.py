@@ -43,6 +43,12 @@ async def seed(conn: asyncpg.Connection) -> None:
                 )
             else:
                 await conn.execute("UPDATE tenants SET state = $2 WHERE id = $1", tenant_id, state)
+            # A funded prepaid account with the 4 channels of an A4 package, 0.12 CNY/min.
+            await conn.execute(
+                "INSERT INTO accounts (tenant_id, balance, channel_cap, rate_per_minute) "
+                "VALUES ($1, 200, 4, 0.12) ON CONFLICT (tenant_id) DO NOTHING",
+                tenant_id,
+            )
             for number, kind, nstate, dests in numbers:
                 number_id = await conn.fetchval(
                     """INSERT INTO numbers (number, kind, tenant_id, state) VALUES ($1, $2, $3, $4)

@@ -79,6 +79,32 @@ class Metrics:
             "Generation of the config snapshot in use",
             registry=r,
         )
+        self.reservations = Counter(
+            "softswitch_prepaid_reservations",
+            "Prepaid reservation attempts by result",
+            ["result"],
+            registry=r,
+        )
+        self.settlements = Counter(
+            "softswitch_prepaid_settlements", "Calls settled (charged once)", registry=r
+        )
+        self.settlement_overrun_seconds = Counter(
+            "softswitch_prepaid_overrun_seconds",
+            "Talk time past the reserved time (the switch's stop came late), not charged",
+            registry=r,
+        )
+        self.reconciled = Counter(
+            "softswitch_prepaid_reconciled",
+            "Orphaned reservations closed by reconciliation",
+            ["action"],
+            registry=r,
+        )
+        self.open_reservations = Gauge(
+            "softswitch_prepaid_open_reservations", "Reservations of calls in progress", registry=r
+        )
+        self.reserved_amount = Gauge(
+            "softswitch_prepaid_reserved_cny", "Money held by open reservations (CNY)", registry=r
+        )
         self.call_record_errors = Counter(
             "softswitch_call_record_write_errors",
             "Call record batches that failed to write",

@@ -19,6 +19,9 @@ from decimal import Decimal
 
 import asyncpg
 
+from rating.rate import Charge, rate_call
+from rating.tariff import Tariff
+
 
 class Refusal(enum.StrEnum):
     NO_ACCOUNT = "NO_ACCOUNT"
@@ -154,3 +157,83 @@ async def release_reservation(conn: asyncpg.Connection, call_id: str, now: datet
             reason,
         )
         return True
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    call_id: str
+    tenant_id: int
+    billsec: int  # what was charged for (never beyond the reserved talk time)
+    overrun_s: int  # talked past the reserved time (the switch's stop came late): not charged
+    charge: Charge
+    balance_after: Decimal
+
+
+async def settle_reservation(
+    conn: asyncpg.Connection, call_id: str, billsec: int, now: datetime, reason: str = ""
+) -> Settlement | None:
+    """Charge a finished call once: idempotent on the call id (a duplicate or late hang-up
+    finds the reservation closed and does nothing). In one transaction: the charge from
+    rating/ (bundle first, then money, rounded once), the account (balance, released
+    reservation and channel, included seconds used), an append-only ledger entry, the
+    reservation closed, and the call record's money columns."""
+    async with conn.transaction():
+        r = await conn.fetchrow(
+            "SELECT * FROM reservations WHERE call_id = $1 AND state = 'open' FOR UPDATE", call_id
+        )
+        if r is None:
+            return None
+        acct = await conn.fetchrow("SELECT * FROM accounts WHERE tenant_id = $1 FOR UPDATE", r["tenant_id"])
+        tariff = Tariff(acct["rate_per_minute"], acct["first_increment_s"], acct["increment_s"])
+        # The customer was promised the hard stop: time past the reserved talk time is the
+        # switch's lateness, counted (overrun) but not charged — so the charge never
+        # exceeds what was reserved and the money invariant holds through settlement.
+        charged_s = min(max(billsec, 0), r["granted_s"])
+        free_pool = acct["included_seconds_left"] - acct["included_reserved_s"]
+        charge = rate_call(charged_s, tariff, r["included_s"] + max(free_pool, 0))
+        balance = await conn.fetchval(
+            "UPDATE accounts SET balance = balance - $2, reserved = reserved - $3, "
+            "channels_in_use = channels_in_use - 1, "
+            "included_seconds_left = included_seconds_left - $4, "
+            "included_reserved_s = included_reserved_s - $5, version = version + 1 "
+            "WHERE tenant_id = $1 RETURNING balance",
+            r["tenant_id"],
+            charge.amount,
+            r["amount"],
+            charge.included_used_s,
+            r["included_s"],
+        )
+        await conn.execute(
+            "INSERT INTO ledger_entries (tenant_id, kind, amount, balance_after, reference, "
+            "idempotency_key, created_at) VALUES ($1, 'call', $2, $3, $4, $5, $6)",
+            r["tenant_id"],
+            -charge.amount,
+            balance,
+            f"call {call_id}: {charge.billable_s} s billable, {charge.included_used_s} s included",
+            call_id,
+            now,
+        )
+        await conn.execute(
+            "UPDATE reservations SET state = 'settled', closed_at = $2, charged = $3, billsec = $4, "
+            "close_reason = $5 WHERE id = $1",
+            r["id"],
+            now,
+            charge.amount,
+            billsec,
+            reason or None,
+        )
+        await conn.execute(
+            "UPDATE calls SET billsec = $2, billable_s = $3, minutes = $4, included_used_s = $5, "
+            "amount = $6, settled_at = $7, final_reason = COALESCE($8, final_reason) WHERE linkedid = $1",
+            call_id,
+            charged_s,
+            charge.billable_s,
+            charge.minutes,
+            charge.included_used_s,
+            charge.amount,
+            now,
+            reason or None,
+        )
+        return Settlement(
+            call_id, r["tenant_id"], charged_s, max(billsec - r["granted_s"], 0), charge, balance
+        )

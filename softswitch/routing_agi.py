@@ -18,10 +18,12 @@ from dialplan.inbound import AskPin, Decision, InboundCall, Reject, Route, RunIv
 from dialplan.reasons import Reason
 from provisioning.rules import pin_matches
 from softswitch.agi.server import AgiSession
+from softswitch.call_money import UNAVAILABLE, CallMoney
 from softswitch.call_records import CallRecordWriter, DecisionRecord
 from softswitch.clock import Clock
 from softswitch.masking import mask_number
 from softswitch.metrics import Metrics
+from softswitch.prepaid import Grant, Refusal
 from softswitch.snapshot_store import SnapshotStore
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,7 @@ def asterisk_variables(decision: Decision, trunk: str) -> list[tuple[str, str]]:
             ("SS_CALLERID", decision.caller_id),
             ("SS_GREETING", decision.greeting),
             ("SS_WHISPER", decision.whisper),
+            ("SS_LIMIT", str(decision.limit_s)),
             ("SS_FINAL", decision.final_action),
             ("SS_FAIL_REASON", Reason.ALL_DESTINATIONS_FAILED.code),
             ("SS_FAIL_CAUSE", str(Reason.ALL_DESTINATIONS_FAILED.cause)),
@@ -83,9 +86,11 @@ class CallRouting:
         clock: Clock,
         metrics: Metrics,
         records: CallRecordWriter,
+        money: CallMoney | None = None,
         trunk: str = "carrier-out",
         rng: random.Random | None = None,
     ) -> None:
+        self._money = money
         self._snapshots = snapshots
         self._clock = clock
         self._metrics = metrics
@@ -172,9 +177,22 @@ class CallRouting:
         if isinstance(decision, AskPin):
             decision = await self._pin_dialogue(session, call, decision)
             started = time.perf_counter()  # the dialogue is the caller's time, not ours
+        decision = await self._reserve(decision, linkedid, env.channel)
         self._remember(decision)
         await self._send(session, decision)
         self._record(session, started, decision, linkedid, caller, called, "inbound")
+
+    async def _reserve(self, decision: Decision, call_id: str, channel: str) -> Decision:
+        """A routed call the enterprise pays for rings only with a reservation in hand."""
+        if self._money is None or not isinstance(decision, Route) or decision.tenant_id is None:
+            return decision
+        if decision.why == "internal":
+            return decision  # extension to extension: no channel of the package, no charge
+        grant = await self._money.authorize(decision.tenant_id, call_id, channel)
+        if isinstance(grant, Grant):
+            return dataclasses.replace(decision, limit_s=grant.seconds)
+        reason = _REFUSALS.get(grant, Reason.BILLING_UNAVAILABLE)
+        return Reject(reason, decision.tenant_id, decision.number_id)
 
     async def _pin_dialogue(self, session: AgiSession, call: InboundCall, ask: AskPin) -> Decision:
         number = self._snapshots.current.numbers.get(call.called)
@@ -204,9 +222,18 @@ class CallRouting:
         presented = env.callerid if env.callerid not in ("", "unknown") else ""
         call = ExtensionCall(endpoint, dialled, linkedid, presented)
         decision = decide_extension_call(self._snapshots.current, call, self._clock.now(), self._rng)
+        decision = await self._reserve(decision, linkedid, env.channel)
         await self._send(session, decision)
         direction = "internal" if isinstance(decision, Route) and decision.why == "internal" else "outbound"
         self._record(session, started, decision, linkedid, presented or endpoint, dialled, direction)
+
+
+_REFUSALS = {
+    Refusal.NO_BALANCE: Reason.NO_BALANCE,
+    Refusal.NO_ACCOUNT: Reason.NO_BALANCE,
+    Refusal.CHANNEL_LIMIT: Reason.CHANNEL_LIMIT,
+    UNAVAILABLE: Reason.BILLING_UNAVAILABLE,
+}
 
 
 def _arg(args: Sequence[str], i: int) -> str:

@@ -15,6 +15,7 @@ import uvicorn
 
 from softswitch.agi.server import AgiServer
 from softswitch.ami.client import AmiClient, AmiError
+from softswitch.call_money import CallMoney
 from softswitch.call_records import CallRecordWriter
 from softswitch.call_registry import CallRegistry, LiveCall
 from softswitch.clock import Clock, clock_from_setting
@@ -79,6 +80,7 @@ class Service:
         self.snapshots: SnapshotStore | None = None
         self.records: CallRecordWriter | None = None
         self.agi: AgiServer | None = None
+        self.money: CallMoney | None = None
         self._http: _EmbeddedUvicorn | None = None
         self._http_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -97,7 +99,10 @@ class Service:
         self.ami.add_state_listener(self._on_ami_state)
         await self.ami.start()
 
-        routing = CallRouting(self.snapshots, self.clock, self.metrics, self.records)
+        self.money = CallMoney(self.pool, self.ami, self.registry, self.clock, self.metrics, s.prepaid)
+        self.registry.add_end_listener(self.money.on_call_end)
+        await self.money.start()
+        routing = CallRouting(self.snapshots, self.clock, self.metrics, self.records, self.money)
         self._handlers = {"route": routing.route, "extension": routing.extension}
         self.agi = AgiServer(
             self._handlers.get,
@@ -144,6 +149,8 @@ class Service:
         if self._http is not None and self._http_task is not None:
             self._http.should_exit = True
             await asyncio.gather(self._http_task, return_exceptions=True)
+        if self.money is not None:
+            await self.money.stop()
         await self.ami.stop()
         for task in list(self._background):
             task.cancel()

@@ -85,6 +85,20 @@ class AsteriskSettings(_Section):
     db_password: SecretStr = SecretStr("asterisk")
 
 
+class PrepaidSettings(_Section):
+    # Talk time reserved at set-up and by each renewal; a lost control plane costs at most
+    # one slice, because the switch hangs up when the reserved time runs out.
+    slice_s: int = Field(60, ge=6, le=3600)
+    # Renew this long before the reserved time runs out.
+    renew_margin_s: int = Field(15, ge=2, le=600)
+    # When no more money can be reserved, warn the caller this long before the hard stop.
+    warning_s: int = Field(10, ge=1, le=600)
+    # Fail closed: a reservation the database does not grant within this is a refusal.
+    timeout_s: float = Field(1.0, gt=0, le=10)
+    # How often open reservations are reconciled with the switch's live channels.
+    reconcile_interval_s: float = Field(30.0, gt=0)
+
+
 class StackSettings(_Section):
     dir: Path = DEFAULT_STACK_DIR
 
@@ -96,6 +110,7 @@ class Settings(BaseSettings):
     agi: AgiSettings = Field(default_factory=AgiSettings)
     ami: AmiSettings = Field(default_factory=AmiSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    prepaid: PrepaidSettings = Field(default_factory=PrepaidSettings)
     asterisk: AsteriskSettings = Field(default_factory=AsteriskSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
     log_level: str = "INFO"

@@ -110,6 +110,10 @@ async def provision(
             tenant_id,
             number_state,
         )
+        # Prepaid: the enterprise pays for the forwarded leg; fund it and give it channels.
+        await conn.execute(
+            "INSERT INTO accounts (tenant_id, balance, channel_cap) VALUES ($1, 100, 4)", tenant_id
+        )
         for pos, dest in enumerate(destinations):
             await conn.execute(
                 "INSERT INTO destination_bindings (number_id, tenant_id, destination, position, "
@@ -165,6 +169,16 @@ def active_number(service: ServiceProcess) -> tuple[int, int, str]:
             )
         )
     assert api_ok(service.request("POST", f"{base}/numbers/{number_id}/approve"))["state"] == "active"
+    # Prepaid: calls ring only with money reserved (one channel: the default cap).
+    api_ok(
+        service.request(
+            "POST",
+            f"{base}/recharges",
+            json={"amount": "100.00", "reference": "e2e"},
+            headers={"Idempotency-Key": f"e2e-fund-{tenant_id}"},
+        ),
+        201,
+    )
     return tenant_id, number_id, number
 
 

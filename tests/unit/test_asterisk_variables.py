@@ -63,6 +63,7 @@ def test_route_with_two_steps() -> None:
         ("SS_CALLERID", ""),
         ("SS_GREETING", ""),
         ("SS_WHISPER", ""),
+        ("SS_LIMIT", "0"),
         ("SS_FINAL", "missed_call"),
         ("SS_FAIL_REASON", "ALL_DESTINATIONS_FAILED"),
         ("SS_FAIL_CAUSE", "19"),

@@ -138,6 +138,10 @@ def test_route_keeps_destinations_in_order_with_their_ring_timeouts() -> None:
         (Reason.NO_ROUTE, "NO_ROUTE", 3),
         (Reason.CALLER_ID_NOT_OWNED, "CALLER_ID_NOT_OWNED", 21),
         (Reason.EXTENSION_UNKNOWN, "EXTENSION_UNKNOWN", 21),
+        (Reason.NO_BALANCE, "NO_BALANCE", 21),
+        (Reason.CHANNEL_LIMIT, "CHANNEL_LIMIT", 17),
+        (Reason.BILLING_UNAVAILABLE, "BILLING_UNAVAILABLE", 34),
+        (Reason.BALANCE_EXHAUSTED, "BALANCE_EXHAUSTED", 16),
     ],
 )
 def test_reason_code_and_q850_cause(reason: Reason, code: str, cause: int) -> None:

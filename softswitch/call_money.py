@@ -1,0 +1,235 @@
+"""Prepaid calls end to end, at the edge between the database, AMI and the call registry.
+
+- authorize: a reservation (channel slot + first slice) before the call may ring; a
+  database that does not answer in time refuses the call (fail closed).
+- the switch enforces a hard stop: the answering channel's TIMEOUT(absolute) is set to
+  the reserved talk time (dialplan [ss-answer]); each renewal extends it over AMI, so a
+  lost control plane costs at most one slice.
+- when no further slice can be reserved the caller hears a warning before the stop.
+- at hang-up the call is settled once (or the reservation released if never answered).
+- reconcile: reservations whose call no longer exists on the switch (a crash, a lost
+  Hangup event) are settled from Asterisk's own CDR, or released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import asyncpg
+
+from softswitch.ami.client import AmiClient, AmiError
+from softswitch.call_registry import CallRegistry, LiveCall
+from softswitch.clock import Clock
+from softswitch.metrics import Metrics
+from softswitch.prepaid import (
+    Grant,
+    Refusal,
+    open_reservation,
+    release_reservation,
+    renew_reservation,
+    settle_reservation,
+)
+from softswitch.settings import PrepaidSettings
+
+log = logging.getLogger(__name__)
+
+UNAVAILABLE = "unavailable"
+# A reservation younger than this may belong to a call still being set up.
+_GRACE = timedelta(seconds=10)
+
+
+@dataclass
+class TrackedCall:
+    call_id: str
+    tenant_id: int
+    granted_s: int
+    final: bool = False  # no further slice could be reserved
+    warned: bool = False
+    renewing: bool = False
+    extended_at: datetime | None = field(default=None)
+
+
+class CallMoney:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        ami: AmiClient,
+        registry: CallRegistry,
+        clock: Clock,
+        metrics: Metrics,
+        settings: PrepaidSettings,
+    ) -> None:
+        self._pool = pool
+        self._ami = ami
+        self._registry = registry
+        self._clock = clock
+        self._metrics = metrics
+        self._s = settings
+        self._tracked: dict[str, TrackedCall] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ set-up
+    async def authorize(self, tenant_id: int, call_id: str, channel: str) -> Grant | Refusal | str:
+        started = self._clock.now()
+        try:
+            async with asyncio.timeout(self._s.timeout_s):
+                async with self._pool.acquire() as conn:
+                    result = await open_reservation(
+                        conn, tenant_id, call_id, channel, self._s.slice_s, started
+                    )
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.error("prepaid check failed for call %s, refusing it (fail closed): %s", call_id, exc)
+            self._metrics.reservations.labels("unavailable").inc()
+            return UNAVAILABLE
+        if isinstance(result, Grant):
+            self._tracked[call_id] = TrackedCall(call_id, tenant_id, result.seconds)
+            self._metrics.reservations.labels("granted").inc()
+        else:
+            self._metrics.reservations.labels(result.value.lower()).inc()
+        return result
+
+    # ------------------------------------------------------------------ during the call
+    async def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._run(), name="prepaid-supervisor")
+
+    async def stop(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+        pending = [*self._tasks, *([self._loop_task] if self._loop_task else [])]
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    def _spawn(self, coro: object, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self) -> None:
+        last_reconcile = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self.tick()
+                if loop.time() - last_reconcile >= self._s.reconcile_interval_s:
+                    last_reconcile = loop.time()
+                    await self.reconcile()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the supervisor must keep running
+                log.exception("prepaid supervisor step failed")
+
+    async def tick(self) -> None:
+        now = self._clock.now()
+        for t in list(self._tracked.values()):
+            call = self._registry.get(t.call_id)
+            if call is None or call.answered_at is None or call.ended_at is not None:
+                continue
+            remaining = (call.answered_at - now).total_seconds() + t.granted_s
+            if not t.final and not t.renewing and remaining <= self._s.renew_margin_s:
+                t.renewing = True
+                self._spawn(self._renew(t, call), f"renew-{t.call_id}")
+            if t.final and not t.warned and remaining <= self._s.warning_s:
+                t.warned = True
+                self._spawn(self._warn(call), f"warn-{t.call_id}")
+
+    async def _renew(self, t: TrackedCall, call: LiveCall) -> None:
+        try:
+            async with asyncio.timeout(self._s.timeout_s), self._pool.acquire() as conn:
+                grant = await renew_reservation(conn, t.call_id, self._s.slice_s, self._clock.now())
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("renewal of call %s failed, the switch's stop stands: %s", t.call_id, exc)
+            grant = None
+        try:
+            if grant is None:
+                t.final = True
+                self._metrics.reservations.labels("renewal_refused").inc()
+                return
+            t.granted_s += grant.seconds
+            self._metrics.reservations.labels("renewed").inc()
+            assert call.answered_at is not None
+            remaining = math.ceil((call.answered_at - self._clock.now()).total_seconds() + t.granted_s)
+            if call.callee_channel:
+                await self._ami.action(
+                    "Setvar",
+                    {
+                        "Channel": call.callee_channel,
+                        "Variable": "TIMEOUT(absolute)",
+                        "Value": str(max(remaining, 1)),
+                    },
+                )
+        except AmiError as exc:
+            log.warning("could not extend the hard stop of call %s: %s", t.call_id, exc)
+        finally:
+            t.renewing = False
+
+    async def _warn(self, call: LiveCall) -> None:
+        """A short tone to the caller: the call ends in a few seconds (no balance left)."""
+        for channel in filter(None, (call.caller_channel,)):
+            try:
+                await self._ami.action("PlayDTMF", {"Channel": channel, "Digit": "#", "Duration": "400"})
+            except AmiError as exc:
+                log.info("warning tone on %s not played: %s", channel, exc)
+
+    # ------------------------------------------------------------------ hang-up
+    def on_call_end(self, call: LiveCall) -> None:
+        t = self._tracked.pop(call.linkedid, None)
+        if t is None:
+            return
+        self._spawn(self._close(call, t), f"settle-{call.linkedid}")
+
+    async def _close(self, call: LiveCall, t: TrackedCall) -> None:
+        now = self._clock.now()
+        async with self._pool.acquire() as conn:
+            if call.answered_at is None or call.ended_at is None:
+                await release_reservation(conn, call.linkedid, now, "not answered")
+                self._metrics.reservations.labels("released").inc()
+                return
+            billsec = int((call.ended_at - call.answered_at).total_seconds())
+            reason = "BALANCE_EXHAUSTED" if t.final and billsec >= t.granted_s - 2 else ""
+            settled = await settle_reservation(conn, call.linkedid, billsec, now, reason)
+        if settled is not None:
+            self._metrics.settlements.inc()
+            if settled.overrun_s:
+                self._metrics.settlement_overrun_seconds.inc(settled.overrun_s)
+
+    # ------------------------------------------------------------------ crash safety
+    async def reconcile(self, live_linkedids: set[str] | None = None) -> tuple[int, int]:
+        """Open reservations whose call is gone from the switch: settled from Asterisk's CDR
+        when it was answered, else released. Returns (settled, released)."""
+        if live_linkedids is None:
+            try:
+                _, events = await self._ami.action_list("CoreShowChannels")
+            except AmiError as exc:
+                log.info("reconcile skipped, AMI not available: %s", exc)
+                return 0, 0
+            live_linkedids = {e.get("Linkedid") or "" for e in events}
+        settled = released = 0
+        now = self._clock.now()
+        async with self._pool.acquire() as conn:
+            stale = await conn.fetch(
+                "SELECT call_id FROM reservations WHERE state = 'open' AND opened_at < $1",
+                now - _GRACE,
+            )
+            for row in stale:
+                call_id = row["call_id"]
+                if call_id in live_linkedids or call_id in self._tracked and self._registry.get(call_id):
+                    continue
+                billsec = await conn.fetchval(
+                    "SELECT max(billsec) FROM cdr WHERE linkedid = $1 AND disposition = 'ANSWERED'", call_id
+                )
+                if billsec:
+                    if await settle_reservation(conn, call_id, billsec, now, "reconciled from CDR"):
+                        settled += 1
+                elif await release_reservation(conn, call_id, now, "reconciled: call gone"):
+                    released += 1
+                self._tracked.pop(call_id, None)
+        if settled or released:
+            log.info("reconciled reservations: %d settled from CDR, %d released", settled, released)
+            self._metrics.reconciled.labels("settled").inc(settled)
+            self._metrics.reconciled.labels("released").inc(released)
+        return settled, released
