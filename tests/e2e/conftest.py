@@ -4,6 +4,7 @@ as `softswitch serve`, exactly as an operator runs it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import secrets
 import time
@@ -197,3 +198,16 @@ def mobile(suffix: str = "") -> str:
     sipp-scenarios/uas_selective.xml (…99 never answers, …98 is busy)."""
     digits = "1380013" + "".join(random.choices("0123456789", k=4))
     return digits[: len(digits) - len(suffix)] + suffix
+
+
+@contextlib.contextmanager
+def restarted(service: ServiceProcess, **env: str) -> Iterator[ServiceProcess]:
+    """The service restarted with extra settings in its environment, then restored."""
+    service.stop()
+    other = ServiceProcess(service.settings, env=env, token=service.token, log_path=service.log_path)
+    try:
+        other.start()
+        yield other
+    finally:
+        other.stop()
+        service.start()

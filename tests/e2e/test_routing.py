@@ -5,10 +5,8 @@ outbound caller ID. Everything is provisioned through the service's API."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
@@ -21,6 +19,7 @@ from tests.e2e.conftest import (
     active_number,
     api_ok,
     mobile,
+    restarted,
     unique_caller,
 )
 
@@ -93,19 +92,9 @@ async def test_blacklisted_caller_is_refused(
     assert call(number, "13" + other[2:], hold_ms=200).final_status == 200  # not on the list
 
 
-@contextlib.contextmanager
-def service_at(service: ServiceProcess, when: str) -> Iterator[ServiceProcess]:
+def service_at(service: ServiceProcess, when: str):  # type: ignore[no-untyped-def]
     """The service restarted with its clock pinned (SOFTSWITCH_FIXED_NOW), then restored."""
-    service.stop()
-    pinned = ServiceProcess(
-        service.settings, env={"SOFTSWITCH_FIXED_NOW": when}, token=service.token, log_path=service.log_path
-    )
-    try:
-        pinned.start()
-        yield pinned
-    finally:
-        pinned.stop()
-        service.start()
+    return restarted(service, SOFTSWITCH_FIXED_NOW=when)
 
 
 async def test_time_policy_sends_out_of_hours_calls_to_the_night_group(
