@@ -24,7 +24,7 @@ from softswitch.demo import seed  # noqa: E402
 from softswitch.process import ServiceProcess  # noqa: E402
 from softswitch.settings import Settings  # noqa: E402
 from softswitch.sipp import SippResult, SippUas, run_uac  # noqa: E402
-from softswitch.stack import LocalStack  # noqa: E402
+from softswitch.stack import LocalStack, exclusive_use  # noqa: E402
 
 ROUTED_NUMBER = "4008001234"  # demo data: rings 13800138000, like the static baseline
 
@@ -74,6 +74,11 @@ def main() -> int:
     args = ap.parse_args()
 
     settings = Settings()
+    with exclusive_use(settings):
+        return _bench(args, settings)
+
+
+def _bench(args: argparse.Namespace, settings: Settings) -> int:
     LocalStack(settings).up()
     asyncio.run(_seed(settings))
     service = ServiceProcess(settings, log_path=Path("/tmp/softswitch-bench-service.log"))

@@ -6,12 +6,15 @@ each by the PID it recorded — never by name."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +47,21 @@ DEBIAN_KEPT = (
 
 class StackError(RuntimeError):
     pass
+
+
+@contextlib.contextmanager
+def exclusive_use(settings: Settings) -> Iterator[None]:
+    """Hold the local stack for one user at a time (a test session, a benchmark, the
+    demo): they share fixed ports (SIP 5060, FastAGI, HTTP), so a second one waits here
+    instead of colliding. The lock is an flock, released by the kernel if its holder dies."""
+    path = settings.stack.dir / "run" / "exclusive.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _pid_alive(pid: int) -> bool:

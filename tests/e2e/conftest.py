@@ -22,7 +22,7 @@ from softswitch.db import connect, migrate_and_grant
 from softswitch.process import ServiceProcess
 from softswitch.settings import Settings
 from softswitch.sipp import SippUas
-from softswitch.stack import LocalStack
+from softswitch.stack import LocalStack, exclusive_use
 from tests.conftest import require_stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,11 +34,12 @@ def settings() -> Settings:
 
 
 @pytest.fixture(scope="session")
-def stack(settings: Settings) -> LocalStack:
+def stack(settings: Settings) -> Iterator[LocalStack]:
     require_stack(settings)
-    st = LocalStack(settings)
-    st.up()
-    return st
+    with exclusive_use(settings):  # another test session or benchmark waits its turn
+        st = LocalStack(settings)
+        st.up()
+        yield st
 
 
 async def _admin_token(settings: Settings) -> str:
