@@ -176,3 +176,42 @@ def _to_target(
         final_action=number.final_action,
         why=why,
     )
+
+
+def ivr_transfer(
+    snapshot: ConfigSnapshot,
+    called: str,
+    kind: str,
+    ref: str,
+    memory: Callable[[tuple[int, str]], Memory] | None = None,
+    rng: random.Random | None = None,
+) -> Decision:
+    """Where an IVR menu sends the caller of unified number `called`: a destination group
+    of that number, one of the tenant's extensions, or an outside number (dialled through
+    the default carrier, and paid for like any forwarded call)."""
+    number = snapshot.numbers.get(called)
+    if number is None or number.tenant_id is None:
+        return Reject(Reason.UNKNOWN_NUMBER)
+    tenant = snapshot.tenants.get(number.tenant_id)
+    if tenant is None or tenant.state != "active":
+        return Reject(Reason.TENANT_SUSPENDED, number.tenant_id, number.id)
+    if kind == "group":
+        return _to_target(
+            number,
+            tenant,
+            Target("group", ref),
+            "ivr",
+            memory or _no_memory,
+            rng or random.Random(),
+            snapshot.extensions,
+        )
+    if kind == "extension":
+        ext = snapshot.extensions.get((tenant.id, ref))
+        if ext is None:
+            return Reject(Reason.EXTENSION_NOT_FOUND, tenant.id, number.id)
+        step = DialStep((Member(ext.endpoint_id, 30, kind="extension"),), 30)
+        return Route((step,), tenant.id, number.id, why="ivr", final_action=number.final_action)
+    if snapshot.blacklist.blocks(tenant.id, "outbound", ref):
+        return Reject(Reason.BLACKLISTED, tenant.id, number.id)
+    step = DialStep((Member(ref, 60),), 60)
+    return Route((step,), tenant.id, number.id, why="ivr", final_action=number.final_action)

@@ -11,6 +11,7 @@ from types import MappingProxyType
 from dialplan.blacklist import Blacklist
 from dialplan.region import RegionPolicy
 from dialplan.time_policy import TimePolicy
+from ivr.menu import MenuSet
 from trunks.selection import TrunkRoute
 
 _EMPTY: Mapping = MappingProxyType({})  # type: ignore[type-arg]
@@ -79,6 +80,7 @@ class ConfigSnapshot:
     extensions: Mapping[tuple[int, str], Extension] = field(default_factory=lambda: _EMPTY)
     endpoints: Mapping[str, Extension] = field(default_factory=lambda: _EMPTY)
     trunk_routes: tuple[TrunkRoute, ...] = ()
+    ivr_menus: Mapping[int, MenuSet] = field(default_factory=lambda: _EMPTY)  # by tenant
     loaded_at: datetime | None = None
     generation: int = 0
 
@@ -91,6 +93,7 @@ class ConfigSnapshot:
         blacklist: Blacklist | None = None,
         extensions: list[Extension] | None = None,
         trunk_routes: list[TrunkRoute] | None = None,
+        ivr_menus: dict[int, MenuSet] | None = None,
     ) -> ConfigSnapshot:
         exts = extensions or []
         return ConfigSnapshot(
@@ -100,6 +103,7 @@ class ConfigSnapshot:
             extensions=MappingProxyType({(e.tenant_id, e.extension): e for e in exts}),
             endpoints=MappingProxyType({e.endpoint_id: e for e in exts}),
             trunk_routes=tuple(trunk_routes or ()),
+            ivr_menus=MappingProxyType(dict(ivr_menus or {})),
             loaded_at=loaded_at,
             generation=generation,
         )

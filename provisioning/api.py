@@ -11,22 +11,31 @@ need an `Idempotency-Key`. Errors are {"detail": [{"loc": [...], "msg": ..., "ty
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from datetime import date
+from typing import Annotated, Any, Literal
 
 import asyncpg
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, create_model
 
-from provisioning import catalog, engine, money, numbers, tenants, users
+from provisioning import cards, catalog, engine, money, numbers, reports, tenants, users
 from provisioning.engine import Ctx, ProvisioningError, Resource
 from provisioning.roles import Principal
 from provisioning.schemas import (
     AccountRead,
+    CardBatchCreate,
+    CardBatchIssued,
+    CardBatchRead,
+    CardRedemptionCreate,
     LedgerRead,
+    LiveCallsRead,
     NumberCreate,
     NumberRead,
     RechargeCreate,
+    RechargeRead,
+    ReportRead,
+    StatementRead,
     TenantCreate,
     TenantRead,
     TenantUpdate,
@@ -40,6 +49,9 @@ MAX_ID = 2**53  # ids beyond this are not ours, and not representable in JSON cl
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 Limit = Annotated[int, Query(ge=1, le=500, description="page size")]
 After = Annotated[int | None, Query(ge=0, le=MAX_ID, description="the next_after of the previous page")]
+IdempotencyKey = Annotated[str, Header(min_length=8, max_length=200, pattern=r"^[\x21-\x7e]+$")]
+FromDate = Annotated[date, Query(alias="from", description="first day, in the tenant's time zone")]
+ToDate = Annotated[date, Query(alias="to", description="last day (included), in the tenant's time zone")]
 _ETAG = re.compile(r'^(?:W/)?"?v?(\d{1,9})"?$')
 
 
@@ -68,7 +80,12 @@ def _etag(version: int) -> str:
 
 
 def error_response(exc: ProvisioningError) -> JSONResponse:
-    loc = ["header" if exc.field in ("If-Match", "Idempotency-Key") else "body"]
+    if exc.field in ("If-Match", "Idempotency-Key"):
+        loc = ["header"]
+    elif exc.field in ("from", "to"):  # the report and statement periods
+        loc = ["query"]
+    else:
+        loc = ["body"]
     if exc.field:
         loc.append(exc.field)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
@@ -216,12 +233,119 @@ def build_router(deps: ApiDeps) -> APIRouter:
         tenant_id: IdPath,
         data: RechargeCreate,
         response: Response,
-        idempotency_key: Annotated[str, Header(min_length=8, max_length=200, pattern=r"^[\x21-\x7e]+$")],
+        idempotency_key: IdempotencyKey,
     ) -> Any:
         entry, created = await money.recharge(scoped(ctx, tenant_id), data, idempotency_key)
         if not created:
             response.status_code = 200
         return entry
+
+    RechargePage = _page_model(RechargeRead, "Recharge")
+
+    @router.get(
+        "/tenants/{tenant_id}/recharges",
+        response_model=RechargePage,
+        tags=["money"],
+        summary="Recharge records: the ledger's recharge entries, by card or by an operator",
+    )
+    async def list_recharges(ctx: CtxDep, tenant_id: IdPath, limit: Limit = 50, after: After = None) -> Any:
+        items, nxt = await reports.recharges(scoped(ctx, tenant_id), limit, after)
+        return {"items": items, "next_after": nxt}
+
+    @router.post(
+        "/tenants/{tenant_id}/card-redemptions",
+        response_model=LedgerRead,
+        status_code=201,
+        tags=["money"],
+        summary="Redeem a recharge card into the account (idempotent on Idempotency-Key)",
+        description='A refused card answers 422 `card_refused`: "card invalid or already used".',
+    )
+    async def redeem_card(
+        ctx: CtxDep,
+        tenant_id: IdPath,
+        data: CardRedemptionCreate,
+        response: Response,
+        idempotency_key: IdempotencyKey,
+    ) -> Any:
+        entry, created = await cards.redeem_for(
+            scoped(ctx, tenant_id), data.card_number, data.pin, idempotency_key
+        )
+        if not created:
+            response.status_code = 200
+        return entry
+
+    @router.get(
+        "/tenants/{tenant_id}/statement",
+        response_model=StatementRead,
+        tags=["money"],
+        summary="Statement of a period: ledger entries, opening and closing balance, sums by kind",
+        description="Days in the tenant's time zone; entries are paged with limit/after.",
+    )
+    async def get_statement(
+        ctx: CtxDep,
+        tenant_id: IdPath,
+        from_date: FromDate,
+        to_date: ToDate,
+        limit: Annotated[int, Query(ge=1, le=5000, description="entries per page")] = 500,
+        after: After = None,
+    ) -> Any:
+        return await reports.statement(scoped(ctx, tenant_id), from_date, to_date, limit, after)
+
+    for granularity, path in (("day", "daily"), ("month", "monthly")):
+
+        def _report(granularity: Literal["day", "month"], path: str) -> Callable[..., Any]:
+            async def report(ctx: CtxDep, tenant_id: IdPath, from_date: FromDate, to_date: ToDate) -> Any:
+                return await reports.call_report(scoped(ctx, tenant_id), granularity, from_date, to_date)
+
+            report.__name__ = f"{path}_report"
+            return report
+
+        router.add_api_route(
+            f"/tenants/{{tenant_id}}/reports/{path}",
+            _report(granularity, path),  # type: ignore[arg-type]
+            methods=["GET"],
+            response_model=ReportRead,
+            tags=["reports"],
+            summary=f"Calls, minutes, amount, ASR and ACD per {granularity} (the tenant's time zone)",
+            description=f"At most {reports.MAX_DAYS[granularity]} days from `from` to `to`.",
+        )
+
+    # ------------------------------------------------------------------ live calls
+    # Before the generic /calls/{item_id}, which would take "live" for an id.
+    @router.get(
+        "/tenants/{tenant_id}/calls/live",
+        response_model=LiveCallsRead,
+        tags=["calls"],
+        summary="The tenant's calls not ended yet (decided within the last 6 hours)",
+    )
+    async def live_calls(ctx: CtxDep, tenant_id: IdPath) -> Any:
+        return await reports.live_calls(scoped(ctx, tenant_id))
+
+    # ------------------------------------------------------------------ recharge cards
+    CardBatchPage = _page_model(CardBatchRead, "CardBatch")
+
+    @router.post(
+        "/recharge-card-batches",
+        response_model=CardBatchIssued,
+        status_code=201,
+        tags=["recharge cards"],
+        summary="Generate a batch of recharge cards; the PINs are in this response only",
+    )
+    async def create_card_batch(ctx: CtxDep, data: CardBatchCreate) -> Any:
+        batch, issued = await cards.generate_batch(
+            ctx, data.count, data.face_value, data.expires_at, data.note
+        )
+        return {**batch.model_dump(), "cards": [{"card_number": n, "pin": p} for n, p in issued]}
+
+    @router.get(
+        "/recharge-card-batches",
+        response_model=CardBatchPage,
+        tags=["recharge cards"],
+        summary="List batches",
+    )
+    async def list_card_batches(ctx: CtxDep, limit: Limit = 50, after: After = None) -> Any:
+        items, nxt = await cards.list_batches(ctx, limit, after)
+        return {"items": items, "next_after": nxt}
 
     # ------------------------------------------------------------------ tokens
     @router.post("/users/{user_id}/tokens", response_model=TokenIssued, status_code=201, tags=["users"])

@@ -157,7 +157,70 @@ REGION_POLICIES = Resource(
     filters=("enabled",),
     prepare=_policy_check(RegionPolicy.parse),
 )
-IVR_MENUS = Resource("ivr-menus", "ivr_menus", s.MenuRead, s.MenuCreate, s.MenuUpdate)
+
+
+async def _validate_menus(ctx: Ctx, values: Values, before: Mapping[str, Any] | None) -> Values:
+    """The tenant's whole menu set, with this change, must validate: no dangling targets,
+    no loop without an exit, depth within the limit, every prompt present (a tenant's
+    own, the platform's, or an Asterisk sound), transfers to known extensions and groups."""
+    from ivr.menu import MenuSet
+    from softswitch.prompts import PromptStore
+
+    rows = [
+        {"name": r["name"], "definition": r["definition"]}
+        for r in await ctx.conn.fetch(
+            "SELECT id, name, definition FROM ivr_menus WHERE tenant_id = $1", ctx.tenant_id
+        )
+        if before is None or r["id"] != before["id"]
+    ]
+    merged = {**(before or {}), **values}
+    rows.append({"name": merged["name"], "definition": merged["definition"]})
+    sounds = _sounds_dir(ctx)
+    store = PromptStore(sounds)
+
+    def prompt_exists(name: str) -> bool:
+        try:
+            if store.exists(f"t{ctx.tenant_id}", name) or store.exists("system", name):
+                return True
+        except ValueError:
+            pass
+        return any(
+            (sounds / lang / f"{name}{ext}").is_file()
+            for lang in ("en", "en_US_f_Allison", "")
+            for ext in (".gsm", ".wav", ".ulaw")
+        )
+
+    extensions = {
+        r["extension"]
+        for r in await ctx.conn.fetch(
+            "SELECT extension FROM sip_extensions WHERE tenant_id = $1", ctx.tenant_id
+        )
+    }
+    groups = {
+        r["group_name"]
+        for r in await ctx.conn.fetch(
+            "SELECT DISTINCT group_name FROM destination_bindings WHERE tenant_id = $1", ctx.tenant_id
+        )
+    }
+    try:
+        MenuSet.from_rows(rows, prompt_exists=prompt_exists, known_extensions=extensions, known_groups=groups)
+    except ValueError as exc:
+        raise Invalid(f"definition: {exc}", "definition") from None
+    return values
+
+
+def _sounds_dir(ctx: Ctx) -> Any:
+    from pathlib import Path
+
+    chroot = getattr(
+        getattr(ctx.settings, "asterisk", None), "chroot", Path("/opt/softswitch-stack/asterisk-root")
+    )
+    return Path(chroot) / "usr" / "share" / "asterisk" / "sounds"
+
+
+IVR_MENUS = Resource(
+    "ivr-menus", "ivr_menus", s.MenuRead, s.MenuCreate, s.MenuUpdate, prepare=_validate_menus
+)
 TENANT_BLACKLIST = Resource(
     "blacklist",
     "blacklist_entries",
@@ -177,6 +240,8 @@ PINS = Resource(
 )
 LEDGER = Resource("ledger", "ledger_entries", s.LedgerRead, deletable=False, filters=("kind",))
 CALLS = Resource("calls", "calls", s.CallRead, deletable=False, filters=("reason", "action"))
+# Notices the billing cycle (and others) write to the outbox; read-only for the tenant.
+NOTICES = Resource("notices", "outbox", s.NoticeRead, deletable=False, filters=("kind",))
 TENANT_AUDIT = Resource(
     "audit",
     "audit_log",
@@ -269,6 +334,7 @@ TENANT_RESOURCES = (
     PINS,
     LEDGER,
     CALLS,
+    NOTICES,
     TENANT_AUDIT,
 )
 PLATFORM_RESOURCES = (

@@ -43,6 +43,14 @@ async def recharge(ctx: Ctx, data: RechargeCreate, idempotency_key: str) -> tupl
             idempotency_key,
         )
         if prior is not None:
+            # One Idempotency-Key names one recharge of the tenant, by an operator or a card.
+            by_card = await ctx.conn.fetchval(
+                "SELECT 1 FROM recharge_cards WHERE ledger_entry_id = $1", prior["id"]
+            )
+            if by_card:
+                raise Conflict(
+                    f"Idempotency-Key {idempotency_key!r} was used for a recharge card", "Idempotency-Key"
+                )
             if prior["amount"] != amount:
                 raise Conflict(
                     f"Idempotency-Key {idempotency_key!r} was used for {prior['amount']}", "Idempotency-Key"

@@ -68,6 +68,8 @@ class TenantUpdate(_In):
     emergency_contact_phone: str | None = Field(None, pattern=r"^[0-9]{0,20}$")
     paid_at: datetime | None = None
     outbound_cli_policy: Literal["replace", "refuse"] | None = None
+    # The phone self-service line's password (6-12 digits); kept only hashed.
+    selfservice_password: str | None = Field(None, pattern=r"^[0-9]{6,12}$")
 
     _tz = field_validator("timezone")(_check_tz)
 
@@ -558,6 +560,24 @@ class CallRead(_Out):
     hangup_cause: int | None
 
 
+class NoticeRead(_Out):
+    """A notice the platform wrote for the tenant (outbox): low balance, package nearly used,
+    contract expiring, suspended, resumed, terminated; ``payload`` holds its figures."""
+
+    id: int
+    tenant_id: int | None
+    kind: str
+    dedupe_key: str | None
+    payload: dict[str, Any]
+    created_at: datetime
+    delivered_at: datetime | None
+
+    @field_validator("payload", mode="before")
+    @classmethod
+    def _json_text(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
+
+
 class AuditRead(_Out):
     id: int
     at: datetime
@@ -574,3 +594,103 @@ class AuditRead(_Out):
     def _json_text(cls, value: Any) -> Any:
         # Entries written through a jsonb codec before the fix hold the JSON as a string.
         return json.loads(value) if isinstance(value, str) else value
+
+
+# ------------------------------------------------------------------------------ recharge cards
+class CardBatchCreate(_In):
+    count: int = Field(ge=1, le=10000)
+    face_value: Decimal = Field(gt=0, le=Decimal("100000"), max_digits=12, decimal_places=2)
+    expires_at: datetime = Field(description="with a UTC offset; must be in the future")
+    note: str = Field("", max_length=500)
+
+    @field_validator("expires_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("expires_at needs a UTC offset, e.g. 2027-01-01T00:00:00+08:00")
+        return value
+
+
+class CardBatchRead(_Out):
+    id: int
+    created_at: datetime
+    created_by: str
+    count: int
+    face_value: Decimal
+    expires_at: datetime
+    note: str
+    unused: int = Field(0, description="cards not redeemed (expired ones included)")
+    redeemed: int = 0
+    void: int = 0
+
+
+class IssuedCard(BaseModel):
+    card_number: str
+    pin: str = Field(description="shown once; only a salted SHA-256 is kept")
+
+
+class CardBatchIssued(CardBatchRead):
+    cards: list[IssuedCard]
+
+
+class CardRedemptionCreate(_In):
+    card_number: str = Field(pattern=r"^[0-9]{16}$")
+    pin: str = Field(pattern=r"^[0-9]{8}$")
+
+
+class RechargeRead(LedgerRead):
+    source: Literal["card", "operator"]
+    card_number: str | None = Field(None, description="masked: the last four digits")
+
+
+# ------------------------------------------------------------------------------ statements, reports
+class KindTotal(BaseModel):
+    kind: str
+    count: int
+    total: Decimal
+
+
+class StatementRead(BaseModel):
+    tenant_id: int
+    timezone: str
+    from_date: date
+    to_date: date = Field(description="inclusive")
+    period_start: datetime
+    period_end: datetime = Field(description="exclusive")
+    opening_balance: Decimal
+    closing_balance: Decimal
+    credits: Decimal
+    debits: Decimal
+    by_kind: list[KindTotal]
+    entries: list[LedgerRead]
+    next_after: int | None = Field(None, description="more entries: pass as after")
+
+
+class ReportTotals(BaseModel):
+    offered: int
+    answered: int
+    minutes: int
+    amount: Decimal
+    asr: Decimal | None = Field(description="answered / offered, 4 decimals")
+    acd_s: Decimal | None = Field(description="mean billsec of answered calls, seconds, 1 decimal")
+
+
+class ReportRow(ReportTotals):
+    period: date = Field(description="the day, or the first day of the month, in the tenant's zone")
+
+
+class ReportRead(BaseModel):
+    tenant_id: int
+    timezone: str
+    granularity: Literal["day", "month"]
+    from_date: date
+    to_date: date = Field(description="inclusive")
+    rows: list[ReportRow]
+    totals: ReportTotals
+
+
+class LiveCallsRead(BaseModel):
+    tenant_id: int
+    as_of: datetime
+    window_hours: int
+    items: list[CallRead]

@@ -10,7 +10,7 @@ import asyncpg
 
 from provisioning.engine import Conflict, Ctx, Forbidden, Invalid, NotFound, Values, audit, db_error
 from provisioning.roles import OPERATORS
-from provisioning.rules import category_refusal, documents_due, mask_id_number, required_documents
+from provisioning.rules import category_refusal, documents_due, hash_pin, mask_id_number, required_documents
 from provisioning.schemas import TenantCreate, TenantRead, TenantUpdate
 from provisioning.sip import sync_tenant_accounts
 
@@ -104,7 +104,12 @@ async def update_tenant(ctx: Ctx, tenant_id: int, data: TenantUpdate, if_match: 
     await _row(ctx, tenant_id)
     # A tenant's admin keeps contact data current; legal identity is the operator's to change.
     values: Values = data.model_dump(exclude_unset=True)
-    tenant_editable = {"emergency_contact_name", "emergency_contact_phone", "timezone"}
+    tenant_editable = {
+        "emergency_contact_name",
+        "emergency_contact_phone",
+        "timezone",
+        "selfservice_password",
+    }
     if not ctx.actor.is_operator:
         if ctx.actor.role.value != "tenant_admin":
             raise Forbidden(f"role {ctx.actor.role.value} may not change tenants")
@@ -119,6 +124,10 @@ async def update_tenant(ctx: Ctx, tenant_id: int, data: TenantUpdate, if_match: 
             if before["version"] != if_match:
                 raise PreconditionFailed(f"tenant {tenant_id} is at version {before['version']}", "If-Match")
             _check_category(values, before)
+            if "selfservice_password" in values:
+                # Setting the password also lifts a lock-out from wrong passwords.
+                values["selfservice_password_hash"] = hash_pin(values.pop("selfservice_password"))
+                values["selfservice_locked_at"] = None
             sets = ", ".join(f"{k} = ${i}" for i, k in enumerate(values, start=2))
             sets = f"{sets}, version = version + 1" if sets else "version = version + 1"
             row = await ctx.conn.fetchrow(

@@ -54,7 +54,12 @@ INSERT INTO calls (linkedid, uniqueid, tenant_id, number_id, caller, called, act
                    destinations, decided_at, decision_us, why, group_name, final_action,
                    direction, caller_id_shown)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-ON CONFLICT (linkedid) DO NOTHING
+ON CONFLICT (linkedid) DO UPDATE
+    -- An IVR's first decision ("ivr") is followed by the menu's outcome for the same call.
+    SET action = EXCLUDED.action, reason = EXCLUDED.reason, destinations = EXCLUDED.destinations,
+        decision_us = EXCLUDED.decision_us, why = EXCLUDED.why, group_name = EXCLUDED.group_name,
+        final_action = EXCLUDED.final_action, caller_id_shown = EXCLUDED.caller_id_shown
+    WHERE calls.action = 'ivr'
 """
 # A routed inbound call nobody answered, whose number wants it: a missed-call notice.
 _MISSED = """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from typing import Annotated
 
 import typer
 
@@ -14,9 +15,11 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 stack_app = typer.Typer(no_args_is_help=True, help="The local PostgreSQL + Asterisk stack.")
 demo_app = typer.Typer(no_args_is_help=True, help="Demo data and demo calls.")
+billing_app = typer.Typer(no_args_is_help=True, help="The billing cycle (rent, minimums, fees, life cycle).")
 app.add_typer(db_app, name="db")
 app.add_typer(stack_app, name="stack")
 app.add_typer(demo_app, name="demo")
+app.add_typer(billing_app, name="billing")
 
 
 def _operator_commands() -> None:
@@ -121,6 +124,44 @@ def demo_run() -> None:
     settings = load_settings()
     _logging(settings.log_level)
     run_service(settings, after_start=place_demo_calls)
+
+
+@billing_app.command("run")
+def billing_run(
+    at: str = typer.Option("", "--at", help="Run as of this ISO 8601 time (default: now)."),
+    tenant: Annotated[
+        list[int] | None, typer.Option("--tenant", help="Only these tenants (repeatable).")
+    ] = None,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Run the billing cycle once (idempotent: re-running the same period changes nothing)."""
+    from datetime import datetime
+
+    from softswitch.billing_cycle import CycleReport, run_billing_cycle
+    from softswitch.clock import clock_from_setting
+    from softswitch.db import connect
+
+    settings = load_settings()
+    try:
+        now = datetime.fromisoformat(at) if at else clock_from_setting(settings.fixed_now).now()
+    except ValueError as exc:
+        typer.echo(f"error: {exc} (--at)", err=True)
+        raise typer.Exit(2) from None
+    if now.tzinfo is None:
+        typer.echo("error: --at needs a UTC offset, e.g. 2026-12-01T00:05+08:00 (--at)", err=True)
+        raise typer.Exit(2)
+
+    async def _run() -> CycleReport:
+        conn = await connect(settings)
+        try:
+            return await run_billing_cycle(conn, now, tenant_ids=tenant or None)
+        finally:
+            await conn.close()
+
+    report = asyncio.run(_run())
+    typer.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2) if as_json else report.as_table())
+    if report.errors:
+        raise typer.Exit(1)
 
 
 def main() -> None:

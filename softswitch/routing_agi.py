@@ -9,7 +9,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 from dialplan.distribution import DialStep, Memory
@@ -92,6 +92,9 @@ class CallRouting:
     ) -> None:
         self._money = money
         self._snapshots = snapshots
+        # The platform's phone self-service line (softswitch.ivr_agi), set by the service.
+        self.selfservice: Callable[[AgiSession, str, str, str], Awaitable[None]] | None = None
+        self.selfservice_numbers: frozenset[str] = frozenset()
         self._clock = clock
         self._metrics = metrics
         self._records = records
@@ -172,15 +175,34 @@ class CallRouting:
         linkedid = _arg(env.args, 0) or env.uniqueid
         called = _arg(env.args, 1) or env.extension
         caller = env.callerid if env.callerid not in ("", "unknown") else ""
+        if self.selfservice is not None and called in self.selfservice_numbers:
+            await self.selfservice(session, linkedid, caller, called)
+            return
         call = InboundCall(caller=caller, called=called, linkedid=linkedid)
         decision = decide_inbound(self._snapshots.current, call, self._clock.now(), self._memory, self._rng)
         if isinstance(decision, AskPin):
             decision = await self._pin_dialogue(session, call, decision)
             started = time.perf_counter()  # the dialogue is the caller's time, not ours
-        decision = await self._reserve(decision, linkedid, env.channel)
+        await self.deliver(session, decision, started, linkedid, caller, called, "inbound")
+
+    async def deliver(
+        self,
+        session: AgiSession,
+        decision: Decision,
+        started: float,
+        linkedid: str,
+        caller: str,
+        called: str,
+        direction: str,
+    ) -> None:
+        """Hand a decision to Asterisk: reserve the money a routed call needs, remember it for
+        distribution, set the SS_* variables in one round trip, record and count it."""
+        decision = await self._reserve(decision, linkedid, session.env.channel)
         self._remember(decision)
         await self._send(session, decision)
-        self._record(session, started, decision, linkedid, caller, called, "inbound")
+        if isinstance(decision, Route) and decision.why == "internal":
+            direction = "internal"
+        self._record(session, started, decision, linkedid, caller, called, direction)
 
     async def _reserve(self, decision: Decision, call_id: str, channel: str) -> Decision:
         """A routed call the enterprise pays for rings only with a reservation in hand."""
@@ -222,10 +244,7 @@ class CallRouting:
         presented = env.callerid if env.callerid not in ("", "unknown") else ""
         call = ExtensionCall(endpoint, dialled, linkedid, presented)
         decision = decide_extension_call(self._snapshots.current, call, self._clock.now(), self._rng)
-        decision = await self._reserve(decision, linkedid, env.channel)
-        await self._send(session, decision)
-        direction = "internal" if isinstance(decision, Route) and decision.why == "internal" else "outbound"
-        self._record(session, started, decision, linkedid, presented or endpoint, dialled, direction)
+        await self.deliver(session, decision, started, linkedid, presented or endpoint, dialled, "outbound")
 
 
 _REFUSALS = {

@@ -21,7 +21,9 @@ from softswitch.call_registry import CallRegistry, LiveCall
 from softswitch.clock import Clock, clock_from_setting
 from softswitch.db import create_pool
 from softswitch.http import HttpDeps, create_app
+from softswitch.ivr_agi import IvrLine
 from softswitch.metrics import Metrics
+from softswitch.prompts import PromptStore
 from softswitch.routing_agi import CallRouting
 from softswitch.settings import Settings
 from softswitch.snapshot_store import SnapshotStore
@@ -103,7 +105,11 @@ class Service:
         self.registry.add_end_listener(self.money.on_call_end)
         await self.money.start()
         routing = CallRouting(self.snapshots, self.clock, self.metrics, self.records, self.money)
-        self._handlers = {"route": routing.route, "extension": routing.extension}
+        prompts = PromptStore(s.asterisk.chroot / "usr" / "share" / "asterisk" / "sounds")
+        ivr = IvrLine(self.snapshots, self.clock, self.pool, prompts, routing.deliver)
+        routing.selfservice = ivr.selfservice
+        routing.selfservice_numbers = frozenset(s.ivr.selfservice_numbers)
+        self._handlers = {"route": routing.route, "extension": routing.extension, "ivr": ivr.menu}
         self.agi = AgiServer(
             self._handlers.get,
             host=s.agi.host,

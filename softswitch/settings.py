@@ -99,6 +99,12 @@ class PrepaidSettings(_Section):
     reconcile_interval_s: float = Field(30.0, gt=0)
 
 
+class IvrSettings(_Section):
+    # Numbers that reach the platform's phone self-service line (balance, recharge card,
+    # password, settings) instead of an enterprise.
+    selfservice_numbers: list[str] = Field(default_factory=lambda: ["95013"])
+
+
 class StackSettings(_Section):
     dir: Path = DEFAULT_STACK_DIR
 
@@ -111,6 +117,7 @@ class Settings(BaseSettings):
     ami: AmiSettings = Field(default_factory=AmiSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     prepaid: PrepaidSettings = Field(default_factory=PrepaidSettings)
+    ivr: IvrSettings = Field(default_factory=IvrSettings)
     asterisk: AsteriskSettings = Field(default_factory=AsteriskSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
     log_level: str = "INFO"

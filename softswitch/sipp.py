@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from softswitch.dtmf_pcap import digit_pcaps
+
 SCENARIOS = Path(__file__).resolve().parent.parent / "sipp-scenarios"
 _STATUS = re.compile(r"^SIP/2\.0 (\d{3}) ", re.M)
 _RECEIVED = re.compile(r"UDP message received \[\d+\] bytes :\s*\n\s*\n(SIP/2\.0 (\d{3})[^\n]*)")
@@ -94,19 +96,19 @@ def _run(
         return SippResult(proc.returncode, seconds, statuses, log, _read_stats(stat_file))
 
 
-DTMF_CAPTURES = Path("/usr/share/sip-tester")
-_DTMF_NAMES = {"*": "star", "#": "pound", **{d: d for d in "0123456789"}}
-
-
-def render_dtmf(digits: str, hold_ms: int = 3000, gap_ms: int = 450) -> str:
+def render_dtmf(digits: str, hold_ms: int = 3000, gap_ms: int = 450, pcap_dir: Path | None = None) -> str:
     """uac_dtmf.xml with the digits rendered in: SIPp substitutes no keywords inside
-    play_pcap_audio, so each digit becomes its own <exec> of SIPp's RFC 2833 capture."""
+    play_pcap_audio, so each digit becomes its own <exec> of a telephone-event pcap made
+    for this call (softswitch.dtmf_pcap: sequence numbers that keep increasing). A ','
+    is a pause, as dialers write it."""
+    keys = [d for d in digits if d != ","]
+    pcaps = iter(digit_pcaps("".join(keys), pcap_dir or Path(tempfile.mkdtemp(prefix="dtmf-")), gap_ms))
     lines = []
     for d in digits:
-        if d not in _DTMF_NAMES:
-            raise ValueError(f"not a DTMF digit: {d!r}")
-        pcap = DTMF_CAPTURES / f"dtmf_2833_{_DTMF_NAMES[d]}.pcap"
-        lines.append(f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>')
+        if d == ",":  # the far end is speaking, not listening
+            lines.append('  <pause milliseconds="2500"/>')
+            continue
+        lines.append(f'  <nop><action><exec play_pcap_audio="{next(pcaps)}"/></action></nop>')
         lines.append(f'  <pause milliseconds="{gap_ms}"/>')
     text = (SCENARIOS / "uac_dtmf.xml").read_text()
     return text.replace("@@DTMF@@", "\n".join(lines)).replace("@@HOLD_MS@@", str(hold_ms))
@@ -126,19 +128,20 @@ def run_uac(
     timeout_s: float = 60.0,
     extra: tuple[str, ...] = (),
     dtmf: str | None = None,
+    dtmf_gap_ms: int = 450,
 ) -> SippResult:
     """Place `calls` calls to `called` and wait for SIPp to finish (bounded by timeout_s).
     With `dtmf`, the caller keys those digits (RFC 2833) once the call is answered, then
     waits up to hold_ms for the far end to hang up before hanging up itself."""
     args = ["-s", called, "-key", "caller", caller, "-d", str(hold_ms)]
     if dtmf is not None:
-        with tempfile.NamedTemporaryFile("w", suffix=".xml", prefix="sipp-dtmf-", delete=False) as f:
-            f.write(render_dtmf(dtmf, hold_ms))
-        try:
+        with tempfile.TemporaryDirectory(prefix="sipp-dtmf-") as tmp:
+            scenario_file = Path(tmp) / "dtmf.xml"
+            scenario_file.write_text(render_dtmf(dtmf, hold_ms, dtmf_gap_ms, Path(tmp)))
             return run_uac(
                 called,
                 caller,
-                scenario=f.name,
+                scenario=str(scenario_file),
                 hold_ms=hold_ms,
                 local_ip=local_ip,
                 target=target,
@@ -148,8 +151,6 @@ def run_uac(
                 timeout_s=timeout_s,
                 extra=extra,
             )
-        finally:
-            Path(f.name).unlink(missing_ok=True)
     if rate is not None:
         args += ["-r", str(rate)]
     if limit is not None:

@@ -20,6 +20,7 @@ from dialplan.snapshot import (
     UnifiedNumber,
 )
 from dialplan.time_policy import TimePolicy
+from ivr.menu import MenuSet
 from softswitch.clock import Clock
 from softswitch.metrics import Metrics
 from trunks.selection import TrunkRoute
@@ -110,7 +111,18 @@ async def load_snapshot(conn: Any, generation: int, clock: Clock) -> ConfigSnaps
             "FROM trunk_routes r JOIN trunks t ON t.id = r.trunk_id WHERE t.tenant_id IS NULL"
         )
     ]
-    return ConfigSnapshot.build(tenants, numbers, clock.now(), generation, blacklist, extensions, routes)
+    menu_rows: dict[int, list[Any]] = {}
+    for r in await conn.fetch("SELECT tenant_id, name, definition FROM ivr_menus ORDER BY id"):
+        menu_rows.setdefault(r["tenant_id"], []).append({"name": r["name"], "definition": r["definition"]})
+    menus = {}
+    for tenant_id, rows in menu_rows.items():
+        try:  # validated on save (prompts included); this only guards hand-edited rows
+            menus[tenant_id] = MenuSet.from_rows(rows, prompt_exists=lambda _name: True)
+        except ValueError as exc:
+            log.error("IVR menus of tenant %s ignored, they do not validate: %s", tenant_id, exc)
+    return ConfigSnapshot.build(
+        tenants, numbers, clock.now(), generation, blacklist, extensions, routes, menus
+    )
 
 
 def _parsed(row: Any, parse: Any, *args: Any) -> Any:

@@ -323,6 +323,10 @@ class LocalStack:
             if not changed:
                 return
             self.asterisk_down()
+        # The platform's own prompts (Mandarin, espeak-ng): cached, quick when done.
+        from softswitch.prompts import PromptStore
+
+        PromptStore(self.root / "usr" / "share" / "asterisk" / "sounds").render_system()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_dir / "asterisk.log", "ab") as log:
             proc = subprocess.Popen(

@@ -244,6 +244,8 @@ class AgiSession:
 
     async def _command(self, verb: str, args: tuple[str, ...], limit: float | None) -> AgiResponse:
         line = encode_command(verb, *args)  # validate before touching any state
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("agi %s >> %s", self.env.uniqueid, _scrub(line.decode(errors="replace").rstrip()))
         async with self._lock:
             self._raise_if_unusable()
             waiter: asyncio.Future[AgiResponse] = asyncio.get_running_loop().create_future()

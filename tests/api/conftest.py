@@ -189,7 +189,10 @@ async def populate_tenant(
             "name": "mainland",
             "definition": {"rules": [{"province": "广东", "action": "deny"}]},
         },
-        "ivr-menus": {"name": "main", "definition": {"prompt": "welcome", "options": {"1": "sales"}}},
+        "ivr-menus": {
+            "name": "main",
+            "definition": {"prompt": "vm-intro", "options": {"1": {"action": "hangup"}}},
+        },
         "blacklist": {"pattern": "13900000000", "note": "spam"},
         "pins": {"number_id": num["id"], "pin": "4321"},
     }
@@ -214,6 +217,13 @@ async def populate_tenant(
             tw.id,
             num["id"],
             tw.number,
+        )
+        # Notices are written by the billing cycle and the call path, never through the API.
+        tw.items["notices"] = await conn.fetchval(
+            "INSERT INTO outbox (tenant_id, kind, dedupe_key, payload) VALUES ($1, 'low_balance', $2, '{}') "
+            "RETURNING id",
+            tw.id,
+            f"api-test-{uuid.uuid4()}",
         )
     audit = expect(await client.get(f"{base}/audit", headers=admin, params={"limit": 1}), 200)["items"]
     tw.items["audit"] = audit[0]["id"]

@@ -179,7 +179,13 @@ async def test_patch_needs_the_current_version(client: httpx.AsyncClient, world:
     got = await client.get(url, headers=world.admin)
     etag, version = got.headers["ETag"], got.json()["version"]
     assert etag == f'"{version}"'
-    body = {"definition": {"prompt": f"v{suffix()}"}}
+    body = {
+        "definition": {
+            "prompt": "vm-intro",
+            "timeout_ms": 1000 + int(suffix(), 16) % 5000,
+            "default": {"action": "hangup"},
+        }
+    }
     resp = await client.patch(url, headers=world.admin, json=body)
     assert resp.status_code == 428 and resp.json()["detail"][0]["loc"] == ["header", "If-Match"]
     resp = await client.patch(url, headers={**world.admin, "If-Match": f'"{version + 5}"'}, json=body)

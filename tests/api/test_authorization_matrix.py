@@ -59,7 +59,7 @@ async def tenant_body(client: httpx.AsyncClient, world: World, tw: TenantWorld, 
     if name in ("time-policies", "region-policies"):
         return {"name": f"p-{tag}", "definition": {}}
     if name == "ivr-menus":
-        return {"name": f"m-{tag}", "definition": {"prompt": "hello"}}
+        return {"name": f"m-{tag}", "definition": {"prompt": "vm-intro", "default": {"action": "hangup"}}}
     if name == "blacklist":
         return {"pattern": unique_number("1", 11)}
     if name == "pins":

@@ -1,0 +1,86 @@
+"""Tenant prompts over HTTP: text rendered with espeak-ng (Mandarin by default) or an
+uploaded recording, converted to 8 kHz mono and cached by content hash (softswitch/prompts.py).
+IVR menus name these prompts; a menu naming a missing prompt is refused on save."""
+
+# No `from __future__ import annotations`: FastAPI reads these handlers' annotations.
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import asyncpg
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi import Path as PathParam
+from pydantic import BaseModel, Field
+
+from provisioning.engine import Forbidden, Invalid, NotFound
+from provisioning.roles import TENANT_WRITERS, Principal
+from provisioning.users import Unauthenticated, authenticate
+from softswitch.clock import Clock
+from softswitch.prompts import NAME, PromptError, PromptStore
+
+
+class PromptText(BaseModel):
+    text: str = Field(min_length=1, max_length=2000)
+    voice: str = Field("cmn", pattern=r"^[a-z]{2,3}([-+][a-z0-9]+)*$", description="espeak-ng voice")
+
+
+class PromptRead(BaseModel):
+    name: str
+    playable: str = Field(description="what the dialplan plays")
+    sha256: str
+
+
+def build_prompts_router(pool: asyncpg.Pool, clock: Clock, sounds: Path) -> APIRouter:
+    from provisioning.api import Unauthorized
+
+    router = APIRouter(prefix="/v1", tags=["prompts"])
+    store = PromptStore(sounds)
+
+    async def writer(
+        tenant_id: Annotated[int, PathParam(ge=1, le=2**53)],
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> Principal:
+        if not authorization or not authorization.lower().startswith("bearer "):
+            raise Unauthorized("send Authorization: Bearer <token>", "Authorization")
+        async with pool.acquire() as conn:
+            try:
+                who = await authenticate(conn, authorization[7:].strip(), clock.now())
+            except Unauthenticated as exc:
+                raise Unauthorized(str(exc), "Authorization") from None
+            if not who.sees_tenant(tenant_id) or not await conn.fetchval(
+                "SELECT 1 FROM tenants WHERE id = $1", tenant_id
+            ):
+                raise NotFound(f"tenant {tenant_id} not found", "tenant_id")
+        if not who.may(TENANT_WRITERS):
+            raise Forbidden(f"role {who.role.value} may not change prompts")
+        return who
+
+    Name = Annotated[str, PathParam(pattern=NAME.pattern.replace("(/[a-z0-9][a-z0-9_-]{0,60})?", ""))]
+
+    @router.put("/tenants/{tenant_id}/prompts/{name}/text", response_model=PromptRead)
+    async def render(
+        tenant_id: int, name: Name, data: PromptText, _: Annotated[Principal, Depends(writer)]
+    ) -> PromptRead:
+        try:
+            digest = await asyncio.to_thread(store.render_text, f"t{tenant_id}", name, data.text, data.voice)
+        except PromptError as exc:
+            raise Invalid(str(exc), "text") from None
+        return PromptRead(name=name, playable=store.playable(f"t{tenant_id}", name), sha256=digest)
+
+    @router.put(
+        "/tenants/{tenant_id}/prompts/{name}/audio",
+        response_model=PromptRead,
+        openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}}},
+    )
+    async def upload(
+        tenant_id: int, name: Name, request: Request, _: Annotated[Principal, Depends(writer)]
+    ) -> PromptRead:
+        data = await request.body()
+        try:
+            digest = await asyncio.to_thread(store.store_upload, f"t{tenant_id}", name, data)
+        except PromptError as exc:
+            raise Invalid(str(exc), "body") from None
+        return PromptRead(name=name, playable=store.playable(f"t{tenant_id}", name), sha256=digest)
+
+    return router

@@ -1,0 +1,671 @@
+"""The scheduled billing cycle: what the contracts charge by the calendar, and the prepaid
+life cycle (active -> suspended -> terminated, and back to active on recharge).
+
+``run_billing_cycle(pool_or_conn, now)`` is safe to run as often as wanted (every few
+minutes, or daily): each effect is written once per period, keyed —
+
+=========================  ==========================================  ===================
+effect                     key                                         where
+=========================  ==========================================  ===================
+rent of a month            ``rent:<subscription>:<YYYY-MM>``           ledger ``rent``
+expired included seconds   ``expired:<tenant>:<YYYY-MM that ended>``   ledger ``adjustment`` (0)
+minimum consumption        ``minimum:<subscription>:<YYYY-MM>``        ledger ``minimum``
+unanswered-calls penalty   ``unanswered:<tenant>:<YYYY-MM-DD>``        ledger ``fee``
+late fee                   ``late:<tenant>:<YYYY-MM-DD>``              ledger ``late_fee``
+notices                    ``<kind>:<tenant or subscription>:<period>``  outbox dedupe_key
+=========================  ==========================================  ===================
+
+Ledger entries are inserted with ON CONFLICT DO NOTHING, and the balance is changed only
+when the entry was inserted, in the same transaction, under the account row's lock. Each
+tenant is one transaction: a failure rolls that tenant back, is reported, and the next run
+retries it. Dates (months, days, "today") are the tenant's (``tenants.timezone``); ``now``
+is the injected clock.
+
+Readings of the contracts (``../shared/MISSION.md``, "Money rules"):
+
+* **Rent** (seed 001) is charged for the month containing ``now``, for every subscription
+  in state ``active`` that has started (``starts_on <= today``) and not ended before the
+  month began — also while the tenant is suspended (the contract runs until it is
+  terminated; a suspended tenant is resumed only once it can pay). The month of
+  ``starts_on`` is prorated by day, rent AND included minutes
+  (``rating.cycle.prorate_first_month``). Packages with no monthly rent still get a 0.00
+  rent entry: it is the once-a-month marker of the allowance reset. Months in which the
+  job never ran are not back-charged.
+* **Tariff and allowance**: the first rent entry of a month of the tenant's *primary*
+  subscription (most channels, then most included minutes; add-ons and extension modules
+  only if there is nothing else) applies its package to the account (``apply_package``).
+  Other subscriptions are charged their rent only.
+* **Expiry** (seed 000): at that reset, what was left of the previous allowance expires
+  (``rating.cycle.expire_unused_minutes``) and is recorded as a 0.00 ``adjustment`` entry
+  "expired N s of YYYY-MM". Seconds reserved by calls in progress at the boundary stay
+  with those calls (the new allowance is added on top of them).
+* **Monthly minimum** (seed 002, packages with ``package_total``): at the first run of
+  month M+1, month M (the ``k``-th month of the subscription, k = 1.. period_months) is
+  topped up to ``package_total / period_months`` when the tenant's call charges
+  (``sum(calls.amount)`` of calls decided in M) were lower; month 1 is waived.
+* **Unanswered calls** (seed 002): every complete tenant-day of the last
+  ``UNANSWERED_LOOKBACK_DAYS`` with >= 100 unanswered inbound dialled calls costs
+  ``rating.cycle.unanswered_penalty`` of their ring times (``ended_at - decided_at``,
+  0 if never ended) at the account's rate.
+* **Late fee** (seed 004): on each tenant-day on which a run finds the balance below
+  ``-credit_limit`` (payment is overdue: the debt exceeds the credit granted), 3‰ of the
+  amount due is charged, once per day. Amount due = the negative part of the balance,
+  less the late fees posted since the balance was last >= 0 (simple interest: a late fee
+  bears no late fee). Days on which no run happened are not back-charged.
+* **Suspension** (seeds 000/002/003) of an active tenant, with
+  ``provisioning.tenants.change_tenant_state`` (its SIP accounts leave Asterisk), when
+  ``balance - reserved < -credit_limit`` (money exhausted), or no included seconds are
+  free and the money available would not pay one first increment at the account's rate
+  (package used up, nothing for overage), or no ``active`` subscription runs today or
+  later (the contract ended without renewal).
+* **Resumption**: a tenant the billing cycle suspended (its latest ``suspend`` in the
+  audit log is by ``system:billing``) is resumed as soon as none of those reasons holds.
+  Tenants suspended by an operator are left alone.
+* **Termination**: a tenant suspended by the billing cycle for ``SUSPENSION_GRACE``
+  (7 days) whose reasons still hold is terminated (numbers released with the cool-down);
+  its subscriptions are set ``ended``.
+* **Notices** (outbox, once per key): ``low_balance`` once per day while
+  ``balance - reserved`` is under the threshold (20 CNY); ``package_low`` once per month
+  when the free included seconds are under 10 % of the month's allowance;
+  ``contract_expiring`` 3 months (seed 003) and 1 month (seeds 000/002) before
+  ``ends_on``, once each; ``suspended`` once per suspension; ``resumed``; ``terminated``.
+
+Tenants without any subscription are not touched (nothing is charged, nothing suspended).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+
+from provisioning.engine import Ctx
+from provisioning.roles import Principal, Role
+from provisioning.tenants import change_tenant_state
+from rating.cycle import (
+    days_in_month,
+    expire_unused_minutes,
+    late_fee,
+    monthly_minimum_due,
+    prorate_first_month,
+    unanswered_penalty,
+)
+from rating.money import ZERO, cost_of_seconds, minutes_rounded_up, to_charge
+from rating.tariff import Tariff
+from softswitch.clock import FixedClock
+
+log = logging.getLogger(__name__)
+
+SYSTEM_ACTOR_NAME = "system:billing"
+LOW_BALANCE_THRESHOLD = Decimal("20")
+SUSPENSION_GRACE = timedelta(days=7)
+UNANSWERED_THRESHOLD = 100
+UNANSWERED_LOOKBACK_DAYS = 7
+EXPIRY_NOTICE_MONTHS = (3, 1)
+_SECONDARY_KINDS = frozenset({"addon", "extension_module"})
+
+
+# ---------------------------------------------------------------------------- the report
+@dataclass(frozen=True)
+class Action:
+    """One effect of a run: a ledger entry, a notice, a state change or an allowance set."""
+
+    tenant_id: int
+    what: str  # 'ledger' | 'notice' | 'state' | 'allowance'
+    kind: str  # ledger kind, notice kind, new tenant state, or 'included_s'
+    key: str  # idempotency key / dedupe key ('' for state changes)
+    amount: Decimal | None = None  # ledger: signed amount; allowance: seconds
+    detail: str = ""
+
+
+@dataclass
+class CycleReport:
+    at: datetime
+    tenants: list[int] = field(default_factory=list)  # processed
+    actions: list[Action] = field(default_factory=list)
+    errors: dict[int, str] = field(default_factory=dict)  # tenant -> message (rolled back)
+
+    def of(self, what: str, tenant_id: int | None = None) -> list[Action]:
+        return [a for a in self.actions if a.what == what and tenant_id in (None, a.tenant_id)]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at.isoformat(),
+            "tenants": self.tenants,
+            "actions": [
+                {**asdict(a), "amount": None if a.amount is None else str(a.amount)} for a in self.actions
+            ],
+            "errors": {str(k): v for k, v in self.errors.items()},
+        }
+
+    def as_table(self) -> str:
+        rows = [["TENANT", "WHAT", "KIND", "KEY", "AMOUNT", "DETAIL"]]
+        for a in self.actions:
+            amount = "" if a.amount is None else str(a.amount)
+            rows.append([str(a.tenant_id), a.what, a.kind, a.key, amount, a.detail])
+        for tid, msg in self.errors.items():
+            rows.append([str(tid), "error", "", "", "", msg])
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+        lines.append(
+            f"{len(self.tenants)} tenant(s), {len(self.of('ledger'))} ledger entr(ies), "
+            f"{len(self.of('notice'))} notice(s), {len(self.of('state'))} state change(s), "
+            f"{len(self.errors)} error(s) at {self.at.isoformat()}"
+        )
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- dates
+def add_months(day: date, months: int) -> date:
+    """``day`` moved by whole calendar months, clamped to the target month's last day."""
+    index = day.year * 12 + day.month - 1 + months
+    first = date(index // 12, index % 12 + 1, 1)
+    return first.replace(day=min(day.day, days_in_month(first)))
+
+
+def month_index(starts_on: date, month: date) -> int:
+    """1 for the month of ``starts_on``, 2 for the next one, ..."""
+    return (month.year - starts_on.year) * 12 + month.month - starts_on.month + 1
+
+
+def _local_midnight(day: date, tz: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(), tz)
+
+
+# ---------------------------------------------------------------------------- package terms
+@dataclass(frozen=True)
+class Allowance:
+    included_s: int  # the allowance set for the period
+    expired_s: int  # free included seconds of the previous allowance, now expired
+
+
+def month_terms(package: Mapping[str, Any], starts_on: date, month: date) -> tuple[Decimal, int]:
+    """(rent, included minutes) a subscription starting ``starts_on`` owes/gets for
+    ``month`` (its first day): the month of ``starts_on`` prorated by day (seed 001)."""
+    rent = Decimal(package["monthly_rent"])
+    minutes = int(package["included_minutes"])
+    if (starts_on.year, starts_on.month) == (month.year, month.month):
+        return prorate_first_month(rent, minutes, starts_on)
+    return to_charge(rent), minutes
+
+
+async def apply_package(
+    conn: asyncpg.Connection,
+    tenant_id: int,
+    package_row: Mapping[str, Any],
+    month_start: date,
+    prorate: bool,
+) -> Allowance:
+    """Give the tenant's account the tariff and the included allowance of a package.
+
+    Sets ``accounts.rate_per_minute`` (= ``overage_rate``), ``first_increment_s``,
+    ``increment_s``, ``channel_cap`` (= ``channels``) and ``included_seconds_left``
+    (= included minutes × 60). ``month_start`` is the first day the allowance covers: the
+    1st of the month for a full month, or — with ``prorate=True`` — the subscription's
+    first day, the minutes then being prorated by day to the month's end
+    (``rating.cycle.prorate_first_month``, floored to whole minutes).
+
+    What was left free of the previous allowance expires (returned as ``expired_s`` for the
+    caller to record); seconds reserved by calls in progress stay with them. A channel cap
+    below the channels in use is kept at the channels in use (it cannot cut live calls).
+
+    Call it inside the caller's transaction, once per period: calling it again restores the
+    full allowance. The billing cycle calls it when it posts the month's first rent of the
+    primary subscription; a subscription created mid-month may call it with
+    ``prorate=True`` (the cycle's own first-month rent entry will then apply it again the
+    same month, so prefer letting ``run_billing_cycle(..., tenant_ids=[tid])`` do both).
+    """
+    minutes = int(package_row["included_minutes"])
+    if prorate:
+        _, minutes = prorate_first_month(Decimal(package_row["monthly_rent"]), minutes, month_start)
+    allowance_s = minutes * 60
+    acct = await conn.fetchrow(
+        "SELECT included_seconds_left, included_reserved_s, channels_in_use FROM accounts "
+        "WHERE tenant_id = $1 FOR UPDATE",
+        tenant_id,
+    )
+    if acct is None:
+        raise LookupError(f"tenant {tenant_id} has no account")
+    expired = expire_unused_minutes(max(acct["included_seconds_left"] - acct["included_reserved_s"], 0))
+    await conn.execute(
+        "UPDATE accounts SET rate_per_minute = $2, first_increment_s = $3, increment_s = $4, "
+        "channel_cap = GREATEST($5, channels_in_use), included_seconds_left = $6 + included_reserved_s, "
+        "version = version + 1 WHERE tenant_id = $1",
+        tenant_id,
+        Decimal(package_row["overage_rate"]),
+        int(package_row["first_increment_s"]),
+        int(package_row["increment_s"]),
+        int(package_row["channels"]),
+        allowance_s,
+    )
+    return Allowance(allowance_s, expired)
+
+
+# ---------------------------------------------------------------------------- writers
+async def _post(
+    conn: asyncpg.Connection,
+    report: CycleReport,
+    tenant_id: int,
+    kind: str,
+    amount: Decimal,
+    key: str,
+    reference: str,
+    now: datetime,
+) -> bool:
+    """Post a ledger entry once (per tenant, kind and key) and move the balance with it.
+    Returns whether it was posted by this call."""
+    balance = await conn.fetchval("SELECT balance FROM accounts WHERE tenant_id = $1 FOR UPDATE", tenant_id)
+    after = balance + amount
+    entry = await conn.fetchval(
+        "INSERT INTO ledger_entries (tenant_id, kind, amount, balance_after, reference, idempotency_key, "
+        "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING id",
+        tenant_id,
+        kind,
+        amount,
+        after,
+        reference,
+        key,
+        now,
+    )
+    if entry is None:
+        return False
+    if amount != 0:
+        await conn.execute(
+            "UPDATE accounts SET balance = $2, version = version + 1 WHERE tenant_id = $1", tenant_id, after
+        )
+    report.actions.append(Action(tenant_id, "ledger", kind, key, amount, reference))
+    return True
+
+
+async def _notify(
+    conn: asyncpg.Connection,
+    report: CycleReport,
+    tenant_id: int,
+    kind: str,
+    key: str,
+    payload: Mapping[str, Any],
+    now: datetime,
+) -> bool:
+    text = json.dumps(dict(payload), default=str, ensure_ascii=False)
+    written = await conn.fetchval(
+        "INSERT INTO outbox (tenant_id, kind, dedupe_key, payload, created_at) "
+        "VALUES ($1, $2, $3, $4::text::jsonb, $5) ON CONFLICT (kind, dedupe_key) DO NOTHING RETURNING id",
+        tenant_id,
+        kind,
+        key,
+        text,
+        now,
+    )
+    if written is None:
+        return False
+    report.actions.append(Action(tenant_id, "notice", kind, key, None, text))
+    return True
+
+
+# ---------------------------------------------------------------------------- one tenant
+def _primary(subs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The subscription whose package sets the account's tariff and allowance."""
+    if not subs:
+        return None
+    main = [s for s in subs if s["kind"] not in _SECONDARY_KINDS] or list(subs)
+    return max(main, key=lambda s: (s["channels"], s["included_minutes"], s["starts_on"], s["sub_id"]))
+
+
+def _billed_in(sub: Mapping[str, Any], month: date, today: date) -> bool:
+    return (
+        sub["sub_state"] == "active"
+        and sub["starts_on"] <= today
+        and (sub["ends_on"] is None or sub["ends_on"] >= month)
+    )
+
+
+@dataclass
+class _Tenant:
+    """What one tenant's run works with (the tenant's dates, its account after charges)."""
+
+    id: int
+    row: asyncpg.Record
+    tz: ZoneInfo
+    now: datetime
+    today: date
+    month: date
+    subs: list[asyncpg.Record]
+
+
+async def _monthly(conn: asyncpg.Connection, t: _Tenant, report: CycleReport) -> int:
+    """Rent of the month (and the allowance reset), minimum consumption of the month
+    before. Returns the month's allowance of the primary subscription (seconds)."""
+    billed = [s for s in t.subs if _billed_in(s, t.month, t.today)]
+    primary = _primary(billed)
+    allowance_s = 0
+    for sub in billed:
+        rent, minutes = month_terms(sub, sub["starts_on"], t.month)
+        first = sub["starts_on"] >= t.month
+        if sub is primary:
+            allowance_s = minutes * 60
+        ref = f"rent {sub['code']} {t.month:%Y-%m}" + (
+            f" (from {sub['starts_on']:%d}, {minutes} min included)" if first else ""
+        )
+        key = f"rent:{sub['sub_id']}:{t.month:%Y-%m}"
+        if not await _post(conn, report, t.id, "rent", -rent, key, ref, t.now):
+            continue
+        if sub is primary:
+            start = sub["starts_on"] if first else t.month
+            got = await apply_package(conn, t.id, sub, start, prorate=first)
+            report.actions.append(
+                Action(t.id, "allowance", "included_s", key, Decimal(got.included_s), sub["code"])
+            )
+            if got.expired_s > 0:
+                ended = add_months(t.month, -1)
+                await _post(
+                    conn,
+                    report,
+                    t.id,
+                    "adjustment",
+                    ZERO,
+                    f"expired:{t.id}:{ended:%Y-%m}",
+                    f"expired {got.expired_s} s of {ended:%Y-%m}",
+                    t.now,
+                )
+
+    previous = add_months(t.month, -1)
+    for sub in t.subs:
+        if sub["package_total"] is None or sub["sub_state"] not in ("active", "ended"):
+            continue
+        k = month_index(sub["starts_on"], previous)
+        covered = sub["ends_on"] is None or sub["ends_on"] >= previous
+        if not (1 <= k <= sub["period_months"]) or not covered:
+            continue
+        usage = await conn.fetchval(
+            "SELECT COALESCE(sum(amount), 0) FROM calls WHERE tenant_id = $1 "
+            "AND decided_at >= $2 AND decided_at < $3",
+            t.id,
+            _local_midnight(previous, t.tz),
+            _local_midnight(t.month, t.tz),
+        )
+        due = monthly_minimum_due(Decimal(sub["package_total"]), sub["period_months"], k, max(usage, ZERO))
+        if due > 0:
+            await _post(
+                conn,
+                report,
+                t.id,
+                "minimum",
+                -due,
+                f"minimum:{sub['sub_id']}:{previous:%Y-%m}",
+                f"minimum consumption {previous:%Y-%m} (month {k}): usage {to_charge(usage)}",
+                t.now,
+            )
+    return allowance_s
+
+
+async def _unanswered(conn: asyncpg.Connection, t: _Tenant, report: CycleReport) -> None:
+    rows = await conn.fetch(
+        "SELECT (decided_at AT TIME ZONE $2)::date AS day, "
+        "array_agg(GREATEST(0, floor(extract(epoch FROM COALESCE(ended_at, decided_at) - decided_at)))"
+        "::int) AS rings "
+        "FROM calls WHERE tenant_id = $1 AND action = 'dial' AND direction = 'inbound' "
+        "AND answered_at IS NULL AND decided_at >= $3 AND decided_at < $4 "
+        "GROUP BY 1 HAVING count(*) >= $5 ORDER BY 1",
+        t.id,
+        str(t.tz),
+        _local_midnight(t.today - timedelta(days=UNANSWERED_LOOKBACK_DAYS), t.tz),
+        _local_midnight(t.today, t.tz),
+        UNANSWERED_THRESHOLD,
+    )
+    if not rows:
+        return
+    rate = await conn.fetchval("SELECT rate_per_minute FROM accounts WHERE tenant_id = $1", t.id)
+    for r in rows:
+        rings = list(r["rings"])
+        fee = unanswered_penalty(rings, Tariff(rate), UNANSWERED_THRESHOLD)
+        minutes = sum(max(1, minutes_rounded_up(s)) for s in rings)
+        if fee > 0:
+            await _post(
+                conn,
+                report,
+                t.id,
+                "fee",
+                -fee,
+                f"unanswered:{t.id}:{r['day']}",
+                f"unanswered calls {r['day']}: {len(rings)} calls, {minutes} min at {rate}",
+                t.now,
+            )
+
+
+async def _late_fee(conn: asyncpg.Connection, t: _Tenant, report: CycleReport) -> None:
+    acct = await conn.fetchrow("SELECT balance, credit_limit FROM accounts WHERE tenant_id = $1", t.id)
+    if acct["balance"] >= -acct["credit_limit"]:
+        return
+    streak_fees = await conn.fetchval(
+        "SELECT COALESCE(-sum(amount), 0) FROM ledger_entries WHERE tenant_id = $1 AND kind = 'late_fee' "
+        "AND id > COALESCE((SELECT max(id) FROM ledger_entries "
+        "WHERE tenant_id = $1 AND balance_after >= 0), 0)",
+        t.id,
+    )
+    due = max(-acct["balance"] - streak_fees, ZERO)
+    fee = late_fee(due, 1)
+    if fee > 0:
+        await _post(
+            conn,
+            report,
+            t.id,
+            "late_fee",
+            -fee,
+            f"late:{t.id}:{t.today}",
+            f"late fee {t.today}: 3‰ of {to_charge(due)} due",
+            t.now,
+        )
+
+
+async def _suspension_reasons(conn: asyncpg.Connection, t: _Tenant) -> list[str]:
+    a = await conn.fetchrow("SELECT * FROM accounts WHERE tenant_id = $1", t.id)
+    reasons = []
+    money = a["balance"] - a["reserved"] + a["credit_limit"]
+    if money < 0:
+        reasons.append("balance_exhausted")
+    elif a["included_seconds_left"] - a["included_reserved_s"] <= 0 and money < cost_of_seconds(
+        a["first_increment_s"], a["rate_per_minute"]
+    ):
+        reasons.append("package_exhausted")
+    if not any(
+        s["sub_state"] == "active" and (s["ends_on"] is None or s["ends_on"] >= t.today) for s in t.subs
+    ):
+        reasons.append("contract_ended")
+    return reasons
+
+
+async def _life_cycle(conn: asyncpg.Connection, t: _Tenant, report: CycleReport) -> str:
+    ctx = Ctx(conn, Principal(None, SYSTEM_ACTOR_NAME, Role.PLATFORM_ADMIN), FixedClock(t.now), t.id)
+    state = t.row["state"]
+    reasons = await _suspension_reasons(conn, t)
+    if state == "active":
+        if reasons:
+            out = await change_tenant_state(ctx, t.id, "suspend")
+            report.actions.append(Action(t.id, "state", "suspended", "", None, ",".join(reasons)))
+            stamp = out.suspended_at or t.now
+            await _notify(
+                conn,
+                report,
+                t.id,
+                "suspended",
+                f"suspended:{t.id}:{stamp.isoformat()}",
+                {"reasons": reasons, "at": stamp},
+                t.now,
+            )
+            return "suspended"
+        return state
+    if state != "suspended":
+        return state
+    by = await conn.fetchval(
+        "SELECT actor FROM audit_log WHERE tenant_id = $1 AND entity = 'tenants' AND action = 'suspend' "
+        "ORDER BY id DESC LIMIT 1",
+        t.id,
+    )
+    if by != SYSTEM_ACTOR_NAME:
+        return state  # an operator's suspension is the operator's to lift
+    if not reasons:
+        await change_tenant_state(ctx, t.id, "resume")
+        report.actions.append(Action(t.id, "state", "active", "", None, "recovered"))
+        await _notify(
+            conn,
+            report,
+            t.id,
+            "resumed",
+            f"resumed:{t.id}:{t.row['suspended_at'].isoformat()}",
+            {"suspended_at": t.row["suspended_at"]},
+            t.now,
+        )
+        return "active"
+    suspended_at = t.row["suspended_at"]
+    if suspended_at is not None and t.now - suspended_at >= SUSPENSION_GRACE:
+        await change_tenant_state(ctx, t.id, "terminate")
+        await conn.execute(
+            "UPDATE subscriptions SET state = 'ended', version = version + 1 "
+            "WHERE tenant_id = $1 AND state <> 'ended'",
+            t.id,
+        )
+        report.actions.append(Action(t.id, "state", "terminated", "", None, ",".join(reasons)))
+        await _notify(
+            conn,
+            report,
+            t.id,
+            "terminated",
+            f"terminated:{t.id}",
+            {"reasons": reasons, "suspended_at": suspended_at},
+            t.now,
+        )
+        return "terminated"
+    return state
+
+
+async def _notices(
+    conn: asyncpg.Connection, t: _Tenant, report: CycleReport, allowance_s: int, low_balance: Decimal
+) -> None:
+    a = await conn.fetchrow("SELECT * FROM accounts WHERE tenant_id = $1", t.id)
+    available = a["balance"] - a["reserved"]
+    if available < low_balance:
+        await _notify(
+            conn,
+            report,
+            t.id,
+            "low_balance",
+            f"low_balance:{t.id}:{t.today}",
+            {"balance": a["balance"], "reserved": a["reserved"], "threshold": low_balance},
+            t.now,
+        )
+    free_s = a["included_seconds_left"] - a["included_reserved_s"]
+    if allowance_s > 0 and free_s * 10 < allowance_s:
+        await _notify(
+            conn,
+            report,
+            t.id,
+            "package_low",
+            f"package_low:{t.id}:{t.month:%Y-%m}",
+            {"included_seconds_left": free_s, "allowance_s": allowance_s},
+            t.now,
+        )
+    for sub in t.subs:
+        ends = sub["ends_on"]
+        if sub["sub_state"] != "active" or ends is None or ends < t.today:
+            continue
+        for months in EXPIRY_NOTICE_MONTHS:
+            if ends <= add_months(t.today, months):
+                await _notify(
+                    conn,
+                    report,
+                    t.id,
+                    "contract_expiring",
+                    f"contract_expiring:{sub['sub_id']}:{ends}:{months}m",
+                    {
+                        "subscription_id": sub["sub_id"],
+                        "package": sub["code"],
+                        "ends_on": ends,
+                        "months_ahead": months,
+                    },
+                    t.now,
+                )
+
+
+_SUBS = (
+    "SELECT s.id AS sub_id, s.starts_on, s.ends_on, s.state AS sub_state, p.* "
+    "FROM subscriptions s JOIN packages p ON p.id = s.package_id WHERE s.tenant_id = $1 ORDER BY s.id"
+)
+
+
+async def _run_tenant(
+    conn: asyncpg.Connection, tenant_id: int, now: datetime, report: CycleReport, low_balance: Decimal
+) -> None:
+    async with conn.transaction():
+        # Lock order: the account row, then the tenant row (as the prepaid hot path and
+        # recharges lock only the account, and state changes only the tenant).
+        if await conn.fetchval("SELECT 1 FROM accounts WHERE tenant_id = $1 FOR UPDATE", tenant_id) is None:
+            return
+        row = await conn.fetchrow("SELECT * FROM tenants WHERE id = $1 FOR UPDATE", tenant_id)
+        if row is None or row["state"] == "terminated":
+            return
+        tz = ZoneInfo(row["timezone"])
+        today = now.astimezone(tz).date()
+        subs = list(await conn.fetch(_SUBS, tenant_id))
+        if not subs:
+            return
+        t = _Tenant(tenant_id, row, tz, now, today, today.replace(day=1), subs)
+        report.tenants.append(tenant_id)
+        allowance_s = await _monthly(conn, t, report)
+        await _unanswered(conn, t, report)
+        await _late_fee(conn, t, report)
+        state = await _life_cycle(conn, t, report)
+        if state != "terminated":
+            await _notices(conn, t, report, allowance_s, low_balance)
+
+
+# ---------------------------------------------------------------------------- the job
+async def run_billing_cycle(
+    pool_or_conn: asyncpg.Pool | asyncpg.Connection,
+    now: datetime,
+    *,
+    tenant_ids: Sequence[int] | None = None,
+    low_balance_threshold: Decimal = LOW_BALANCE_THRESHOLD,
+) -> CycleReport:
+    """Run the billing cycle at ``now`` (an aware datetime) for every non-terminated tenant
+    with a subscription, or only ``tenant_ids``. Re-running for the same period has no
+    further effect. One transaction per tenant; failures are reported in ``errors``."""
+    if now.tzinfo is None:
+        raise ValueError("now must be an aware datetime (with a UTC offset)")
+    report = CycleReport(now)
+
+    async def _ids(conn: asyncpg.Connection) -> list[int]:
+        rows = await conn.fetch(
+            "SELECT t.id FROM tenants t WHERE t.state <> 'terminated' "
+            "AND EXISTS (SELECT 1 FROM subscriptions s WHERE s.tenant_id = t.id) "
+            "AND ($1::bigint[] IS NULL OR t.id = ANY($1::bigint[])) ORDER BY t.id",
+            None if tenant_ids is None else list(tenant_ids),
+        )
+        return [r["id"] for r in rows]
+
+    async def _one(conn: asyncpg.Connection, tid: int) -> None:
+        try:
+            await _run_tenant(conn, tid, now, report, low_balance_threshold)
+        except Exception as exc:  # one tenant's failure must not stop the others' billing
+            log.exception("billing cycle failed for tenant %s", tid)
+            report.errors[tid] = f"{type(exc).__name__}: {exc}"
+            report.actions[:] = [a for a in report.actions if a.tenant_id != tid]  # rolled back
+            if tid in report.tenants:
+                report.tenants.remove(tid)
+
+    if isinstance(pool_or_conn, asyncpg.Pool):
+        async with pool_or_conn.acquire() as conn:
+            ids = await _ids(conn)
+        for tid in ids:
+            async with pool_or_conn.acquire() as conn:
+                await _one(conn, tid)
+    else:
+        for tid in await _ids(pool_or_conn):
+            await _one(pool_or_conn, tid)
+    return report

@@ -1,0 +1,196 @@
+"""IVR through the real Asterisk with RFC 2833 DTMF from SIPp: a two-level menu reaching
+a destination that answers, an invalid digit then a retry, the timeout path, and the phone
+self-service line (a balance query; a recharge card redeemed once although keyed twice)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import pytest
+
+from softswitch.process import ServiceProcess
+from softswitch.sipp import SippUas, run_uac
+from tests.e2e.conftest import OWNER, active_number, api_ok, mobile, restarted, unique_caller
+
+pytestmark = pytest.mark.stack
+
+SELFSERVICE = "95013"
+
+
+def changed(service: ServiceProcess, method: str, path: str, status: int = 200, **kw: Any) -> dict[str, Any]:
+    generation = service.metric("softswitch_snapshot_generation")
+    data = api_ok(service.request(method, path, **kw), status)
+    deadline = time.monotonic() + 3
+    while service.metric("softswitch_snapshot_generation") <= generation:
+        assert time.monotonic() < deadline, "no reload"
+        time.sleep(0.01)
+    return data
+
+
+def ivr_number(service: ServiceProcess) -> tuple[int, str, str, str]:
+    """A number whose calls go to a two-level menu: 1 -> sales menu, 2 -> sales group;
+    silence -> the default group."""
+    tenant, number_id, number = active_number(service)
+    base = f"/v1/tenants/{tenant}"
+    sales, default = mobile(), mobile()
+    for dest, group in ((sales, "sales"), (default, "default")):
+        changed(
+            service,
+            "POST",
+            f"{base}/bindings",
+            201,
+            json={"number_id": number_id, "destination": dest, "group_name": group, **OWNER},
+        )
+    api_ok(service.request("PUT", f"{base}/prompts/welcome/text", json={"text": "销售请按一。"}))
+    changed(
+        service,
+        "POST",
+        f"{base}/ivr-menus",
+        201,
+        json={
+            "name": "sales",
+            "definition": {
+                "prompt": "welcome",
+                "timeout_ms": 3000,
+                "retries": 1,
+                "options": {"2": {"action": "transfer", "group": "sales"}},
+                "default": {"action": "hangup"},
+            },
+        },
+    )
+    changed(
+        service,
+        "POST",
+        f"{base}/ivr-menus",
+        201,
+        json={
+            "name": "main",
+            "definition": {
+                "prompt": "welcome",
+                "timeout_ms": 1500,
+                "retries": 1,
+                "options": {"1": {"action": "menu", "target": "sales"}},
+                "default": {"action": "transfer", "group": "default"},
+            },
+        },
+    )
+    policy = changed(
+        service,
+        "POST",
+        f"{base}/time-policies",
+        201,
+        json={"name": "ivr", "definition": {"default": {"kind": "ivr", "ref": "main"}}},
+    )
+    num = api_ok(service.request("GET", f"{base}/numbers/{number_id}"))
+    changed(
+        service,
+        "PATCH",
+        f"{base}/numbers/{number_id}",
+        json={"time_policy_id": policy["id"]},
+        headers={"If-Match": f'"{num["version"]}"'},
+    )
+    return tenant, number, sales, default
+
+
+async def decided(db: asyncpg.Connection, caller: str) -> asyncpg.Record:
+    deadline = time.monotonic() + 5
+    while True:
+        row = await db.fetchrow("SELECT * FROM calls WHERE caller = $1 ORDER BY id DESC LIMIT 1", caller)
+        if row is not None and row["action"] != "ivr" or time.monotonic() > deadline:
+            assert row is not None
+            return row
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize(
+    ("keys", "group"),
+    [
+        ("12", "sales"),  # two levels down to the sales group
+        ("912", "sales"),  # 9 is not an option: the menu says so and listens again
+        ("", "default"),  # silence: timeouts, then the menu's default action
+    ],
+    ids=["two-levels", "invalid-then-retry", "timeout"],
+)
+async def test_menu_reaches_the_destination(
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, keys: str, group: str
+) -> None:
+    _tenant, number, sales, default = ivr_number(service)
+    caller = unique_caller()
+    result = await asyncio.to_thread(
+        run_uac, number, caller, dtmf=keys, dtmf_gap_ms=1500, hold_ms=12000, timeout_s=60
+    )
+    assert result.final_status == 200, result.message_log[-1500:]
+    row = await decided(db, caller)
+    assert (row["action"], row["reason"], row["why"]) == ("dial", "ROUTED", "ivr")
+    assert list(row["destinations"]) == [sales if group == "sales" else default]
+    await asyncio.sleep(0.5)
+    answered = await db.fetchval(
+        "SELECT count(*) FROM cdr WHERE linkedid = $1 AND lastapp = 'Dial' AND disposition = 'ANSWERED'",
+        row["linkedid"],
+    )
+    assert answered == 1
+
+
+def _selfservice_tenant(service: ServiceProcess) -> int:
+    tenant, _number_id, _number = active_number(service)  # funded with 100.00
+    current = api_ok(service.request("GET", f"/v1/tenants/{tenant}"))
+    api_ok(
+        service.request(
+            "PATCH",
+            f"/v1/tenants/{tenant}",
+            json={"selfservice_password": "246810"},
+            headers={"If-Match": f'"{current["version"]}"'},
+        )
+    )
+    return tenant
+
+
+async def test_selfservice_balance_query(db: asyncpg.Connection, service: ServiceProcess) -> None:
+    tenant = _selfservice_tenant(service)
+    with restarted(service, SOFTSWITCH_LOG_LEVEL="DEBUG") as svc:
+        mark = svc.log_path.stat().st_size
+        result = await asyncio.to_thread(
+            run_uac, SELFSERVICE, unique_caller(), dtmf=f"{tenant}#,246810#,1", hold_ms=8000, timeout_s=90
+        )
+        assert result.final_status == 200
+        log = svc.log_path.read_text(errors="replace")[mark:]
+    # 100.00 yuan: "your balance is", SAY NUMBER 100, "yuan" (no fen to say)
+    assert "SAY NUMBER 100 " in log or "SAY NUMBER 100\n" in log or 'SAY NUMBER 100 ""' in log, log[-3000:]
+    assert "softswitch/system/selfservice/balance-is" in log
+
+
+async def test_selfservice_recharge_card_redeemed_once_even_if_keyed_twice(
+    db: asyncpg.Connection, service: ServiceProcess
+) -> None:
+    tenant = _selfservice_tenant(service)
+    batch = api_ok(
+        service.request(
+            "POST",
+            "/v1/recharge-card-batches",
+            json={
+                "count": 1,
+                "face_value": "50.00",
+                "expires_at": "2030-01-01T00:00:00+08:00",
+            },
+        ),
+        201,
+    )
+    card = batch["cards"][0]
+    number, pin = card["card_number"], card["pin"]
+    keys = f"{tenant}#,246810#,2,{number}#,{pin}#,,,2,{number}#,{pin}#"
+    result = await asyncio.to_thread(
+        run_uac, SELFSERVICE, unique_caller(), dtmf=keys, hold_ms=8000, timeout_s=150
+    )
+    assert result.final_status == 200
+    rows = await db.fetch(
+        "SELECT amount FROM ledger_entries WHERE tenant_id = $1 AND kind = 'recharge' ORDER BY id", tenant
+    )
+    assert [r["amount"] for r in rows] == [Decimal("100.0000"), Decimal("50.0000")]  # funding + the card
+    acct = await db.fetchrow("SELECT balance FROM accounts WHERE tenant_id = $1", tenant)
+    assert acct["balance"] == Decimal("150.0000")
+    state = await db.fetchval("SELECT state FROM recharge_cards WHERE card_number = $1", number)
+    assert state == "redeemed"
