@@ -129,6 +129,20 @@ EXTENSIONS = Resource(
     prepare=prepare_extension,
     after_write=after_extension_write,
 )
+async def _apply_subscription(
+    ctx: Ctx, action: str, before: Mapping[str, Any] | None, after: Mapping[str, Any] | None
+) -> None:
+    """A subscription takes effect at once: the billing cycle for this tenant charges the
+    (prorated) first rent and sets the account's channels, rate and allowance — the same
+    code path as the monthly run, so doing it again is a no-op."""
+    from softswitch.billing_cycle import run_billing_cycle
+
+    if after is not None and after["state"] == "active":
+        report = await run_billing_cycle(ctx.conn, ctx.clock.now(), tenant_ids=[after["tenant_id"]])
+        if report.errors:
+            raise Invalid(f"the subscription could not be applied: {report.errors}", "package_id")
+
+
 SUBSCRIPTIONS = Resource(
     "subscriptions",
     "subscriptions",
@@ -138,6 +152,7 @@ SUBSCRIPTIONS = Resource(
     deletable=False,
     write_roles=OPERATORS,
     filters=("state",),
+    after_write=_apply_subscription,
 )
 TIME_POLICIES = Resource(
     "time-policies",

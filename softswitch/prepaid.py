@@ -5,7 +5,10 @@ Authorisation reserves, it never only looks. Opening a reservation is ONE statem
 locks the tenant's account row, checks the channel cap and the money and included
 minutes available, takes a channel slot and the first slice, and inserts the reservation —
 so "balance - reserved >= -credit_limit" and "channels_in_use <= channel_cap" hold under
-any concurrency, across service instances (and CHECK constraints on accounts back them).
+any concurrency, across service instances. The database backs them too: a CHECK on the
+channels, and a trigger (migration 0008) that refuses any update growing `reserved` past
+the money available — while debits that are not reservations (rent, fees) may still take
+an account into debt, which the billing cycle then suspends.
 The money of a slice is the worst case of that slice rounded UP to the cent (a
 reservation never under-reserves); the charge at settlement is computed by rating/ and
 rounded once."""
