@@ -120,10 +120,12 @@ def demo_run() -> None:
     """Run the service, place the demo calls through Asterisk, then keep serving."""
     from softswitch.demo import place_demo_calls
     from softswitch.service import run_service
+    from softswitch.stack import exclusive_use
 
     settings = load_settings()
     _logging(settings.log_level)
-    run_service(settings, after_start=place_demo_calls)
+    with exclusive_use(settings):  # tests and benchmarks wait while the demo runs
+        run_service(settings, after_start=place_demo_calls)
 
 
 @billing_app.command("run")

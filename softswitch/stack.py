@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,8 +57,18 @@ def exclusive_use(settings: Settings) -> Iterator[None]:
     instead of colliding. The lock is an flock, released by the kernel if its holder dies."""
     path = settings.stack.dir / "run" / "exclusive.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another user"
+            print(f"waiting for the local stack, held by {holder} (Ctrl-C to give up)", flush=True)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} ({' '.join(sys.argv)[:120]})")
+        fh.flush()
         try:
             yield
         finally:
