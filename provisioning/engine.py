@@ -185,25 +185,45 @@ def db_error(exc: asyncpg.PostgresError) -> ProvisioningError:
     raise exc
 
 
+NO_VALUE = object()
+
+
+async def keyset_page(
+    conn: asyncpg.Connection, table: str, clauses: list[tuple[str, Any]], limit: int, after: int | None
+) -> tuple[list[asyncpg.Record], int | None]:
+    """One page of `table` by id: `clauses` are SQL conditions with a `{}` for their value
+    (NO_VALUE: a condition without one); `after` is the previous page's next_after."""
+    where, params = ["true"], []
+    for clause, value in clauses:
+        if value is NO_VALUE:
+            where.append(clause)
+        else:
+            params.append(value)
+            where.append(clause.format(f"${len(params)}"))
+    if after is not None:
+        params.append(after)
+        where.append(f"id > ${len(params)}")
+    params.append(limit + 1)
+    rows = await conn.fetch(
+        f"SELECT * FROM {table} WHERE {' AND '.join(where)} ORDER BY id LIMIT ${len(params)}", *params
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1]["id"] if more and rows else None)
+
+
 async def list_rows(
     ctx: Ctx, res: Resource, filters: Mapping[str, str], limit: int, after: int | None
 ) -> tuple[list[BaseModel], int | None]:
     await authorize(ctx, res, write=False)
-    where, params = _scope_sql(res, ctx, 1)
-    for key, value in filters.items():
-        if key in res.filters:
-            params.append(value)
-            where += f" AND {key}::text = ${len(params)}"
-    if after is not None:
-        params.append(after)
-        where += f" AND id > ${len(params)}"
-    params.append(limit + 1)
-    rows = await ctx.conn.fetch(
-        f"SELECT * FROM {res.table} WHERE true{where} ORDER BY id LIMIT ${len(params)}", *params
-    )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return [present(res, r) for r in rows], (rows[-1]["id"] if more and rows else None)
+    clauses: list[tuple[str, Any]] = []
+    if res.tenant_scoped:
+        clauses.append(("tenant_id = {}", ctx.tenant_id))
+    elif res.platform_rows_only:
+        clauses.append(("tenant_id IS NULL", NO_VALUE))
+    clauses += [(f"{key}::text = {{}}", value) for key, value in filters.items() if key in res.filters]
+    rows, next_after = await keyset_page(ctx.conn, res.table, clauses, limit, after)
+    return [present(res, r) for r in rows], next_after
 
 
 async def fetch_row(ctx: Ctx, res: Resource, row_id: int, for_update: bool = False) -> asyncpg.Record:

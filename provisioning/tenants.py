@@ -8,7 +8,17 @@ from typing import Any
 
 import asyncpg
 
-from provisioning.engine import Conflict, Ctx, Forbidden, Invalid, NotFound, Values, audit, db_error
+from provisioning.engine import (
+    Conflict,
+    Ctx,
+    Forbidden,
+    Invalid,
+    NotFound,
+    Values,
+    audit,
+    db_error,
+    keyset_page,
+)
 from provisioning.roles import OPERATORS
 from provisioning.rules import category_refusal, documents_due, hash_pin, mask_id_number, required_documents
 from provisioning.schemas import TenantCreate, TenantRead, TenantUpdate
@@ -74,24 +84,13 @@ async def create_tenant(ctx: Ctx, data: TenantCreate) -> TenantRead:
 async def list_tenants(
     ctx: Ctx, limit: int, after: int | None, state: str | None
 ) -> tuple[list[TenantRead], int | None]:
-    params: list[Any] = []
-    where = "true"
+    clauses: list[tuple[str, Any]] = []
     if not ctx.actor.is_operator:
-        params.append(ctx.actor.tenant_id)
-        where += f" AND id = ${len(params)}"
+        clauses.append(("id = {}", ctx.actor.tenant_id))
     if state:
-        params.append(state)
-        where += f" AND state = ${len(params)}"
-    if after is not None:
-        params.append(after)
-        where += f" AND id > ${len(params)}"
-    params.append(limit + 1)
-    rows = await ctx.conn.fetch(
-        f"SELECT * FROM tenants WHERE {where} ORDER BY id LIMIT ${len(params)}", *params
-    )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return [present_tenant(r) for r in rows], (rows[-1]["id"] if more and rows else None)
+        clauses.append(("state = {}", state))
+    rows, next_after = await keyset_page(ctx.conn, "tenants", clauses, limit, after)
+    return [present_tenant(r) for r in rows], next_after
 
 
 async def get_tenant(ctx: Ctx, tenant_id: int) -> TenantRead:
@@ -109,6 +108,10 @@ async def update_tenant(ctx: Ctx, tenant_id: int, data: TenantUpdate, if_match: 
         "emergency_contact_phone",
         "timezone",
         "selfservice_password",
+        # whether the enterprise records its calls is its own choice; how long the platform
+        # keeps them (retention) is the operator's, by contract
+        "recording_policy",
+        "recording_announce",
     }
     if not ctx.actor.is_operator:
         if ctx.actor.role.value != "tenant_admin":

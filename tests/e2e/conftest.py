@@ -212,3 +212,20 @@ def restarted(service: ServiceProcess, **env: str) -> Iterator[ServiceProcess]:
     finally:
         other.stop()
         service.start()
+
+
+def changed(
+    service: ServiceProcess, method: str, path: str, status: int | None = None, **kw: Any
+) -> dict[str, Any]:
+    """An API change that the next call must see: the answer (`status`, or any 2xx), then
+    a wait until the service's snapshot has reloaded (at most 3 s)."""
+    generation = service.metric("softswitch_snapshot_generation")
+    resp = service.request(method, path, **kw)
+    if status is None:
+        assert resp.status_code in (200, 201), resp.text
+    data = api_ok(resp, status) if status is not None else resp.json()
+    deadline = time.monotonic() + 3.0
+    while service.metric("softswitch_snapshot_generation") <= generation:
+        assert time.monotonic() < deadline, "the service did not reload its snapshot within 3 s"
+        time.sleep(0.01)
+    return data

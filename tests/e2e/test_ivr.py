@@ -7,28 +7,17 @@ from __future__ import annotations
 import asyncio
 import time
 from decimal import Decimal
-from typing import Any
 
 import asyncpg
 import pytest
 
 from softswitch.process import ServiceProcess
 from softswitch.sipp import SippUas, run_uac
-from tests.e2e.conftest import OWNER, active_number, api_ok, mobile, restarted, unique_caller
+from tests.e2e.conftest import OWNER, active_number, api_ok, changed, mobile, restarted, unique_caller
 
 pytestmark = pytest.mark.stack
 
 SELFSERVICE = "95013"
-
-
-def changed(service: ServiceProcess, method: str, path: str, status: int = 200, **kw: Any) -> dict[str, Any]:
-    generation = service.metric("softswitch_snapshot_generation")
-    data = api_ok(service.request(method, path, **kw), status)
-    deadline = time.monotonic() + 3
-    while service.metric("softswitch_snapshot_generation") <= generation:
-        assert time.monotonic() < deadline, "no reload"
-        time.sleep(0.01)
-    return data
 
 
 def ivr_number(service: ServiceProcess) -> tuple[int, str, str, str]:

@@ -18,6 +18,7 @@ from tests.e2e.conftest import (
     OWNER,
     active_number,
     api_ok,
+    changed,
     mobile,
     restarted,
     unique_caller,
@@ -27,18 +28,6 @@ pytestmark = pytest.mark.stack
 
 SHANGHAI_MOBILE = "13917001234"
 BEIJING_FIXED = "01062345678"
-
-
-def changed(service: ServiceProcess, method: str, path: str, **kw: Any) -> dict[str, Any]:
-    """An API change that the next call must see: wait until the service reloaded."""
-    generation = service.metric("softswitch_snapshot_generation")
-    resp = service.request(method, path, **kw)
-    assert resp.status_code in (200, 201), resp.text
-    deadline = time.monotonic() + 2.0
-    while service.metric("softswitch_snapshot_generation") <= generation:
-        assert time.monotonic() < deadline, "the service did not reload within 2 s"
-        time.sleep(0.01)
-    return resp.json()
 
 
 def bind(service: ServiceProcess, tenant: int, number_id: int, dest: str, **kw: Any) -> dict[str, Any]:
