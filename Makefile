@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 VENV := .venv/bin
 
-.PHONY: run test stop status bench lint bootstrap
+.PHONY: run test stop status bench bench-all lint bootstrap
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -27,6 +27,11 @@ status:
 bench: bootstrap
 	$(VENV)/softswitch stack up
 	$(VENV)/python bench/call_path.py
+
+# Every SIPp scenario of docs/load-testing.md plus FastAGI load at 300/s, in about 2.5 min:
+# bench/results/harness.json.
+bench-all: bootstrap
+	$(VENV)/python bench/harness.py
 
 lint:
 	$(VENV)/ruff check .
