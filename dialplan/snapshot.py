@@ -26,6 +26,9 @@ class Tenant:
     outbound_cli_policy: str = "replace"  # replace | refuse
     # numbers the tenant owns and may present as caller ID, in preference order
     caller_ids: tuple[str, ...] = ()
+    # call recording (dialplan/recording.py): all | inbound | outbound | none | on_demand
+    recording_policy: str = "none"
+    recording_announce: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,7 @@ class UnifiedNumber:
     caller_id_mode: str = "caller"  # caller | unified
     whisper: bool = False
     final_action: str = "missed_call"  # hangup | voicemail | missed_call
+    recording_policy: str | None = None  # overrides the tenant's (None: the tenant's)
 
     def group(self, name: str) -> tuple[BoundDestination, ...]:
         return tuple(d for d in self.destinations if d.group == name)
@@ -70,6 +74,7 @@ class Extension:
     endpoint_id: str
     site: str = "main"
     outbound_caller_id: str = ""
+    recording_policy: str | None = None  # overrides the tenant's (None: the tenant's)
 
 
 @dataclass(frozen=True, slots=True)

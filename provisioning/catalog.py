@@ -129,6 +129,8 @@ EXTENSIONS = Resource(
     prepare=prepare_extension,
     after_write=after_extension_write,
 )
+
+
 async def _apply_subscription(
     ctx: Ctx, action: str, before: Mapping[str, Any] | None, after: Mapping[str, Any] | None
 ) -> None:

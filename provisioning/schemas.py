@@ -35,6 +35,7 @@ def _check_tz(value: str | None) -> str | None:
 # ------------------------------------------------------------------------------ tenants
 EntityKind = Literal["company", "sole_trader"]
 IdKind = Literal["resident_id", "passport", "hk_macao_permit", "taiwan_permit"]
+RecordingPolicy = Literal["all", "inbound", "outbound", "none", "on_demand"]
 
 
 class TenantCreate(_In):
@@ -70,6 +71,10 @@ class TenantUpdate(_In):
     outbound_cli_policy: Literal["replace", "refuse"] | None = None
     # The phone self-service line's password (6-12 digits); kept only hashed.
     selfservice_password: str | None = Field(None, pattern=r"^[0-9]{6,12}$")
+    # Call recording: the policy, whether callers hear that calls are recorded, retention.
+    recording_policy: RecordingPolicy | None = None
+    recording_announce: bool | None = None
+    recording_retention_days: int | None = Field(None, ge=1, le=3650)
 
     _tz = field_validator("timezone")(_check_tz)
 
@@ -92,6 +97,9 @@ class TenantRead(_Out):
     suspended_at: datetime | None
     terminated_at: datetime | None
     outbound_cli_policy: str
+    recording_policy: str = "none"
+    recording_announce: bool = True
+    recording_retention_days: int = 30
     version: int
     created_at: datetime
 
@@ -152,6 +160,7 @@ class NumberRoutingUpdate(_In):
     caller_id_mode: Literal["caller", "unified"] | None = None
     whisper: bool | None = None
     final_action: Literal["hangup", "voicemail", "missed_call"] | None = None
+    recording_policy: RecordingPolicy | None = Field(None, description="null: the tenant's policy")
 
 
 class NumberRead(_Out):
@@ -167,6 +176,7 @@ class NumberRead(_Out):
     caller_id_mode: str
     whisper: bool
     final_action: str
+    recording_policy: str | None = None
     approved_at: datetime | None
     released_at: datetime | None
     available_after: datetime | None
@@ -221,6 +231,7 @@ class ExtensionCreate(_In):
     fax_allowed: bool = False
     password: str = Field(min_length=10, max_length=128, pattern=r"^[\x21-\x7e]+$")
     outbound_caller_id: str = Field("", pattern=r"^[0-9]{0,20}$")
+    recording_policy: RecordingPolicy | None = Field(None, description="null: the tenant's policy")
 
 
 class ExtensionUpdate(_In):
@@ -230,6 +241,7 @@ class ExtensionUpdate(_In):
     fax_allowed: bool | None = None
     password: str | None = Field(None, min_length=10, max_length=128, pattern=r"^[\x21-\x7e]+$")
     outbound_caller_id: str | None = Field(None, pattern=r"^[0-9]{0,20}$")
+    recording_policy: RecordingPolicy | None = Field(None, description="null: the tenant's policy")
 
 
 class ExtensionRead(_Out):
@@ -243,6 +255,7 @@ class ExtensionRead(_Out):
     endpoint_id: str = Field(description="the SIP username the device registers with")
     realm: str
     outbound_caller_id: str
+    recording_policy: str | None = None
     version: int
     created_at: datetime
 

@@ -211,6 +211,12 @@ class CallMoney:
         settled = released = 0
         now = self._clock.now()
         async with self._pool.acquire() as conn:
+            held = await conn.fetchrow(
+                "SELECT count(*) AS n, COALESCE(sum(amount), 0) AS amount FROM reservations WHERE state = 'open'"
+            )
+            self._metrics.open_reservations.set(held["n"])
+            # A gauge is a float by nature; the money itself stays NUMERIC in the database.
+            self._metrics.reserved_amount.set(float(held["amount"]))
             stale = await conn.fetch(
                 "SELECT call_id FROM reservations WHERE state = 'open' AND opened_at < $1",
                 now - _GRACE,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import logging
 from typing import Annotated
@@ -20,6 +21,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(stack_app, name="stack")
 app.add_typer(demo_app, name="demo")
 app.add_typer(billing_app, name="billing")
+recordings_app = typer.Typer(no_args_is_help=True, help="Call recordings (retention).")
+app.add_typer(recordings_app, name="recordings")
 
 
 def _operator_commands() -> None:
@@ -162,6 +165,52 @@ def billing_run(
 
     report = asyncio.run(_run())
     typer.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2) if as_json else report.as_table())
+    if report.errors:
+        raise typer.Exit(1)
+
+
+@recordings_app.command("purge")
+def recordings_purge(
+    at: str = typer.Option("", "--at", help="Purge as of this ISO 8601 time (default: now)."),
+    tenant: Annotated[
+        list[int] | None, typer.Option("--tenant", help="Only these tenants (repeatable).")
+    ] = None,
+) -> None:
+    """Delete recordings past their tenant's retention (legal holds stay; idempotent)."""
+    from datetime import datetime
+
+    from softswitch.clock import clock_from_setting
+    from softswitch.db import connect
+    from softswitch.recordings import PurgeReport, purge_recordings
+
+    settings = load_settings()
+    try:
+        now = datetime.fromisoformat(at) if at else clock_from_setting(settings.fixed_now).now()
+    except ValueError as exc:
+        typer.echo(f"error: {exc} (--at)", err=True)
+        raise typer.Exit(2) from None
+    if now.tzinfo is None:
+        typer.echo("error: --at needs a UTC offset, e.g. 2026-12-01T00:05+08:00 (--at)", err=True)
+        raise typer.Exit(2)
+
+    async def _run() -> PurgeReport:
+        conn = await connect(settings)
+        try:
+            r = settings.recording
+            return await purge_recordings(
+                conn,
+                now,
+                settings.asterisk.chroot,
+                r.spool,
+                batch=r.purge_batch,
+                tenant_ids=tenant or None,
+                actor=f"cli:{getpass.getuser()}",
+            )
+        finally:
+            await conn.close()
+
+    report = asyncio.run(_run())
+    typer.echo(json.dumps(report.as_dict(), indent=2))
     if report.errors:
         raise typer.Exit(1)
 

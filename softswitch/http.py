@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from provisioning.api import ApiDeps, Unauthorized, build_router, install_error_handlers
 from provisioning.engine import Forbidden
 from provisioning.prompts_api import build_prompts_router
+from provisioning.recordings_api import build_recordings_router
 from provisioning.users import Unauthenticated, authenticate
 from softswitch.ami.client import AmiClient
 from softswitch.call_registry import CallRegistry
@@ -50,6 +51,11 @@ def create_app(deps: HttpDeps) -> FastAPI:
     if deps.settings is not None:
         sounds = deps.settings.asterisk.chroot / "usr" / "share" / "asterisk" / "sounds"
         app.include_router(build_prompts_router(deps.pool, deps.clock, sounds))
+        app.include_router(
+            build_recordings_router(
+                deps.pool, deps.clock, deps.settings.asterisk.chroot, deps.settings.recording.spool
+            )
+        )
 
     async def operator(authorization: str | None = Header(None)) -> None:
         """The live call registry spans every tenant: operators only."""

@@ -110,3 +110,26 @@ class Metrics:
             "Call record batches that failed to write",
             registry=r,
         )
+        # Call recording and retention (softswitch/recordings.py)
+        self.recording_disk_bytes = Gauge(
+            "softswitch_recording_disk_bytes",
+            "Bytes of recordings on disk, by tenant",
+            ["tenant"],
+            registry=r,
+        )
+        self.recordings = Counter(
+            "softswitch_recordings",
+            "Recordings by result: stored, missing (no file), empty (no audio), "
+            "stopped_high_water (not started: storage past its high-water mark)",
+            ["result"],
+            registry=r,
+        )
+        self.recording_purge_runs = Counter(
+            "softswitch_recording_purge_runs",
+            "Retention purge runs by result",
+            ["result"],
+            registry=r,
+        )
+        self.recordings_purged = Counter(
+            "softswitch_recordings_purged", "Recordings whose file the retention purge removed", registry=r
+        )

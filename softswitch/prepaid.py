@@ -137,29 +137,24 @@ async def renew_reservation(
     return Grant(row["id"], row["amount"], row["included_s"], slice_s)
 
 
+_RELEASE = """
+WITH r AS (
+    UPDATE reservations SET state = 'released', closed_at = $2, charged = 0, close_reason = $3
+    WHERE call_id = $1 AND state = 'open'
+    RETURNING tenant_id, amount, included_s
+)
+UPDATE accounts acc
+SET reserved = acc.reserved - r.amount, channels_in_use = acc.channels_in_use - 1,
+    included_reserved_s = acc.included_reserved_s - r.included_s, version = acc.version + 1
+FROM r WHERE acc.tenant_id = r.tenant_id
+RETURNING acc.tenant_id
+"""
+
+
 async def release_reservation(conn: asyncpg.Connection, call_id: str, now: datetime, reason: str) -> bool:
-    """Give back a reservation whose call never connected (nothing to charge). Idempotent."""
-    async with conn.transaction():
-        r = await conn.fetchrow(
-            "SELECT * FROM reservations WHERE call_id = $1 AND state = 'open' FOR UPDATE", call_id
-        )
-        if r is None:
-            return False
-        await conn.execute(
-            "UPDATE accounts SET reserved = reserved - $2, channels_in_use = channels_in_use - 1, "
-            "included_reserved_s = included_reserved_s - $3, version = version + 1 WHERE tenant_id = $1",
-            r["tenant_id"],
-            r["amount"],
-            r["included_s"],
-        )
-        await conn.execute(
-            "UPDATE reservations SET state = 'released', closed_at = $2, charged = 0, close_reason = $3 "
-            "WHERE id = $1",
-            r["id"],
-            now,
-            reason,
-        )
-        return True
+    """Give back a reservation whose call never connected (nothing to charge). Idempotent;
+    one statement, so the account row is locked only for that statement."""
+    return await conn.fetchval(_RELEASE, call_id, now, reason) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,71 +167,70 @@ class Settlement:
     balance_after: Decimal
 
 
+_SETTLE = """
+WITH r AS (
+    UPDATE reservations
+    SET state = 'settled', closed_at = $2, charged = $3, billsec = $4, close_reason = $5
+    WHERE call_id = $1 AND state = 'open'
+    RETURNING tenant_id, amount, included_s
+), a AS (
+    UPDATE accounts acc
+    SET balance = acc.balance - $3, reserved = acc.reserved - r.amount,
+        channels_in_use = acc.channels_in_use - 1,
+        included_seconds_left = acc.included_seconds_left - $6,
+        included_reserved_s = acc.included_reserved_s - r.included_s, version = acc.version + 1
+    FROM r WHERE acc.tenant_id = r.tenant_id
+    RETURNING acc.tenant_id, acc.balance
+), ledger AS (
+    INSERT INTO ledger_entries
+        (tenant_id, kind, amount, balance_after, reference, idempotency_key, created_at)
+    SELECT a.tenant_id, 'call', -$3::numeric, a.balance, $7, $1, $2 FROM a
+    RETURNING id
+), call AS (
+    UPDATE calls SET billsec = $8, billable_s = $9, minutes = $10, included_used_s = $6,
+        amount = $3, settled_at = $2, final_reason = COALESCE($5, final_reason)
+    WHERE linkedid = $1 AND EXISTS (SELECT 1 FROM a)
+)
+SELECT a.tenant_id, a.balance FROM a
+"""
+
+
 async def settle_reservation(
     conn: asyncpg.Connection, call_id: str, billsec: int, now: datetime, reason: str = ""
 ) -> Settlement | None:
-    """Charge a finished call once: idempotent on the call id (a duplicate or late hang-up
-    finds the reservation closed and does nothing). In one transaction: the charge from
-    rating/ (bundle first, then money, rounded once), the account (balance, released
-    reservation and channel, included seconds used), an append-only ledger entry, the
-    reservation closed, and the call record's money columns."""
-    async with conn.transaction():
-        r = await conn.fetchrow(
-            "SELECT * FROM reservations WHERE call_id = $1 AND state = 'open' FOR UPDATE", call_id
-        )
-        if r is None:
-            return None
-        acct = await conn.fetchrow("SELECT * FROM accounts WHERE tenant_id = $1 FOR UPDATE", r["tenant_id"])
-        tariff = Tariff(acct["rate_per_minute"], acct["first_increment_s"], acct["increment_s"])
-        # The customer was promised the hard stop: time past the reserved talk time is the
-        # switch's lateness, counted (overrun) but not charged — so the charge never
-        # exceeds what was reserved and the money invariant holds through settlement.
-        charged_s = min(max(billsec, 0), r["granted_s"])
-        free_pool = acct["included_seconds_left"] - acct["included_reserved_s"]
-        charge = rate_call(charged_s, tariff, r["included_s"] + max(free_pool, 0))
-        balance = await conn.fetchval(
-            "UPDATE accounts SET balance = balance - $2, reserved = reserved - $3, "
-            "channels_in_use = channels_in_use - 1, "
-            "included_seconds_left = included_seconds_left - $4, "
-            "included_reserved_s = included_reserved_s - $5, version = version + 1 "
-            "WHERE tenant_id = $1 RETURNING balance",
-            r["tenant_id"],
-            charge.amount,
-            r["amount"],
-            charge.included_used_s,
-            r["included_s"],
-        )
-        await conn.execute(
-            "INSERT INTO ledger_entries (tenant_id, kind, amount, balance_after, reference, "
-            "idempotency_key, created_at) VALUES ($1, 'call', $2, $3, $4, $5, $6)",
-            r["tenant_id"],
-            -charge.amount,
-            balance,
-            f"call {call_id}: {charge.billable_s} s billable, {charge.included_used_s} s included",
-            call_id,
-            now,
-        )
-        await conn.execute(
-            "UPDATE reservations SET state = 'settled', closed_at = $2, charged = $3, billsec = $4, "
-            "close_reason = $5 WHERE id = $1",
-            r["id"],
-            now,
-            charge.amount,
-            billsec,
-            reason or None,
-        )
-        await conn.execute(
-            "UPDATE calls SET billsec = $2, billable_s = $3, minutes = $4, included_used_s = $5, "
-            "amount = $6, settled_at = $7, final_reason = COALESCE($8, final_reason) WHERE linkedid = $1",
-            call_id,
-            charged_s,
-            charge.billable_s,
-            charge.minutes,
-            charge.included_used_s,
-            charge.amount,
-            now,
-            reason or None,
-        )
-        return Settlement(
-            call_id, r["tenant_id"], charged_s, max(billsec - r["granted_s"], 0), charge, balance
-        )
+    """Charge a finished call once. The charge is computed from an unlocked read (rating/,
+    bundle first, rounded once), then ONE statement settles it only if the reservation is
+    still open — so a duplicate or late hang-up does nothing, and the account row is
+    locked for one statement: the account, an append-only ledger entry, the reservation
+    and the call record, together. The call's included seconds are those it reserved."""
+    r = await conn.fetchrow(
+        "SELECT r.tenant_id, r.granted_s, r.included_s, a.rate_per_minute, a.first_increment_s, "
+        "a.increment_s FROM reservations r JOIN accounts a ON a.tenant_id = r.tenant_id "
+        "WHERE r.call_id = $1 AND r.state = 'open'",
+        call_id,
+    )
+    if r is None:
+        return None
+    tariff = Tariff(r["rate_per_minute"], r["first_increment_s"], r["increment_s"])
+    # The customer was promised the hard stop: time past the reserved talk time is the
+    # switch's lateness, counted (overrun) but not charged.
+    charged_s = min(max(billsec, 0), r["granted_s"])
+    charge = rate_call(charged_s, tariff, r["included_s"])
+    row = await conn.fetchrow(
+        _SETTLE,
+        call_id,
+        now,
+        charge.amount,
+        billsec,
+        reason or None,
+        charge.included_used_s,
+        f"call {call_id}: {charge.billable_s} s billable, {charge.included_used_s} s included",
+        charged_s,
+        charge.billable_s,
+        charge.minutes,
+    )
+    if row is None:
+        return None
+    return Settlement(
+        call_id, row["tenant_id"], charged_s, max(billsec - r["granted_s"], 0), charge, row["balance"]
+    )

@@ -21,6 +21,9 @@ MAX_UPLOAD = 10 * 2**20
 MAX_SECONDS = 300.0
 
 # The phone self-service line (ivr/selfservice.py names them), in Mandarin.
+# Played before a recorded call rings (softswitch/recordings.py ANNOUNCEMENT).
+RECORDING_TEXT = {"recording/notice": "您的通话可能会被录音。"}
+
 SELFSERVICE_TEXT = {
     "selfservice/enter-account": "请输入账号，以井号键结束，按星号键重新输入。",
     "selfservice/enter-password": "请输入密码，以井号键结束。",
@@ -127,10 +130,12 @@ class PromptStore:
         tmp.replace(target)
 
     def render_system(self) -> int:
-        """The platform's own prompts (the self-service line); cached, so quick when done."""
-        for name, text in SELFSERVICE_TEXT.items():
+        """The platform's own prompts (the self-service line, the recording notice); cached,
+        so quick when done."""
+        texts = {**SELFSERVICE_TEXT, **RECORDING_TEXT}
+        for name, text in texts.items():
             self.render_text("system", name, text)
-        return len(SELFSERVICE_TEXT)
+        return len(texts)
 
 
 def _check(scope: str, name: str) -> None:

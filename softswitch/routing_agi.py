@@ -24,6 +24,7 @@ from softswitch.clock import Clock
 from softswitch.masking import mask_number
 from softswitch.metrics import Metrics
 from softswitch.prepaid import Grant, Refusal
+from softswitch.recordings import Recorder, RecordingVars
 from softswitch.snapshot_store import SnapshotStore
 
 log = logging.getLogger(__name__)
@@ -47,10 +48,12 @@ def action_of(decision: Decision) -> str:
     return {Route: "dial", Reject: "reject", Voicemail: "voicemail", RunIvr: "ivr"}[type(decision)]
 
 
-def asterisk_variables(decision: Decision, trunk: str) -> list[tuple[str, str]]:
+def asterisk_variables(
+    decision: Decision, trunk: str, recording: RecordingVars | None = None
+) -> list[tuple[str, str]]:
     """The SS_* variables for a decision, SS_ACTION last, so that if they are ever set one by
     one, a session cut short leaves no SS_ACTION and the dialplan falls back instead of
-    acting on half a decision."""
+    acting on half a decision. `recording` is how a routed call is recorded (None: not)."""
     assert not isinstance(decision, AskPin), "a PIN step is a dialogue, not a decision"
     out = [("SS_REASON", decision.reason.code), ("SS_TENANT_ID", str(decision.tenant_id or ""))]
     if isinstance(decision, Route):
@@ -67,6 +70,12 @@ def asterisk_variables(decision: Decision, trunk: str) -> list[tuple[str, str]]:
             ("SS_FINAL", decision.final_action),
             ("SS_FAIL_REASON", Reason.ALL_DESTINATIONS_FAILED.code),
             ("SS_FAIL_CAUSE", str(Reason.ALL_DESTINATIONS_FAILED.cause)),
+        ]
+        rec = recording or RecordingVars()
+        out += [
+            ("SS_RECORD", rec.file),
+            ("SS_RECORD_ANNOUNCE", rec.announce),
+            ("SS_RECORD_ON_DEMAND", "1" if rec.on_demand else ""),
         ]
     elif isinstance(decision, Reject):
         out.append(("SS_CAUSE", str(decision.reason.cause)))
@@ -89,8 +98,10 @@ class CallRouting:
         money: CallMoney | None = None,
         trunk: str = "carrier-out",
         rng: random.Random | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         self._money = money
+        self._recorder = recorder
         self._snapshots = snapshots
         # The platform's phone self-service line (softswitch.ivr_agi), set by the service.
         self.selfservice: Callable[[AgiSession, str, str, str], Awaitable[None]] | None = None
@@ -117,11 +128,16 @@ class CallRouting:
             for m in decision.steps[0].members if decision.steps else ():
                 self._last_call[m.destination] = now
 
-    async def _send(self, session: AgiSession, decision: Decision) -> None:
+    async def _send(
+        self, session: AgiSession, decision: Decision, recording: RecordingVars | None = None
+    ) -> None:
         # One round trip for the whole decision. MSet expands ${...} in what it is given,
         # so only values the control plane owns go here (reason codes, digits checked by
-        # the schema, dial strings built from them), never caller-supplied text.
-        await session.exec("MSet", *(f"{k}={v}" for k, v in asterisk_variables(decision, self._trunk)))
+        # the schema, dial strings built from them, recording paths from the tenant id and
+        # Asterisk's own linkedid), never caller-supplied text.
+        await session.exec(
+            "MSet", *(f"{k}={v}" for k, v in asterisk_variables(decision, self._trunk, recording))
+        )
 
     def _record(
         self,
@@ -194,14 +210,21 @@ class CallRouting:
         caller: str,
         called: str,
         direction: str,
+        endpoint: str = "",
     ) -> None:
         """Hand a decision to Asterisk: reserve the money a routed call needs, remember it for
-        distribution, set the SS_* variables in one round trip, record and count it."""
+        distribution, decide whether it is recorded, set the SS_* variables in one round
+        trip, record and count it."""
         decision = await self._reserve(decision, linkedid, session.env.channel)
         self._remember(decision)
-        await self._send(session, decision)
         if isinstance(decision, Route) and decision.why == "internal":
             direction = "internal"
+        recording = None
+        if self._recorder is not None and isinstance(decision, Route):
+            recording = self._recorder.plan(
+                self._snapshots.current, decision.tenant_id, linkedid, caller, called, direction, endpoint
+            )
+        await self._send(session, decision, recording)
         self._record(session, started, decision, linkedid, caller, called, direction)
 
     async def _reserve(self, decision: Decision, call_id: str, channel: str) -> Decision:
@@ -244,7 +267,9 @@ class CallRouting:
         presented = env.callerid if env.callerid not in ("", "unknown") else ""
         call = ExtensionCall(endpoint, dialled, linkedid, presented)
         decision = decide_extension_call(self._snapshots.current, call, self._clock.now(), self._rng)
-        await self.deliver(session, decision, started, linkedid, presented or endpoint, dialled, "outbound")
+        await self.deliver(
+            session, decision, started, linkedid, presented or endpoint, dialled, "outbound", endpoint
+        )
 
 
 _REFUSALS = {

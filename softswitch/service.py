@@ -24,6 +24,7 @@ from softswitch.http import HttpDeps, create_app
 from softswitch.ivr_agi import IvrLine
 from softswitch.metrics import Metrics
 from softswitch.prompts import PromptStore
+from softswitch.recordings import Recorder
 from softswitch.routing_agi import CallRouting
 from softswitch.settings import Settings
 from softswitch.snapshot_store import SnapshotStore
@@ -83,6 +84,7 @@ class Service:
         self.records: CallRecordWriter | None = None
         self.agi: AgiServer | None = None
         self.money: CallMoney | None = None
+        self.recorder: Recorder | None = None
         self._http: _EmbeddedUvicorn | None = None
         self._http_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -104,7 +106,12 @@ class Service:
         self.money = CallMoney(self.pool, self.ami, self.registry, self.clock, self.metrics, s.prepaid)
         self.registry.add_end_listener(self.money.on_call_end)
         await self.money.start()
-        routing = CallRouting(self.snapshots, self.clock, self.metrics, self.records, self.money)
+        self.recorder = Recorder(self.pool, self.clock, self.metrics, s.recording, s.asterisk.chroot)
+        self.registry.add_end_listener(self.recorder.on_call_end)
+        await self.recorder.start()
+        routing = CallRouting(
+            self.snapshots, self.clock, self.metrics, self.records, self.money, recorder=self.recorder
+        )
         prompts = PromptStore(s.asterisk.chroot / "usr" / "share" / "asterisk" / "sounds")
         ivr = IvrLine(self.snapshots, self.clock, self.pool, prompts, routing.deliver)
         routing.selfservice = ivr.selfservice
@@ -158,6 +165,8 @@ class Service:
         if self.money is not None:
             await self.money.stop()
         await self.ami.stop()
+        if self.recorder is not None:
+            await self.recorder.stop()
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)

@@ -105,6 +105,21 @@ class IvrSettings(_Section):
     selfservice_numbers: list[str] = Field(default_factory=lambda: ["95013"])
 
 
+class RecordingSettings(_Section):
+    # Where Asterisk writes recordings, inside its chroot: <spool>/<tenant_id>/<linkedid>.wav
+    spool: str = "/var/spool/asterisk/monitor/softswitch"
+    # New recordings stop (with an ERROR log and a metric) when the recordings take more
+    # than high_water_bytes (0 = no byte limit) or the filesystem is fuller than
+    # high_water_percent.
+    high_water_bytes: int = Field(0, ge=0)
+    high_water_percent: float = Field(90.0, gt=0, le=100)
+    usage_interval_s: float = Field(30.0, gt=0)  # how often disk usage is measured
+    purge_interval_s: float = Field(3600.0, gt=0)  # how often expired recordings are purged
+    purge_batch: int = Field(500, ge=1, le=10000)  # recordings purged per transaction
+    # MixMonitor closes the file just after the hang-up: wait up to this long for it.
+    finalize_wait_s: float = Field(2.0, ge=0, le=30)
+
+
 class StackSettings(_Section):
     dir: Path = DEFAULT_STACK_DIR
 
@@ -118,6 +133,7 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     prepaid: PrepaidSettings = Field(default_factory=PrepaidSettings)
     ivr: IvrSettings = Field(default_factory=IvrSettings)
+    recording: RecordingSettings = Field(default_factory=RecordingSettings)
     asterisk: AsteriskSettings = Field(default_factory=AsteriskSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
     log_level: str = "INFO"

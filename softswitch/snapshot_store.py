@@ -30,7 +30,10 @@ log = logging.getLogger(__name__)
 
 async def load_snapshot(conn: Any, generation: int, clock: Clock) -> ConfigSnapshot:
     """Everything the hot path reads, in one consistent read (the caller's transaction)."""
-    tenants_rows = await conn.fetch("SELECT id, name, state, timezone, outbound_cli_policy FROM tenants")
+    tenants_rows = await conn.fetch(
+        "SELECT id, name, state, timezone, outbound_cli_policy, recording_policy, recording_announce "
+        "FROM tenants"
+    )
     cli: dict[int, list[str]] = {}
     for r in await conn.fetch(
         "SELECT tenant_id, number FROM numbers WHERE tenant_id IS NOT NULL AND state = 'active' "
@@ -45,6 +48,8 @@ async def load_snapshot(conn: Any, generation: int, clock: Clock) -> ConfigSnaps
             r["timezone"],
             r["outbound_cli_policy"],
             tuple(cli.get(r["id"], ())),
+            r["recording_policy"],
+            r["recording_announce"],
         )
         for r in tenants_rows
     ]
@@ -71,7 +76,8 @@ async def load_snapshot(conn: Any, generation: int, clock: Clock) -> ConfigSnaps
     numbers = []
     for r in await conn.fetch(
         "SELECT id, number, state, tenant_id, distribution, time_policy_id, region_policy_id, "
-        "greeting_prompt, caller_id_mode, whisper, final_action FROM numbers WHERE kind <> 'caller_id'"
+        "greeting_prompt, caller_id_mode, whisper, final_action, recording_policy "
+        "FROM numbers WHERE kind <> 'caller_id'"
     ):
         numbers.append(
             UnifiedNumber(
@@ -92,6 +98,7 @@ async def load_snapshot(conn: Any, generation: int, clock: Clock) -> ConfigSnaps
                 caller_id_mode=r["caller_id_mode"],
                 whisper=r["whisper"],
                 final_action=r["final_action"],
+                recording_policy=r["recording_policy"],
             )
         )
     blacklist = Blacklist.build(
@@ -99,9 +106,17 @@ async def load_snapshot(conn: Any, generation: int, clock: Clock) -> ConfigSnaps
         for r in await conn.fetch("SELECT tenant_id, pattern, match_kind, direction FROM blacklist_entries")
     )
     extensions = [
-        Extension(r["tenant_id"], r["extension"], r["endpoint_id"], r["site"], r["outbound_caller_id"])
+        Extension(
+            r["tenant_id"],
+            r["extension"],
+            r["endpoint_id"],
+            r["site"],
+            r["outbound_caller_id"],
+            r["recording_policy"],
+        )
         for r in await conn.fetch(
-            "SELECT tenant_id, extension, endpoint_id, site, outbound_caller_id FROM sip_extensions"
+            "SELECT tenant_id, extension, endpoint_id, site, outbound_caller_id, recording_policy "
+            "FROM sip_extensions"
         )
     ]
     routes = [

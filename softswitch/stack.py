@@ -293,6 +293,8 @@ class LocalStack:
         )
         (self.root / "run" / "asterisk").mkdir(parents=True, exist_ok=True)
         (self.root / "var" / "spool" / "asterisk" / "softswitch-vm").mkdir(parents=True, exist_ok=True)
+        # Call recordings: <spool>/<tenant_id>/<linkedid>.wav (MixMonitor makes the tenant's dir).
+        (self.root / self.s.recording.spool.lstrip("/")).mkdir(parents=True, exist_ok=True)
         subprocess.run(
             [
                 "chroot",

@@ -105,3 +105,60 @@ async def test_the_same_call_cannot_reserve_twice(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         acct = await _invariants(conn, tenant)
     assert acct["channels_in_use"] == 1
+
+
+async def test_settlement_charges_once_and_balances_agree(pool: asyncpg.Pool) -> None:
+    from softswitch.prepaid import settle_reservation
+
+    async with pool.acquire() as conn:
+        tenant = await new_tenant(conn, balance=Decimal("1.00"), channel_cap=2, included_seconds_left=30)
+        call = f"s-{tenant}"
+        grant = await open_reservation(conn, tenant, call, "", 120, NOW)
+        assert isinstance(grant, Grant) and (grant.included_s, grant.amount) == (30, Decimal("0.18"))
+        await conn.execute(
+            "INSERT INTO calls (linkedid, uniqueid, tenant_id, caller, called, action, reason, decided_at) "
+            "VALUES ($1, $1, $2, '1', '2', 'dial', 'ROUTED', $3)",
+            call,
+            tenant,
+            NOW,
+        )
+        # 75 s at 60/60: 120 billable s, 30 s from the bundle, 90 s at 0.12/min = 0.18
+        first = await settle_reservation(conn, call, 75, NOW)
+        again = await settle_reservation(conn, call, 75, NOW)
+        assert first is not None and again is None  # a duplicate hang-up charges nothing
+        assert (first.charge.amount, first.charge.included_used_s, first.charge.minutes) == (
+            Decimal("0.18"),
+            30,
+            2,
+        )
+        acct = await _invariants(conn, tenant)
+        assert (acct["balance"], acct["reserved"], acct["channels_in_use"]) == (Decimal("0.82"), 0, 0)
+        assert acct["included_seconds_left"] == 0
+        ledger = await conn.fetch(
+            "SELECT amount, balance_after FROM ledger_entries WHERE idempotency_key = $1", call
+        )
+        assert [(r["amount"], r["balance_after"]) for r in ledger] == [(Decimal("-0.18"), Decimal("0.82"))]
+        row = await conn.fetchrow("SELECT amount, minutes, billsec FROM calls WHERE linkedid = $1", call)
+        assert (row["amount"], row["minutes"], row["billsec"]) == (Decimal("0.18"), 2, 75)
+
+
+async def test_concurrent_duplicate_settlements_charge_once(pool: asyncpg.Pool) -> None:
+    from softswitch.prepaid import settle_reservation
+
+    async with pool.acquire() as conn:
+        tenant = await new_tenant(conn, balance=Decimal("5"), channel_cap=1)
+        call = f"d-{tenant}"
+        assert isinstance(await open_reservation(conn, tenant, call, "", 60, NOW), Grant)
+
+    async def settle() -> object:
+        async with pool.acquire() as c:
+            return await settle_reservation(c, call, 30, NOW)
+
+    results = await asyncio.gather(*(settle() for _ in range(8)))
+    assert sum(r is not None for r in results) == 1
+    async with pool.acquire() as conn:
+        acct = await _invariants(conn, tenant)
+        assert acct["balance"] == Decimal("4.88")
+        assert (
+            await conn.fetchval("SELECT count(*) FROM ledger_entries WHERE idempotency_key = $1", call) == 1
+        )

@@ -11,6 +11,7 @@ import pytest
 from dialplan.distribution import DialStep, Member
 from dialplan.inbound import Reject, Route, RunIvr, Voicemail
 from dialplan.reasons import Reason
+from softswitch.recordings import RecordingVars
 from softswitch.routing_agi import asterisk_variables, dial_string
 
 EXTENSIONS_CONF = Path(__file__).resolve().parents[2] / "docker" / "asterisk" / "extensions.conf"
@@ -67,8 +68,20 @@ def test_route_with_two_steps() -> None:
         ("SS_FINAL", "missed_call"),
         ("SS_FAIL_REASON", "ALL_DESTINATIONS_FAILED"),
         ("SS_FAIL_CAUSE", "19"),
+        ("SS_RECORD", ""),
+        ("SS_RECORD_ANNOUNCE", ""),
+        ("SS_RECORD_ON_DEMAND", ""),
         ("SS_ACTION", "dial"),
     ]
+
+
+def test_a_recorded_route_names_its_file_and_announcement() -> None:
+    rec = RecordingVars("/var/spool/asterisk/monitor/softswitch/1/1700000000.5", "softswitch/system/x")
+    out = dict(asterisk_variables(TWO_STEPS, TRUNK, rec))
+    assert out["SS_RECORD"] == rec.file and out["SS_RECORD_ANNOUNCE"] == rec.announce
+    assert out["SS_RECORD_ON_DEMAND"] == ""
+    on_demand = dict(asterisk_variables(TWO_STEPS, TRUNK, RecordingVars(on_demand=True)))
+    assert on_demand["SS_RECORD"] == "" and on_demand["SS_RECORD_ON_DEMAND"] == "1"
 
 
 def test_dial_strings() -> None:
@@ -150,6 +163,7 @@ def test_dialplan_parser_finds_the_contract() -> None:
     assert reads["*"] == {"SS_ACTION"}
     assert {"SS_REASON", "SS_CAUSE", "SS_ANNOUNCEMENT"} <= reads["reject"]
     assert {"SS_TARGETS", "SS_DIAL_", "SS_TIMEOUT_", "SS_NEXT_ON", "SS_FINAL", "SS_WHISPER"} <= reads["dial"]
+    assert {"SS_RECORD", "SS_RECORD_ANNOUNCE", "SS_RECORD_ON_DEMAND"} <= reads["dial"]
     assert "SS_TENANT_ID" in reads["voicemail"] and "SS_IVR_MENU" in reads["ivr"]
 
 
