@@ -212,7 +212,8 @@ class CallMoney:
         now = self._clock.now()
         async with self._pool.acquire() as conn:
             held = await conn.fetchrow(
-                "SELECT count(*) AS n, COALESCE(sum(amount), 0) AS amount FROM reservations WHERE state = 'open'"
+                "SELECT count(*) AS n, COALESCE(sum(amount), 0) AS amount "
+                "FROM reservations WHERE state = 'open'"
             )
             self._metrics.open_reservations.set(held["n"])
             # A gauge is a float by nature; the money itself stays NUMERIC in the database.
