@@ -56,12 +56,32 @@ def _summary(results: list[SippResult], hold_ms: int) -> dict[str, float | int]:
     }
 
 
-async def _seed(settings: Settings) -> None:
+async def _seed(settings: Settings, channels: int) -> None:
+    """Demo data, and the routed number's prepaid account sized for the load: every call
+    through the control plane reserves a channel and money, so the benchmark measures
+    that too (the demo's 4-channel package would refuse most of the offered calls)."""
     conn = await connect(settings)
     try:
         await seed(conn)
+        await conn.execute(
+            "UPDATE accounts SET channel_cap = $2, balance = GREATEST(balance, 100000) "
+            "WHERE tenant_id = (SELECT tenant_id FROM numbers WHERE number = $1)",
+            ROUTED_NUMBER,
+            channels,
+        )
     finally:
         await conn.close()
+
+
+def _decisions(service: ServiceProcess) -> dict[str, float]:
+    """softswitch_call_decisions_total by reason, as scraped now."""
+    out: dict[str, float] = {}
+    for line in service.metrics().splitlines():
+        if line.startswith("softswitch_call_decisions_total{"):
+            labels, value = line.rsplit(" ", 1)
+            reason = labels.split('reason="', 1)[1].split('"', 1)[0]
+            out[reason] = out.get(reason, 0.0) + float(value)
+    return out
 
 
 def main() -> int:
@@ -80,7 +100,7 @@ def main() -> int:
 
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
     LocalStack(settings).up()
-    asyncio.run(_seed(settings))
+    asyncio.run(_seed(settings, int(args.rate * (args.hold_ms / 1000 + 2) * 2) + 50))
     service = ServiceProcess(settings, log_path=Path("/tmp/softswitch-bench-service.log"))
     service.start()
     runs: dict[str, list[SippResult]] = {"static_dialplan": [], "control_plane": []}
@@ -88,6 +108,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
     try:
         with SippUas(ring_ms=10):
             before = service.histogram("softswitch_decision_seconds")
+            reasons_before = _decisions(service)
             for _ in range(args.rounds):
                 for path, ip in (
                     ("static_dialplan", settings.asterisk.baseline_in_host),
@@ -106,6 +127,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
                     )
                     time.sleep(2)  # let the last calls' CDRs and hang-ups drain
             after = service.histogram("softswitch_decision_seconds")
+            reasons_after = _decisions(service)
     finally:
         service.stop()
 
@@ -128,6 +150,11 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
         "answered_ratio_control_plane_to_static": (
             round(cp["answered"] / base["answered"], 3) if base["answered"] else None
         ),
+        "decisions_by_reason": {
+            k: int(v - reasons_before.get(k, 0.0))
+            for k, v in reasons_after.items()
+            if v > reasons_before.get(k, 0.0)
+        },
         "decision_latency_ms": {
             "source": "service histogram softswitch_decision_seconds (delta over the run)",
             "count": int(buckets[-1][1]) if buckets else 0,
