@@ -37,6 +37,7 @@ class LiveCall:
     hangup_cause: int | None = None
     hangup_cause_text: str = ""
     caller_channel: str = ""  # the first channel's name (e.g. PJSIP/carrier-in-00000001)
+    alerted_at: datetime | None = None  # another channel first rang or answered (for PDD)
     callee_channel: str = ""  # the channel that answered the Dial
     # (time, step) in the order seen: created, answered, bridged, hung_up
     lifecycle: list[tuple[datetime, str]] = field(default_factory=list)
@@ -117,6 +118,13 @@ class CallRegistry:
 
     def _newstate(self, msg: ChannelEvent) -> None:
         call = self._call_of(msg)
+        if (
+            call is not None
+            and call.alerted_at is None
+            and msg.get("ChannelState") in ("5", "6")  # Ringing, Up
+            and msg.get("Uniqueid") != call.linkedid
+        ):
+            call.alerted_at = self._clock.now()
         if call is not None and msg.get("ChannelState") == "6" and call.answered_at is None:
             call.answered_at = self._clock.now()
             call.lifecycle.append((call.answered_at, "answered"))

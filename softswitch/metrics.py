@@ -105,6 +105,29 @@ class Metrics:
         self.reserved_amount = Gauge(
             "softswitch_prepaid_reserved_cny", "Money held by open reservations (CNY)", registry=r
         )
+        self.talk_seconds = Histogram(
+            "softswitch_call_talk_seconds",
+            "Talk time of answered calls (answer to hang-up)",
+            buckets=(5, 15, 30, 60, 120, 300, 600, 1800, 3600),
+            registry=r,
+        )
+        self.calls_ended_by_cause = Counter(
+            "softswitch_calls_ended_by_cause",
+            "Calls ended, by class of Q.850 hang-up cause",
+            ["cause_class"],
+            registry=r,
+        )
+        self.post_dial_delay = Histogram(
+            "softswitch_post_dial_delay_seconds",
+            "From the caller's channel created to the first ringing or answer of another channel",
+            buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10),
+            registry=r,
+        )
+        self.database_up = Gauge(
+            "softswitch_database_up",
+            "1 while PostgreSQL answered the last check (every 5 s)",
+            registry=r,
+        )
         self.call_record_errors = Counter(
             "softswitch_call_record_write_errors",
             "Call record batches that failed to write",

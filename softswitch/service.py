@@ -60,6 +60,27 @@ class _AgiMetrics:
         self._m.agi_protocol_errors.labels(kind).inc()
 
 
+# Q.850 causes by what they say about the network (NER counts the "network" class).
+_CAUSE_CLASSES = {
+    17: "user_busy",
+    18: "no_answer",
+    19: "no_answer",
+    1: "rejected",
+    3: "rejected",
+    21: "rejected",
+    22: "rejected",
+    28: "rejected",
+    16: "normal",
+    31: "normal",
+}
+
+
+def cause_class(call: LiveCall) -> str:
+    if call.answered_at:
+        return "answered"
+    return _CAUSE_CLASSES.get(call.hangup_cause or 0, "network")
+
+
 class Service:
     def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         self.settings = settings
@@ -102,6 +123,8 @@ class Service:
         self.ami.add_event_listener(self.registry.on_ami_event)
         self.ami.add_state_listener(self._on_ami_state)
         await self.ami.start()
+        watch = asyncio.get_running_loop().create_task(self._watch_database(), name="db-watch")
+        self._background.add(watch)
 
         self.money = CallMoney(self.pool, self.ami, self.registry, self.clock, self.metrics, s.prepaid)
         self.registry.add_end_listener(self.money.on_call_end)
@@ -180,6 +203,11 @@ class Service:
     # ------------------------------------------------------------------ AMI wiring
     def _on_call_end(self, call: LiveCall) -> None:
         self.metrics.calls_ended.labels("yes" if call.answered_at else "no").inc()
+        self.metrics.calls_ended_by_cause.labels(cause_class(call)).inc()
+        if call.answered_at and call.ended_at:
+            self.metrics.talk_seconds.observe((call.ended_at - call.answered_at).total_seconds())
+        if call.alerted_at:
+            self.metrics.post_dial_delay.observe((call.alerted_at - call.created_at).total_seconds())
         if self.records is not None:
             self.records.ended(call)
 
@@ -193,6 +221,20 @@ class Service:
         task = asyncio.get_running_loop().create_task(self._reconcile(), name="ami-reconcile")
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def _watch_database(self) -> None:
+        """softswitch_database_up, whether or not anyone probes /readyz."""
+        while True:
+            try:
+                assert self.pool is not None
+                async with self.pool.acquire(timeout=2.0) as conn:
+                    await conn.fetchval("SELECT 1", timeout=2.0)
+                self.metrics.database_up.set(1)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - any failure means down
+                self.metrics.database_up.set(0)
+            await asyncio.sleep(5.0)
 
     async def _reconcile(self) -> None:
         """Events were lost while AMI was away: align the registry with the live channels."""
