@@ -14,7 +14,6 @@ is safe.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import random
@@ -31,6 +30,7 @@ from softswitch.ami.codec import (
     AmiParser,
     encode_action,
 )
+from softswitch.supervision import SupervisedClient, full_jitter_backoff
 
 __all__ = [
     "AmiActionError",
@@ -85,18 +85,6 @@ class _KeepaliveExpired(AmiError):
     """Ping went unanswered; the peer (or the path to it) is considered dead."""
 
 
-def full_jitter_backoff(attempt: int, initial: float, maximum: float, rng: random.Random) -> float:
-    """Delay before reconnect attempt ``attempt`` (0-based): uniform in [0, cap].
-
-    cap = min(maximum, initial * 2**attempt). Full jitter (rather than a fixed
-    exponential delay) keeps a fleet of control-plane instances from reconnecting to a
-    restarted Asterisk in lock-step.
-    """
-    # Cap the exponent so large attempt counts cannot overflow the float.
-    cap = min(maximum, initial * 2.0 ** min(attempt, 64))
-    return rng.uniform(0.0, cap)
-
-
 @dataclass
 class _Pending:
     """An action waiting for its Response (and, for list actions, its events)."""
@@ -129,13 +117,15 @@ class _Connection:
     closed: bool = False
 
 
-class AmiClient:
+class AmiClient(SupervisedClient):
     """Long-lived AMI connection to one Asterisk.
 
     ``start()`` returns at once; the connection is established (and re-established) in
     the background. Use :meth:`wait_connected` or a state listener to find out when
     actions can be sent.
     """
+
+    protocol = "AMI"
 
     def __init__(
         self,
@@ -167,32 +157,20 @@ class AmiClient:
         ):
             if number <= 0:
                 raise ValueError(f"{what} must be positive")
-        self._host = host
-        self._port = port
+        super().__init__(host, port, backoff_initial=backoff_initial, backoff_max=backoff_max, rng=rng)
         self._username = username
         self._secret = secret
         self._connect_timeout = connect_timeout
         self._action_timeout = action_timeout
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
-        self._backoff_initial = backoff_initial
-        self._backoff_max = backoff_max
-        self._rng = rng if rng is not None else random.Random()
 
-        self._event_listeners: list[EventListener] = []
-        self._state_listeners: list[StateListener] = []
         # Random prefix: ActionIDs stay unique across client instances sharing one
         # Asterisk, which makes them greppable in Asterisk's own manager debug log.
         self._id_prefix = f"ss-{secrets.token_hex(4)}-"
         self._id_counter = itertools.count(1)
 
-        self._supervisor: asyncio.Task[None] | None = None
         self._conn: _Connection | None = None
-        self._connected = False
-        self._connected_event = asyncio.Event()
-        self._logins = 0
-        self._last_error: str | None = None
-        self._malformed_frames = 0
 
     def __repr__(self) -> str:
         # Explicit so that the secret can never sneak in via a future dataclass/attrs.
@@ -200,69 +178,7 @@ class AmiClient:
 
     # -- observation -------------------------------------------------------------
 
-    @property
-    def connected(self) -> bool:
-        """True while logged in."""
-        return self._connected
-
-    @property
-    def reconnects(self) -> int:
-        """Number of successful logins after the first one."""
-        return max(0, self._logins - 1)
-
-    @property
-    def last_error(self) -> str | None:
-        """Why the most recent connection attempt or session ended (kept after recovery)."""
-        return self._last_error
-
-    @property
-    def malformed_frames(self) -> int:
-        """Frames the codec could not parse (each logged and skipped)."""
-        return self._malformed_frames
-
-    def add_event_listener(self, cb: EventListener) -> None:
-        """Call ``cb`` for every event not consumed by an in-flight action.
-
-        Called synchronously from the reader: keep it short and hand real work to a
-        task or queue. Exceptions are logged and swallowed.
-        """
-        self._event_listeners.append(cb)
-
-    def add_state_listener(self, cb: StateListener) -> None:
-        """Call ``cb(True)`` after each successful login and ``cb(False)`` when it is lost."""
-        self._state_listeners.append(cb)
-
     # -- lifecycle ---------------------------------------------------------------
-
-    async def start(self) -> None:
-        """Start the background supervisor (no-op if already running)."""
-        if self._supervisor is not None and not self._supervisor.done():
-            return
-        self._supervisor = asyncio.create_task(
-            self._supervise(), name=f"ami-supervisor-{self._host}:{self._port}"
-        )
-
-    async def stop(self) -> None:
-        """Close the connection and stop reconnecting; in-flight actions fail."""
-        task, self._supervisor = self._supervisor, None
-        if task is None:
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    # The explicit timeout (ASYNC109) is the documented API: callers want a bool, not
-    # to wrap the call in their own cancel scope.
-    async def wait_connected(self, timeout: float) -> bool:  # noqa: ASYNC109
-        """Wait until logged in; False if that did not happen within ``timeout`` seconds."""
-        if self._connected:
-            return True
-        try:
-            async with asyncio.timeout(timeout):
-                await self._connected_event.wait()
-        except TimeoutError:
-            return False
-        return True
 
     # -- actions -----------------------------------------------------------------
 
@@ -358,31 +274,6 @@ class AmiClient:
 
     # -- supervisor --------------------------------------------------------------
 
-    async def _supervise(self) -> None:
-        attempt = 0
-        while True:
-            logins_before = self._logins
-            try:
-                await self._run_session()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # any failure at all means "reconnect"
-                self._last_error = _describe(exc)
-            logged_in = self._logins > logins_before
-            logger.warning(
-                "AMI %s:%s: %s: %s",
-                self._host,
-                self._port,
-                "connection lost" if logged_in else "connection attempt failed",
-                self._last_error,
-            )
-            if logged_in:
-                attempt = 0  # a session that got as far as login resets the backoff
-            delay = full_jitter_backoff(attempt, self._backoff_initial, self._backoff_max, self._rng)
-            attempt += 1
-            logger.info("AMI %s:%s: reconnecting in %.2fs", self._host, self._port, delay)
-            await asyncio.sleep(delay)
-
     async def _run_session(self) -> None:
         """Connect, log in and serve one connection; only ever ends by raising."""
         try:
@@ -447,7 +338,7 @@ class AmiClient:
         return conn.frames.popleft()
 
     def _on_logged_in(self) -> None:
-        self._logins += 1
+        self._sessions += 1
         self._connected = True
         self._connected_event.set()
         logger.info(
@@ -455,7 +346,7 @@ class AmiClient:
             self._host,
             self._port,
             self._username,
-            self._logins,
+            self._sessions,
         )
         self._notify_state(True)
 
@@ -576,15 +467,3 @@ class AmiClient:
                 cb(event)
             except Exception:
                 logger.exception("AMI event listener %r failed on %s", cb, event.event)
-
-    def _notify_state(self, connected: bool) -> None:
-        for cb in list(self._state_listeners):
-            try:
-                cb(connected)
-            except Exception:
-                logger.exception("AMI state listener %r failed (connected=%s)", cb, connected)
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -31,7 +31,6 @@ can decide whether repeating it is safe.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import uuid
@@ -39,7 +38,6 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from softswitch.ami.client import full_jitter_backoff
 from softswitch.esl.codec import (
     EslCommand,
     EslEvent,
@@ -49,6 +47,7 @@ from softswitch.esl.codec import (
     EslParser,
     encode_command,
 )
+from softswitch.supervision import SupervisedClient
 
 __all__ = [
     "SUBSCRIBED_EVENTS",
@@ -150,13 +149,15 @@ class _Connection:
     closed: bool = False
 
 
-class EslClient:
+class EslClient(SupervisedClient):
     """Long-lived inbound Event Socket connection to one FreeSWITCH.
 
     ``start()`` returns at once; the connection is established (and re-established) in
     the background. Use :meth:`wait_connected` or a state listener to find out when
     commands can be sent.
     """
+
+    protocol = "ESL"
 
     def __init__(
         self,
@@ -188,27 +189,14 @@ class EslClient:
         ):
             if number <= 0:
                 raise ValueError(f"{what} must be positive")
-        self._host = host
-        self._port = port
+        super().__init__(host, port, backoff_initial=backoff_initial, backoff_max=backoff_max, rng=rng)
         self._password = password
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
         self._heartbeat_timeout = heartbeat_timeout
-        self._backoff_initial = backoff_initial
-        self._backoff_max = backoff_max
         self._job_timeout = job_timeout
-        self._rng = rng if rng is not None else random.Random()
 
-        self._event_listeners: list[EventListener] = []
-        self._state_listeners: list[StateListener] = []
-
-        self._supervisor: asyncio.Task[None] | None = None
         self._conn: _Connection | None = None
-        self._connected = False
-        self._connected_event = asyncio.Event()
-        self._sessions = 0
-        self._last_error: str | None = None
-        self._malformed_frames = 0
 
     def __repr__(self) -> str:
         # Explicit so that the password can never sneak in via a future dataclass/attrs.
@@ -216,69 +204,7 @@ class EslClient:
 
     # -- observation -------------------------------------------------------------
 
-    @property
-    def connected(self) -> bool:
-        """True while authenticated and subscribed."""
-        return self._connected
-
-    @property
-    def reconnects(self) -> int:
-        """Number of successful sessions (auth + subscribe) after the first one."""
-        return max(0, self._sessions - 1)
-
-    @property
-    def last_error(self) -> str | None:
-        """Why the most recent connection attempt or session ended (kept after recovery)."""
-        return self._last_error
-
-    @property
-    def malformed_frames(self) -> int:
-        """Frames the codec could not parse (each logged and skipped)."""
-        return self._malformed_frames
-
-    def add_event_listener(self, cb: EventListener) -> None:
-        """Call ``cb`` for every event not consumed by a pending ``bgapi`` (HEARTBEAT too).
-
-        Called synchronously from the reader: keep it short and hand real work to a
-        task or queue. Exceptions are logged and swallowed.
-        """
-        self._event_listeners.append(cb)
-
-    def add_state_listener(self, cb: StateListener) -> None:
-        """Call ``cb(True)`` after each successful subscribe and ``cb(False)`` when it is lost."""
-        self._state_listeners.append(cb)
-
     # -- lifecycle ---------------------------------------------------------------
-
-    async def start(self) -> None:
-        """Start the background supervisor (no-op if already running)."""
-        if self._supervisor is not None and not self._supervisor.done():
-            return
-        self._supervisor = asyncio.create_task(
-            self._supervise(), name=f"esl-supervisor-{self._host}:{self._port}"
-        )
-
-    async def stop(self) -> None:
-        """Close the connection and stop reconnecting; in-flight commands and jobs fail."""
-        task, self._supervisor = self._supervisor, None
-        if task is None:
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    # The explicit timeout (ASYNC109) is the documented API: callers want a bool, not
-    # to wrap the call in their own cancel scope.
-    async def wait_connected(self, timeout: float) -> bool:  # noqa: ASYNC109
-        """Wait until connected; False if that did not happen within ``timeout`` seconds."""
-        if self._connected:
-            return True
-        try:
-            async with asyncio.timeout(timeout):
-                await self._connected_event.wait()
-        except TimeoutError:
-            return False
-        return True
 
     # -- commands ----------------------------------------------------------------
 
@@ -408,31 +334,6 @@ class EslClient:
         return reply
 
     # -- supervisor --------------------------------------------------------------
-
-    async def _supervise(self) -> None:
-        attempt = 0
-        while True:
-            sessions_before = self._sessions
-            try:
-                await self._run_session()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # any failure at all means "reconnect"
-                self._last_error = _describe(exc)
-            established = self._sessions > sessions_before
-            logger.warning(
-                "ESL %s:%s: %s: %s",
-                self._host,
-                self._port,
-                "connection lost" if established else "connection attempt failed",
-                self._last_error,
-            )
-            if established:
-                attempt = 0  # a session that got as far as subscribing resets the backoff
-            delay = full_jitter_backoff(attempt, self._backoff_initial, self._backoff_max, self._rng)
-            attempt += 1
-            logger.info("ESL %s:%s: reconnecting in %.2fs", self._host, self._port, delay)
-            await asyncio.sleep(delay)
 
     async def _run_session(self) -> None:
         """Connect, authenticate, subscribe and serve one connection; only ever ends by raising."""
@@ -602,13 +503,6 @@ class EslClient:
             except Exception:
                 logger.exception("ESL event listener %r failed on %s", cb, event.name)
 
-    def _notify_state(self, connected: bool) -> None:
-        for cb in list(self._state_listeners):
-            try:
-                cb(connected)
-            except Exception:
-                logger.exception("ESL state listener %r failed (connected=%s)", cb, connected)
-
 
 def _command_word(cmd: str) -> str:
     words = cmd.split(maxsplit=1)
@@ -637,8 +531,3 @@ def _check_reply(label: str, reply: EslFrame) -> None:
     reply_text = reply.reply_text or ""
     if reply_text.startswith("-"):
         raise EslCommandError(label, reply_text)
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
