@@ -6,11 +6,12 @@ import asyncio
 import getpass
 import json
 import logging
+from datetime import datetime
 from typing import Annotated
 
 import typer
 
-from softswitch.settings import load_settings
+from softswitch.settings import Settings, load_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
@@ -131,6 +132,21 @@ def demo_run() -> None:
         run_service(settings, after_start=place_demo_calls)
 
 
+def _moment(at: str, settings: Settings) -> datetime:
+    """--at (ISO 8601 with a UTC offset), or the service clock's now."""
+    from softswitch.clock import clock_from_setting
+
+    try:
+        now = datetime.fromisoformat(at) if at else clock_from_setting(settings.fixed_now).now()
+    except ValueError as exc:
+        typer.echo(f"error: {exc} (--at)", err=True)
+        raise typer.Exit(2) from None
+    if now.tzinfo is None:
+        typer.echo("error: --at needs a UTC offset, e.g. 2026-12-01T00:05+08:00 (--at)", err=True)
+        raise typer.Exit(2)
+    return now
+
+
 @billing_app.command("run")
 def billing_run(
     at: str = typer.Option("", "--at", help="Run as of this ISO 8601 time (default: now)."),
@@ -140,21 +156,11 @@ def billing_run(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Run the billing cycle once (idempotent: re-running the same period changes nothing)."""
-    from datetime import datetime
-
     from softswitch.billing_cycle import CycleReport, run_billing_cycle
-    from softswitch.clock import clock_from_setting
     from softswitch.db import connect
 
     settings = load_settings()
-    try:
-        now = datetime.fromisoformat(at) if at else clock_from_setting(settings.fixed_now).now()
-    except ValueError as exc:
-        typer.echo(f"error: {exc} (--at)", err=True)
-        raise typer.Exit(2) from None
-    if now.tzinfo is None:
-        typer.echo("error: --at needs a UTC offset, e.g. 2026-12-01T00:05+08:00 (--at)", err=True)
-        raise typer.Exit(2)
+    now = _moment(at, settings)
 
     async def _run() -> CycleReport:
         conn = await connect(settings)
@@ -177,21 +183,11 @@ def recordings_purge(
     ] = None,
 ) -> None:
     """Delete recordings past their tenant's retention (legal holds stay; idempotent)."""
-    from datetime import datetime
-
-    from softswitch.clock import clock_from_setting
     from softswitch.db import connect
     from softswitch.recordings import PurgeReport, purge_recordings
 
     settings = load_settings()
-    try:
-        now = datetime.fromisoformat(at) if at else clock_from_setting(settings.fixed_now).now()
-    except ValueError as exc:
-        typer.echo(f"error: {exc} (--at)", err=True)
-        raise typer.Exit(2) from None
-    if now.tzinfo is None:
-        typer.echo("error: --at needs a UTC offset, e.g. 2026-12-01T00:05+08:00 (--at)", err=True)
-        raise typer.Exit(2)
+    now = _moment(at, settings)
 
     async def _run() -> PurgeReport:
         conn = await connect(settings)
