@@ -62,10 +62,6 @@ class ApiDeps:
     settings: Any = None
 
 
-class Unauthorized(ProvisioningError):
-    status, kind = 401, "unauthorized"
-
-
 def _if_match(value: str | None) -> int | None:
     if value is None:
         return None
@@ -112,13 +108,8 @@ def build_router(deps: ApiDeps) -> APIRouter:
     async def context(
         authorization: Annotated[str | None, Header(description="Bearer <token>")] = None,
     ) -> AsyncIterator[Ctx]:
-        if not authorization or not authorization.lower().startswith("bearer "):
-            raise Unauthorized("send Authorization: Bearer <token>", "Authorization")
         async with deps.pool.acquire() as conn:
-            try:
-                principal = await users.authenticate(conn, authorization[7:].strip(), deps.clock.now())
-            except users.Unauthenticated as exc:
-                raise Unauthorized(str(exc), "Authorization") from None
+            principal = await users.principal_for(conn, authorization, deps.clock.now())
             yield Ctx(conn, principal, deps.clock, settings=deps.settings)
 
     CtxDep = Annotated[Ctx, Depends(context)]

@@ -31,6 +31,10 @@ class ProvisioningError(Exception):
         self.field = field
 
 
+class Unauthorized(ProvisioningError):
+    status, kind = 401, "unauthorized"
+
+
 class NotFound(ProvisioningError):
     status, kind = 404, "not_found"
 

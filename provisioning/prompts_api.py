@@ -13,9 +13,9 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
-from provisioning.engine import Forbidden, Invalid, NotFound
+from provisioning.engine import Forbidden, Invalid
 from provisioning.roles import TENANT_WRITERS, Principal
-from provisioning.users import Unauthenticated, authenticate
+from provisioning.users import principal_for
 from softswitch.clock import Clock
 from softswitch.prompts import NAME, PromptError, PromptStore
 
@@ -32,8 +32,6 @@ class PromptRead(BaseModel):
 
 
 def build_prompts_router(pool: asyncpg.Pool, clock: Clock, sounds: Path) -> APIRouter:
-    from provisioning.api import Unauthorized
-
     router = APIRouter(prefix="/v1", tags=["prompts"])
     store = PromptStore(sounds)
 
@@ -41,17 +39,8 @@ def build_prompts_router(pool: asyncpg.Pool, clock: Clock, sounds: Path) -> APIR
         tenant_id: Annotated[int, PathParam(ge=1, le=2**53)],
         authorization: Annotated[str | None, Header()] = None,
     ) -> Principal:
-        if not authorization or not authorization.lower().startswith("bearer "):
-            raise Unauthorized("send Authorization: Bearer <token>", "Authorization")
         async with pool.acquire() as conn:
-            try:
-                who = await authenticate(conn, authorization[7:].strip(), clock.now())
-            except Unauthenticated as exc:
-                raise Unauthorized(str(exc), "Authorization") from None
-            if not who.sees_tenant(tenant_id) or not await conn.fetchval(
-                "SELECT 1 FROM tenants WHERE id = $1", tenant_id
-            ):
-                raise NotFound(f"tenant {tenant_id} not found", "tenant_id")
+            who = await principal_for(conn, authorization, clock.now(), tenant_id)
         if not who.may(TENANT_WRITERS):
             raise Forbidden(f"role {who.role.value} may not change prompts")
         return who

@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from provisioning.engine import Ctx, Forbidden, Invalid, NotFound, ProvisioningError, audit
 from provisioning.roles import TENANT_WRITERS, Principal
-from provisioning.users import Unauthenticated, authenticate
+from provisioning.users import principal_for
 from softswitch.clock import Clock
 from softswitch.recordings import CALL_ID_PATTERN, host_path
 
@@ -95,25 +95,14 @@ FROM recordings r JOIN tenants t ON t.id = r.tenant_id
 
 
 def build_recordings_router(pool: asyncpg.Pool, clock: Clock, chroot: Path, spool: str) -> APIRouter:
-    from provisioning.api import Unauthorized
-
     router = APIRouter(prefix="/v1", tags=["recordings"])
 
     async def reader(
         tenant_id: Annotated[int, PathParam(ge=1, le=MAX_ID)],
         authorization: Annotated[str | None, Header()] = None,
     ) -> Principal:
-        if not authorization or not authorization.lower().startswith("bearer "):
-            raise Unauthorized("send Authorization: Bearer <token>", "Authorization")
         async with pool.acquire() as conn:
-            try:
-                who = await authenticate(conn, authorization[7:].strip(), clock.now())
-            except Unauthenticated as exc:
-                raise Unauthorized(str(exc), "Authorization") from None
-            if not who.sees_tenant(tenant_id) or not await conn.fetchval(
-                "SELECT 1 FROM tenants WHERE id = $1", tenant_id
-            ):
-                raise NotFound(f"tenant {tenant_id} not found", "tenant_id")
+            who = await principal_for(conn, authorization, clock.now(), tenant_id)
         return who
 
     Reader = Annotated[Principal, Depends(reader)]

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import asyncpg
 
-from provisioning.engine import Ctx, Forbidden, Invalid, NotFound, audit, db_error
+from provisioning.engine import Ctx, Forbidden, Invalid, NotFound, Unauthorized, audit, db_error
 from provisioning.roles import ADMINS, Principal, Role
 from provisioning.schemas import TokenCreate, TokenIssued, TokenRead
 from provisioning.tokens import display_prefix, new_token, token_digest
@@ -30,6 +30,26 @@ async def authenticate(conn: asyncpg.Connection, token: str, now: datetime) -> P
         raise Unauthenticated("token expired")
     await conn.execute("UPDATE api_tokens SET last_used_at = $2 WHERE id = $1", row["token_id"], now)
     return Principal(row["user_id"], row["username"], Role(row["role"]), row["tenant_id"], row["token_id"])
+
+
+async def principal_for(
+    conn: asyncpg.Connection, authorization: str | None, now: datetime, tenant_id: int | None = None
+) -> Principal:
+    """Who an HTTP request's `Authorization: Bearer <token>` names (401 otherwise); with
+    `tenant_id`, only a principal that sees that tenant — another tenant's data answers
+    404, as if it did not exist."""
+    if not authorization or not authorization.lower().startswith("bearer "):
+        raise Unauthorized("send Authorization: Bearer <token>", "Authorization")
+    try:
+        who = await authenticate(conn, authorization[7:].strip(), now)
+    except Unauthenticated as exc:
+        raise Unauthorized(str(exc), "Authorization") from None
+    if tenant_id is not None and (
+        not who.sees_tenant(tenant_id)
+        or not await conn.fetchval("SELECT 1 FROM tenants WHERE id = $1", tenant_id)
+    ):
+        raise NotFound(f"tenant {tenant_id} not found", "tenant_id")
+    return who
 
 
 async def issue_token(ctx: Ctx, user_id: int, data: TokenCreate) -> TokenIssued:

@@ -10,11 +10,11 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from provisioning.api import ApiDeps, Unauthorized, build_router, install_error_handlers
+from provisioning.api import ApiDeps, build_router, install_error_handlers
 from provisioning.engine import Forbidden
 from provisioning.prompts_api import build_prompts_router
 from provisioning.recordings_api import build_recordings_router
-from provisioning.users import Unauthenticated, authenticate
+from provisioning.users import principal_for
 from softswitch.ami.client import AmiClient
 from softswitch.call_registry import CallRegistry
 from softswitch.clock import Clock
@@ -59,13 +59,8 @@ def create_app(deps: HttpDeps) -> FastAPI:
 
     async def operator(authorization: str | None = Header(None)) -> None:
         """The live call registry spans every tenant: operators only."""
-        if not authorization or not authorization.lower().startswith("bearer "):
-            raise Unauthorized("send Authorization: Bearer <token>", "Authorization")
         async with deps.pool.acquire() as conn:
-            try:
-                who = await authenticate(conn, authorization[7:].strip(), deps.clock.now())
-            except Unauthenticated as exc:
-                raise Unauthorized(str(exc), "Authorization") from None
+            who = await principal_for(conn, authorization, deps.clock.now())
         if not who.is_operator:
             raise Forbidden("the live call registry is for operators")
 
