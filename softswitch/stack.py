@@ -90,6 +90,18 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
+def _pid_runs(pid: int, program: str) -> bool:
+    """A recorded PID is ours only if that process is still `program`: after a reboot the
+    number may belong to anything."""
+    if not _pid_alive(pid):
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return program.encode() in f.read()
+    except OSError:
+        return False
+
+
 def _sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -128,7 +140,7 @@ class LocalStack:
             pid = int(pidfile.read_text().split("\n", 1)[0])
         except (OSError, ValueError):
             return None
-        return pid if _pid_alive(pid) else None
+        return pid if _pid_runs(pid, "postgres") else None
 
     def pg_up(self) -> None:
         db = self.s.database
@@ -269,7 +281,7 @@ class LocalStack:
             pid = int((self.run_dir / "asterisk.pid").read_text())
         except (OSError, ValueError):
             return None
-        return pid if _pid_alive(pid) else None
+        return pid if _pid_runs(pid, "asterisk") else None
 
     def _install_config(self) -> bool:
         """Write the rendered config into the chroot; True if it changed."""
