@@ -196,9 +196,10 @@ async def wait_generation_above(service: ServiceProcess, generation: float, budg
 
 def mobile(suffix: str = "") -> str:
     """A random mobile-looking destination; `suffix` picks the carrier's behaviour in
-    sipp-scenarios/uas_selective.xml (…99 never answers, …98 is busy)."""
-    digits = "1380013" + "".join(random.choices("0123456789", k=4))
-    return digits[: len(digits) - len(suffix)] + suffix
+    sipp-scenarios/uas_selective.xml (…99 never answers, …98 is busy). Without one, the
+    last two digits stay below 90, so a destination meant to answer always does."""
+    tail = suffix or f"{random.randrange(90):02d}"
+    return "1380013" + "".join(random.choices("0123456789", k=4 - len(tail))) + tail
 
 
 @contextlib.contextmanager
