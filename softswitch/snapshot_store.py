@@ -130,11 +130,19 @@ async def load_snapshot(conn: Any, generation: int, clock: Clock) -> ConfigSnaps
     for r in await conn.fetch("SELECT tenant_id, name, definition FROM ivr_menus ORDER BY id"):
         menu_rows.setdefault(r["tenant_id"], []).append({"name": r["name"], "definition": r["definition"]})
     menus = {}
+    invalid: dict[int, str] = {}
     for tenant_id, rows in menu_rows.items():
-        try:  # validated on save (prompts included); this only guards hand-edited rows
+        try:  # validated on save (prompts included); this only guards rows saved otherwise
             menus[tenant_id] = MenuSet.from_rows(rows, prompt_exists=lambda _name: True)
         except ValueError as exc:
-            log.error("IVR menus of tenant %s ignored, they do not validate: %s", tenant_id, exc)
+            invalid[tenant_id] = str(exc)
+    if invalid:
+        first = next(iter(invalid.items()))
+        log.warning(
+            "IVR menus of %d tenant(s) ignored, they do not validate (tenant %s: %s)",
+            len(invalid),
+            *first,
+        )
     return ConfigSnapshot.build(
         tenants, numbers, clock.now(), generation, blacklist, extensions, routes, menus
     )
