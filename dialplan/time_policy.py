@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -108,7 +108,3 @@ class TimePolicy:
             if w.covers(minute):
                 return w.target, "makeup_workday" if day in self.workdays else "weekly"
         return self.default, "outside_hours"
-
-
-def local_time(now: datetime, tz: str) -> time:
-    return now.astimezone(ZoneInfo(tz)).time()
