@@ -3,7 +3,7 @@
 - ``money``   the one rounding rule (``to_charge``) and the reservation rounding (``to_reservation``);
 - ``tariff``  ``Tariff`` (rate, increments, bundle) and ``billable_seconds``;
 - ``rate``    ``rate_call`` → ``Charge`` (bundle first, then overage);
-- ``prepaid`` ``slice_cost`` and ``seconds_affordable`` for real-time balance checks;
+- ``prepaid`` ``reserved_for`` and ``seconds_affordable`` for real-time balance checks;
 - ``cycle``   billing-cycle rules of the contracts: first-month proration, monthly minimum,
   unanswered-call penalty, late fee, early termination, expiry of unused minutes.
 """

@@ -1,44 +1,31 @@
-"""Prepaid arithmetic: what to reserve for the next slice of a call, and how long a call
-the available money allows.
+"""Prepaid arithmetic: what a reservation must hold, and how long a call the available
+money allows.
 
-Rounding: a reservation rounds UP to the cent (``to_reservation``) so it never
-under-reserves; the settled charge of the call is rounded half up, once (``to_charge``).
-Because every slice reserves at least its worst-case share of the call's exact cost, and
-the sum of the reservations is a whole number of cents, the final charge of a call never
-exceeds the sum of its slices' reservations (when no included seconds are left; with
-included seconds the charge is only smaller).
+A reservation is cumulative, not a sum of per-slice estimates: after granting ``granted_s``
+seconds of talk with ``included_s`` package seconds held, it holds
+``reserved_for(granted_s, tariff, included_s)`` — exactly what settlement charges for a
+call of that length (``rate_call``: whole started increments, bundle first, rounded once).
+Settlement never charges past the granted time and the charge is monotonic in billsec, so
+for every call length the charge is at most what is reserved, whatever the slice length
+and the increments. The reservation statement in softswitch/prepaid.py applies this rule
+in SQL (migration 0011); tests/db/test_exact_reservations.py holds the two equal.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
 
-from rating.money import cost_of_seconds, to_reservation
 from rating.rate import rate_call
-from rating.tariff import Tariff, billable_seconds
+from rating.tariff import Tariff
 
 DAY_S = 86_400
 
 
-def slice_billable_seconds(tariff: Tariff, slice_s: int) -> int:
-    """The most billable seconds any one slice of ``slice_s`` talk seconds can add.
-
-    The first slice adds ``billable_seconds(slice_s)``. A later slice starts past or inside
-    the first increment, and ``ceil(a + b) <= ceil(a) + ceil(b)`` bounds what it adds by
-    ``ceil(slice_s / increment) × increment``. The larger of the two bounds every slice, so
-    ``n`` slices cover ``billable_seconds(n × slice_s)``.
-    """
-    if isinstance(slice_s, bool) or not isinstance(slice_s, int) or slice_s <= 0:
-        raise ValueError(f"slice_s must be a positive number of seconds, got {slice_s!r}")
-    step = tariff.increment_s
-    later = -(-slice_s // step) * step
-    return max(billable_seconds(slice_s, tariff), later)
-
-
-def slice_cost(tariff: Tariff, slice_s: int) -> Decimal:
-    """Money to reserve before granting the next ``slice_s`` seconds of a call: the worst
-    case of that slice, rounded up to the cent. Included seconds are not assumed."""
-    return to_reservation(cost_of_seconds(slice_billable_seconds(tariff, slice_s), tariff.rate_per_minute))
+def reserved_for(granted_s: int, tariff: Tariff, included_s: int) -> Decimal:
+    """The money a reservation holds once it has granted ``granted_s`` seconds of talk,
+    ``included_s`` of the package's seconds being held for it: the settled charge of a
+    call of exactly that length, which bounds the charge of any shorter one."""
+    return rate_call(granted_s, tariff, included_s).amount
 
 
 def seconds_affordable(

@@ -8,7 +8,8 @@
 - when no further slice can be reserved the caller hears a warning before the stop.
 - at hang-up the call is settled once (or the reservation released if never answered).
 - reconcile: reservations whose call no longer exists on the switch (a crash, a lost
-  Hangup event) are settled from Asterisk's own CDR, or released.
+  Hangup event) are settled from Asterisk's own CDR, or released; softswitch.engine_audit
+  calls it with the switch's live calls every ``reconcile_interval_s``.
 """
 
 from __future__ import annotations
@@ -109,15 +110,10 @@ class CallMoney:
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self) -> None:
-        last_reconcile = 0.0
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(1.0)
             try:
                 await self.tick()
-                if loop.time() - last_reconcile >= self._s.reconcile_interval_s:
-                    last_reconcile = loop.time()
-                    await self.reconcile()
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the supervisor must keep running
@@ -185,11 +181,18 @@ class CallMoney:
     async def _close(self, call: LiveCall, t: TrackedCall) -> None:
         now = self._clock.now()
         async with self._pool.acquire() as conn:
-            if call.answered_at is None or call.ended_at is None:
+            # An end inferred from the engine's channel list is only as precise as that
+            # check: the engine's own record of the call, when it has one, says better.
+            cdr_billsec = None if call.times_exact else await _cdr_billsec(conn, call.linkedid)
+            if cdr_billsec is None and (call.answered_at is None or call.ended_at is None):
                 await release_reservation(conn, call.linkedid, now, "not answered")
                 self._metrics.reservations.labels("released").inc()
                 return
-            billsec = int((call.ended_at - call.answered_at).total_seconds())
+            if cdr_billsec is not None:
+                billsec = cdr_billsec
+            else:
+                assert call.answered_at is not None and call.ended_at is not None
+                billsec = int((call.ended_at - call.answered_at).total_seconds())
             reason = "BALANCE_EXHAUSTED" if t.final and billsec >= t.granted_s - 2 else ""
             settled = await settle_reservation(conn, call.linkedid, billsec, now, reason)
         if settled is not None:
@@ -198,16 +201,12 @@ class CallMoney:
                 self._metrics.settlement_overrun_seconds.inc(settled.overrun_s)
 
     # ------------------------------------------------------------------ crash safety
-    async def reconcile(self, live_linkedids: set[str] | None = None) -> tuple[int, int]:
-        """Open reservations whose call is gone from the switch: settled from Asterisk's CDR
-        when it was answered, else released. Returns (settled, released)."""
-        if live_linkedids is None:
-            try:
-                _, events = await self._ami.action_list("CoreShowChannels")
-            except AmiError as exc:
-                log.info("reconcile skipped, AMI not available: %s", exc)
-                return 0, 0
-            live_linkedids = {e.get("Linkedid") or "" for e in events}
+    async def reconcile(self, live_linkedids: set[str]) -> tuple[int, int]:
+        """Open reservations whose call is gone from the switch (``live_linkedids``: the
+        linkedids of its live channels) are settled from Asterisk's CDR when it was
+        answered, else released. A reservation younger than the grace may belong to a call
+        still being set up — unless the registry saw that call end. Returns (settled,
+        released)."""
         settled = released = 0
         now = self._clock.now()
         async with self._pool.acquire() as conn:
@@ -218,17 +217,18 @@ class CallMoney:
             self._metrics.open_reservations.set(held["n"])
             # A gauge is a float by nature; the money itself stays NUMERIC in the database.
             self._metrics.reserved_amount.set(float(held["amount"]))
-            stale = await conn.fetch(
-                "SELECT call_id FROM reservations WHERE state = 'open' AND opened_at < $1",
-                now - _GRACE,
+            candidates = await conn.fetch(
+                "SELECT call_id, opened_at FROM reservations "
+                "WHERE state = 'open' AND NOT (call_id = ANY($1))",
+                list(live_linkedids),
             )
-            for row in stale:
+            for row in candidates:
                 call_id = row["call_id"]
-                if call_id in live_linkedids or call_id in self._tracked and self._registry.get(call_id):
+                if self._registry.is_live(call_id):
                     continue
-                billsec = await conn.fetchval(
-                    "SELECT max(billsec) FROM cdr WHERE linkedid = $1 AND disposition = 'ANSWERED'", call_id
-                )
+                if row["opened_at"] >= now - _GRACE and self._registry.get(call_id) is None:
+                    continue  # perhaps still being set up
+                billsec = await _cdr_billsec(conn, call_id)
                 if billsec:
                     if await settle_reservation(conn, call_id, billsec, now, "reconciled from CDR"):
                         settled += 1
@@ -240,3 +240,11 @@ class CallMoney:
             self._metrics.reconciled.labels("settled").inc(settled)
             self._metrics.reconciled.labels("released").inc(released)
         return settled, released
+
+
+async def _cdr_billsec(conn: asyncpg.Connection, linkedid: str) -> int | None:
+    """The talk time of a call by Asterisk's own CDR (its longest answered leg), if any."""
+    billsec: int | None = await conn.fetchval(
+        "SELECT max(billsec) FROM cdr WHERE linkedid = $1 AND disposition = 'ANSWERED'", linkedid
+    )
+    return billsec

@@ -2,11 +2,18 @@
 
 A call is created with its first channel, answered when any of its channels goes Up,
 bridged when a bridge holds two of its channels, and ends when its last channel hangs up.
-Ended calls stay readable in a bounded history so the real-time call list shows them too."""
+Ended calls stay readable in a bounded history so the real-time call list shows them too.
+
+What the registry believes is checked against the engine's own list of live channels
+(``reconcile``, run continuously by softswitch.engine_audit, not only after a reconnect):
+channels the engine no longer has are dropped (a call left with none ends, its end marked
+as not observed), channels it has that the registry never saw are adopted. Only channels
+seen before the list was asked for are judged (``mark``), so a call set up meanwhile is
+never ended by a list that predates it."""
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,6 +46,17 @@ class LiveCall:
     caller_channel: str = ""  # the first channel's name (e.g. PJSIP/carrier-in-00000001)
     alerted_at: datetime | None = None  # another channel first rang or answered (for PDD)
     callee_channel: str = ""  # the channel that answered the Dial
+    # False when the end was inferred (the engine no longer lists the call's channels)
+    # rather than seen in Hangup events: its times are then only as good as the check.
+    end_observed: bool = True
+    # Known from the engine's channel list, not from its events: answered_at is when we
+    # learnt of it, not when it was answered.
+    adopted: bool = False
+
+    @property
+    def times_exact(self) -> bool:
+        """Answer and end were both seen as they happened (else ask the engine's CDR)."""
+        return self.end_observed and not self.adopted
     # (time, step) in the order seen: created, answered, bridged, hung_up
     lifecycle: list[tuple[datetime, str]] = field(default_factory=list)
 
@@ -76,6 +94,13 @@ class CallRegistry:
         self._by_channel: dict[str, str] = {}  # uniqueid -> linkedid
         self._ended: deque[LiveCall] = deque(maxlen=history)
         self._on_end: list[Callable[[LiveCall], None]] = []
+        self._seq = 0  # events folded so far
+        self._seen: dict[str, int] = {}  # uniqueid -> event number that first showed it
+        # Channels hung up lately: a list that was taken before their Hangup was folded
+        # still shows them, and they must not be adopted back.
+        self._hung_up: OrderedDict[str, None] = OrderedDict()
+        self._hung_up_max = max(history * 4, 10_000)
+        self.adopted = 0  # channels adopted from the engine's list, since start
 
     def add_end_listener(self, cb: Callable[[LiveCall], None]) -> None:
         self._on_end.append(cb)
@@ -86,6 +111,14 @@ class CallRegistry:
     def recent(self, limit: int = 100) -> list[LiveCall]:
         return list(self._ended)[-limit:][::-1]
 
+    def is_live(self, linkedid: str) -> bool:
+        return linkedid in self._live
+
+    def mark(self) -> int:
+        """Taken just before asking the engine for its live channels: ``reconcile`` judges
+        only the channels seen before this mark."""
+        return self._seq
+
     def get(self, linkedid: str) -> LiveCall | None:
         found = self._live.get(linkedid)
         if found is not None:
@@ -95,22 +128,28 @@ class CallRegistry:
     def on_ami_event(self, msg: ChannelEvent) -> None:
         handler = self._HANDLERS.get(msg.event or "")
         if handler is not None:
+            self._seq += 1
             handler(self, msg)
 
-    def _newchannel(self, msg: ChannelEvent) -> None:
+    def _on_newchannel(self, msg: ChannelEvent) -> None:
+        self._newchannel(msg)
+
+    def _newchannel(self, msg: ChannelEvent, step: str = "created") -> LiveCall | None:
         uniqueid = msg.get("Uniqueid") or ""
         linkedid = msg.get("Linkedid") or uniqueid
         if not uniqueid:
-            return
+            return None
         now = self._clock.now()
         call = self._live.get(linkedid)
         if call is None:
             call = LiveCall(linkedid, msg.get("CallerIDNum") or "", msg.get("Exten") or "", now)
             call.caller_channel = msg.get("Channel") or ""
-            call.lifecycle.append((now, "created"))
+            call.lifecycle.append((now, step))
             self._live[linkedid] = call
         call.channels.add(uniqueid)
         self._by_channel[uniqueid] = linkedid
+        self._seen.setdefault(uniqueid, self._seq)
+        return call
 
     def _call_of(self, msg: ChannelEvent) -> LiveCall | None:
         linkedid = self._by_channel.get(msg.get("Uniqueid") or "")
@@ -148,7 +187,7 @@ class CallRegistry:
     def _hangup(self, msg: ChannelEvent) -> None:
         uniqueid = msg.get("Uniqueid") or ""
         call = self._call_of(msg)
-        self._by_channel.pop(uniqueid, None)
+        self._forget_channel(uniqueid)
         if call is None:
             return
         call.channels.discard(uniqueid)
@@ -170,26 +209,57 @@ class CallRegistry:
         for cb in self._on_end:
             cb(call)
 
-    def reconcile(self, live_uniqueids: Iterable[str]) -> list[LiveCall]:
-        """After an AMI reconnect: end the calls none of whose channels still exist
-        (their Hangup events were lost while we were away). Returns the calls ended."""
-        alive = set(live_uniqueids)
+    def _forget_channel(self, uniqueid: str) -> None:
+        self._by_channel.pop(uniqueid, None)
+        self._seen.pop(uniqueid, None)
+        self._hung_up[uniqueid] = None
+        while len(self._hung_up) > self._hung_up_max:
+            self._hung_up.popitem(last=False)
+
+    def reconcile(self, listing: Iterable[ChannelEvent], as_of: int | None = None) -> list[LiveCall]:
+        """Align the registry with the engine's live channels (``listing``: one
+        CoreShowChannel-like entry per channel, Uniqueid/Linkedid/Channel/ChannelState/
+        CallerIDNum/Exten). ``as_of`` is ``mark()`` taken before the list was asked for
+        (default: now). Returns the calls ended because none of their channels lives."""
+        as_of = self._seq if as_of is None else as_of
+        entries = [e for e in listing if e.get("Uniqueid")]
+        alive = {e.get("Uniqueid") or "" for e in entries}
         for call in self._live.values():
             # A surviving call forgets its dead channels, or it could never end.
-            for uid in call.channels - alive:
-                self._by_channel.pop(uid, None)
-            call.channels &= alive
+            dead = {uid for uid in call.channels - alive if self._seen.get(uid, -1) <= as_of}
+            for uid in dead:
+                self._forget_channel(uid)
+            call.channels -= dead
         gone = [c for c in self._live.values() if not c.channels]
         for call in gone:
-            for uid in call.channels:
-                self._by_channel.pop(uid, None)
-            call.channels.clear()
-            call.hangup_cause_text = call.hangup_cause_text or "lost while AMI was disconnected"
+            call.hangup_cause_text = (
+                call.hangup_cause_text or "ended unobserved (not in the engine's channel list)"
+            )
+            call.end_observed = False
             self._finish(call)
+        for entry in entries:
+            self._adopt(entry)
         return gone
 
+    def _adopt(self, entry: ChannelEvent) -> None:
+        """A live channel whose events we never saw (they were lost, or we started after
+        it): known from now on, so its call is renewed, ended and recorded like any other."""
+        uniqueid = entry.get("Uniqueid") or ""
+        if uniqueid in self._by_channel or uniqueid in self._hung_up:
+            return
+        call = self._newchannel(entry, step="adopted")
+        if call is None:
+            return
+        self.adopted += 1
+        call.adopted = True
+        if entry.get("ChannelState") == "6" and call.answered_at is None:
+            call.answered_at = self._clock.now()
+            call.lifecycle.append((call.answered_at, "answered"))
+        if uniqueid != call.linkedid and entry.get("ChannelState") == "6" and not call.callee_channel:
+            call.callee_channel = entry.get("Channel") or ""
+
     _HANDLERS: dict[str, Callable[[CallRegistry, ChannelEvent], None]] = {
-        "Newchannel": _newchannel,
+        "Newchannel": _on_newchannel,
         "Newstate": _newstate,
         "BridgeEnter": _bridge_enter,
         "DialEnd": _dial_end,

@@ -99,6 +99,12 @@ class Metrics:
             ["action"],
             registry=r,
         )
+        self.engine_audit = Counter(
+            "softswitch_engine_audit_corrections",
+            "What the continuous check against the engine's live channels corrected",
+            ["kind"],  # call_ended, channel_adopted, record_completed
+            registry=r,
+        )
         self.open_reservations = Gauge(
             "softswitch_prepaid_open_reservations", "Reservations of calls in progress", registry=r
         )

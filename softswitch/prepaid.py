@@ -9,9 +9,9 @@ any concurrency, across service instances. The database backs them too: a CHECK 
 channels, and a trigger (migration 0008) that refuses any update growing `reserved` past
 the money available — while debits that are not reservations (rent, fees) may still take
 an account into debt, which the billing cycle then suspends.
-The money of a slice is the worst case of that slice rounded UP to the cent (a
-reservation never under-reserves); the charge at settlement is computed by rating/ and
-rounded once."""
+A reservation is cumulative: having granted G seconds it holds the settled charge of a
+G-second call (rating.prepaid.reserved_for), so no charge can exceed it whatever the slice
+and the increments; the charge at settlement is computed by rating/ and rounded once."""
 
 from __future__ import annotations
 
@@ -41,22 +41,24 @@ class Grant:
     seconds: int  # talk time this slice covers
 
 
-# Included seconds first, then money for the rest of the slice at the account's rate,
-# rounded UP to the cent. rating.prepaid.slice_cost is the same rule in Python; a test
-# holds the two together.
-_SLICE = """
-    LEAST(GREATEST(a.included_seconds_left - a.included_reserved_s, 0), $SLICE) AS inc_take,
-    CEIL((($SLICE - LEAST(GREATEST(a.included_seconds_left - a.included_reserved_s, 0), $SLICE))
-          * a.rate_per_minute / 60) * 100) / 100 AS money
-"""
-
-_OPEN = f"""
+# The reservation after granting G seconds holds rating.prepaid.reserved_for(G): the
+# settled charge of a G-second call (whole started increments, bundle first, rounded once),
+# computed in SQL by billable_seconds() and rated_amount() of migration 0011 so that the
+# one statement locking the account applies it; tests/db/test_exact_reservations.py holds
+# SQL and Python equal. Included seconds are held in billable seconds, as settlement uses
+# them.
+_OPEN = """
 WITH a AS (
     SELECT * FROM accounts WHERE tenant_id = $1 FOR UPDATE
 ), want AS (
     SELECT a.tenant_id, a.balance, a.reserved, a.credit_limit, a.channel_cap, a.channels_in_use,
-           {_SLICE.replace("$SLICE", "$4")}
+           inc.take AS inc_take, rated_amount(b.billable, inc.take, a.rate_per_minute) AS money,
+           EXISTS (SELECT 1 FROM reservations WHERE call_id = $2) AS already
     FROM a
+    CROSS JOIN LATERAL (SELECT billable_seconds($4, a.first_increment_s, a.increment_s) AS billable) b
+    CROSS JOIN LATERAL (
+        SELECT LEAST(GREATEST(a.included_seconds_left - a.included_reserved_s, 0), b.billable) AS take
+    ) inc
 ), taken AS (
     UPDATE accounts acc
     SET reserved = acc.reserved + w.money,
@@ -65,24 +67,43 @@ WITH a AS (
         version = acc.version + 1
     FROM want w
     WHERE acc.tenant_id = w.tenant_id
+      AND NOT w.already
       AND w.channels_in_use < w.channel_cap
       AND w.balance - w.reserved - w.money >= -w.credit_limit
-      AND NOT EXISTS (SELECT 1 FROM reservations WHERE call_id = $2)
     RETURNING w.money, w.inc_take
+), opened AS (
+    INSERT INTO reservations (call_id, tenant_id, channel, amount, included_s, granted_s, opened_at)
+    SELECT $2, $1, $3, money, inc_take, $4, $5 FROM taken
+    RETURNING id, amount, included_s, granted_s
 )
-INSERT INTO reservations (call_id, tenant_id, channel, amount, included_s, granted_s, opened_at)
-SELECT $2, $1, $3, money, inc_take, $4, $5 FROM taken
-RETURNING id, amount, included_s, granted_s
+-- One row always: the grant, or the limit that refused it — read from the same locked
+-- account row the decision was made on (never re-read after the fact).
+SELECT o.id, o.amount, o.included_s, o.granted_s,
+       CASE WHEN o.id IS NOT NULL THEN NULL
+            WHEN w.tenant_id IS NULL THEN 'NO_ACCOUNT'
+            WHEN w.already THEN 'ALREADY_OPEN'
+            WHEN w.channels_in_use >= w.channel_cap THEN 'CHANNEL_LIMIT'
+            ELSE 'NO_BALANCE' END AS refusal
+FROM (SELECT 1) AS one LEFT JOIN want w ON true LEFT JOIN opened o ON true
 """
 
-_RENEW = f"""
+_RENEW = """
 WITH r AS (
     SELECT * FROM reservations WHERE call_id = $1 AND state = 'open' FOR UPDATE
 ), a AS (
     SELECT acc.* FROM accounts acc JOIN r ON r.tenant_id = acc.tenant_id FOR UPDATE OF acc
 ), want AS (
-    SELECT a.tenant_id, a.balance, a.reserved, a.credit_limit, {_SLICE.replace("$SLICE", "$2")}
-    FROM a
+    SELECT a.tenant_id, a.balance, a.reserved, a.credit_limit, inc.total - r.included_s AS inc_take,
+           -- never less than already held (included seconds may have become free meanwhile)
+           GREATEST(rated_amount(b.billable, inc.total, a.rate_per_minute) - r.amount, 0) AS money
+    FROM a JOIN r ON true
+    CROSS JOIN LATERAL (
+        SELECT billable_seconds(r.granted_s + $2, a.first_increment_s, a.increment_s) AS billable
+    ) b
+    CROSS JOIN LATERAL (
+        SELECT LEAST(r.included_s + GREATEST(a.included_seconds_left - a.included_reserved_s, 0),
+                     b.billable) AS total
+    ) inc
 ), taken AS (
     UPDATE accounts acc
     SET reserved = acc.reserved + w.money,
@@ -109,21 +130,10 @@ async def open_reservation(
     except asyncpg.UniqueViolationError:
         # A concurrent attempt for the same call won; this whole statement rolled back.
         return Refusal.ALREADY_OPEN
-    if row is not None:
-        return Grant(row["id"], row["amount"], row["included_s"], row["granted_s"])
-    return await _why_refused(conn, tenant_id, call_id, slice_s)
-
-
-async def _why_refused(conn: asyncpg.Connection, tenant_id: int, call_id: str, slice_s: int) -> Refusal:
-    """Only on the refusal path: which limit stopped it (a racy read, for the reason code)."""
-    if await conn.fetchval("SELECT 1 FROM reservations WHERE call_id = $1", call_id):
-        return Refusal.ALREADY_OPEN
-    acct = await conn.fetchrow("SELECT * FROM accounts WHERE tenant_id = $1", tenant_id)
-    if acct is None:
-        return Refusal.NO_ACCOUNT
-    if acct["channels_in_use"] >= acct["channel_cap"]:
-        return Refusal.CHANNEL_LIMIT
-    return Refusal.NO_BALANCE
+    assert row is not None  # the statement always returns one row
+    if row["refusal"] is not None:
+        return Refusal(row["refusal"])
+    return Grant(row["id"], row["amount"], row["included_s"], row["granted_s"])
 
 
 async def renew_reservation(

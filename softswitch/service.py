@@ -14,12 +14,13 @@ import asyncpg
 import uvicorn
 
 from softswitch.agi.server import AgiServer
-from softswitch.ami.client import AmiClient, AmiError
+from softswitch.ami.client import AmiClient
 from softswitch.call_money import CallMoney
 from softswitch.call_records import CallRecordWriter
 from softswitch.call_registry import CallRegistry, LiveCall
 from softswitch.clock import Clock, clock_from_setting
 from softswitch.db import create_pool
+from softswitch.engine_audit import EngineAudit
 from softswitch.http import HttpDeps, create_app
 from softswitch.ivr_agi import IvrLine
 from softswitch.metrics import Metrics
@@ -106,6 +107,7 @@ class Service:
         self.agi: AgiServer | None = None
         self.money: CallMoney | None = None
         self.recorder: Recorder | None = None
+        self.audit: EngineAudit | None = None
         self._http: _EmbeddedUvicorn | None = None
         self._http_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -132,6 +134,16 @@ class Service:
         self.recorder = Recorder(self.pool, self.clock, self.metrics, s.recording, s.asterisk.chroot)
         self.registry.add_end_listener(self.recorder.on_call_end)
         await self.recorder.start()
+        self.audit = EngineAudit(
+            self.ami,
+            self.registry,
+            self.money,
+            self.pool,
+            self.clock,
+            self.metrics,
+            s.prepaid.reconcile_interval_s,
+        )
+        await self.audit.start()
         routing = CallRouting(
             self.snapshots, self.clock, self.metrics, self.records, self.money, recorder=self.recorder
         )
@@ -185,6 +197,8 @@ class Service:
         if self._http is not None and self._http_task is not None:
             self._http.should_exit = True
             await asyncio.gather(self._http_task, return_exceptions=True)
+        if self.audit is not None:
+            await self.audit.stop()
         if self.money is not None:
             await self.money.stop()
         await self.ami.stop()
@@ -204,11 +218,13 @@ class Service:
     def _on_call_end(self, call: LiveCall) -> None:
         self.metrics.calls_ended.labels("yes" if call.answered_at else "no").inc()
         self.metrics.calls_ended_by_cause.labels(cause_class(call)).inc()
-        if call.answered_at and call.ended_at:
+        if call.answered_at and call.ended_at and call.times_exact:
             self.metrics.talk_seconds.observe((call.ended_at - call.answered_at).total_seconds())
         if call.alerted_at:
             self.metrics.post_dial_delay.observe((call.alerted_at - call.created_at).total_seconds())
-        if self.records is not None:
+        # A call whose answer or end was not seen as it happened gets its record's times
+        # from the engine's CDR (softswitch.engine_audit), not from when we noticed.
+        if self.records is not None and call.times_exact:
             self.records.ended(call)
 
     def _on_ami_state(self, up: bool) -> None:
@@ -237,15 +253,9 @@ class Service:
             await asyncio.sleep(5.0)
 
     async def _reconcile(self) -> None:
-        """Events were lost while AMI was away: align the registry with the live channels."""
-        try:
-            _, events = await self.ami.action_list("CoreShowChannels")
-        except AmiError as exc:
-            log.warning("could not reconcile live calls after AMI login: %s", exc)
-            return
-        ended = self.registry.reconcile(e.get("Uniqueid") or "" for e in events)
-        if ended:
-            log.info("reconciled %d call(s) that ended while AMI was disconnected", len(ended))
+        """Events were lost while AMI was away: check against the live channels at once."""
+        if self.audit is not None:
+            await self.audit.check()
 
 
 async def serve_until_signalled(

@@ -8,7 +8,9 @@ import asyncio
 import signal
 import threading
 import time
+from datetime import datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
@@ -99,10 +101,11 @@ async def test_the_call_is_cut_within_one_slice_when_the_money_runs_out(
 ) -> None:
     tenant, number_id, number = active_number(service)
     fund(service, tenant, number_id)
-    # 6 s slices at 0.12/min, 6/6 billing: each slice reserves 0.02 (0.012 rounded up).
-    # 0.05 pays for two slices: the call is renewed once, then cut at about 12 s.
+    # 6 s slices at 0.12/min, 6/6 billing: a reservation holds the charge of the time it
+    # granted: 6 s 0.01, 12 s 0.02, 18 s 0.04. 0.03 pays for two slices: the call is
+    # renewed once, then cut at about 12 s.
     await db.execute(
-        "UPDATE accounts SET balance = 0.05, first_increment_s = 6, increment_s = 6 WHERE tenant_id = $1",
+        "UPDATE accounts SET balance = 0.03, first_increment_s = 6, increment_s = 6 WHERE tenant_id = $1",
         tenant,
     )
     with restarted(
@@ -121,50 +124,141 @@ async def test_the_call_is_cut_within_one_slice_when_the_money_runs_out(
         assert row["final_reason"] == "BALANCE_EXHAUSTED"
         assert 10 <= row["billsec"] <= 12
         acct = await account(db, tenant)
-        assert acct["balance"] >= 0 and acct["balance"] == Decimal("0.05") - row["amount"]
+        assert acct["balance"] >= 0 and acct["balance"] == Decimal("0.03") - row["amount"]
         assert svc.metric("softswitch_prepaid_reservations_total", result="renewed") >= 1
+
+
+async def test_slices_shorter_than_the_increment_never_overdraw(
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas
+) -> None:
+    """Issue 11, item 1: 0.12 CNY/min billed 60/60, balance 0.30, 20 s slices; three
+    simultaneous calls that want to talk 200 s. Two ring (each holds its first minute,
+    0.12), the third is refused for money; both are cut at their minute: 0.24 charged."""
+    tenant, number_id, number = active_number(service)
+    fund(service, tenant, number_id)
+    await db.execute(
+        "UPDATE accounts SET balance = 0.30, channel_cap = 8, rate_per_minute = 0.12, "
+        "first_increment_s = 60, increment_s = 60, included_seconds_left = 0 WHERE tenant_id = $1",
+        tenant,
+    )
+    with restarted(
+        service,
+        SOFTSWITCH_PREPAID__SLICE_S="20",
+        SOFTSWITCH_PREPAID__RENEW_MARGIN_S="5",
+        SOFTSWITCH_PREPAID__WARNING_S="3",
+    ):
+        result = await asyncio.to_thread(
+            run_uac,
+            number,
+            unique_caller(),
+            calls=3,
+            rate=10,
+            limit=3,
+            hold_ms=200_000,
+            timeout_s=120,
+            dtmf="",
+        )
+        assert int(result.stats.get("TotalCallCreated", 0)) == 3
+        deadline = time.monotonic() + 10
+        while await db.fetchval(
+            "SELECT count(*) FROM reservations WHERE tenant_id = $1 AND state = 'open'", tenant
+        ):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.2)
+    rows = await db.fetch(
+        "SELECT reason, final_reason, billsec, amount FROM calls WHERE tenant_id = $1 ORDER BY reason", tenant
+    )
+    assert [r["reason"] for r in rows] == ["NO_BALANCE", "ROUTED", "ROUTED"], rows
+    routed = [r for r in rows if r["reason"] == "ROUTED"]
+    assert all(55 <= r["billsec"] <= 60 and r["amount"] == Decimal("0.12") for r in routed), routed
+    assert all(r["final_reason"] == "BALANCE_EXHAUSTED" for r in routed)
+    acct = await account(db, tenant)
+    assert acct["balance"] == Decimal("0.06") and (acct["channels_in_use"], acct["reserved"]) == (0, 0)
+    await settled_calls(db, tenant)
+
+
+async def test_a_pinned_clock_still_bills_what_was_talked(
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas
+) -> None:
+    """Issue 11, item 4: with the service clock pinned (a demo date), a 3 s call is billed
+    3 s, not 0 s: the pinned clock starts at the date and runs on."""
+    tenant, number_id, number = active_number(service)
+    fund(service, tenant, number_id)
+    with restarted(service, SOFTSWITCH_FIXED_NOW="2026-11-23T10:00:00+08:00"):
+        caller = unique_caller()
+        result = await asyncio.to_thread(run_uac, number, caller, hold_ms=3000, timeout_s=30)
+        assert result.final_status == 200
+        deadline = time.monotonic() + 10
+        while (row := await db.fetchrow("SELECT * FROM calls WHERE caller = $1", caller)) is None or (
+            row["settled_at"] is None
+        ):
+            assert time.monotonic() < deadline, "the call was not settled"
+            await asyncio.sleep(0.1)
+    assert row["decided_at"].date().isoformat() == "2026-11-23"
+    cdr_billsec = await db.fetchval(
+        "SELECT max(billsec) FROM cdr WHERE linkedid = $1 AND disposition = 'ANSWERED'", row["linkedid"]
+    )
+    assert 2 <= row["billsec"] <= 4 and abs(row["billsec"] - cdr_billsec) <= 1, (row["billsec"], cdr_billsec)
+    assert row["amount"] == Decimal("0.12")
 
 
 async def test_kill_9_during_live_calls_bills_every_call_exactly_once(
     db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas
 ) -> None:
+    """20 answered calls, kill -9 of the service, restart: every call is billed once from
+    Asterisk's CDR, and (issue 11, item 3) its record says it was answered and ended, the
+    tenant's live list is empty and the daily report counts 20 of 20 answered."""
     tenant, number_id, number = active_number(service)
     fund(service, tenant, number_id)
-    await db.execute("UPDATE accounts SET channel_cap = 4 WHERE tenant_id = $1", tenant)
+    await db.execute("UPDATE accounts SET channel_cap = 25 WHERE tenant_id = $1", tenant)
     with restarted(service, SOFTSWITCH_PREPAID__RECONCILE_INTERVAL_S="1") as svc:
-        results: list[SippResult] = []
-        callers = [unique_caller() for _ in range(3)]
-        threads = [
-            threading.Thread(
-                target=lambda c=c: results.append(run_uac(number, c, hold_ms=6000, timeout_s=40))
+        outcome: list[SippResult] = []
+        sipp = threading.Thread(
+            target=lambda: outcome.append(
+                run_uac(number, unique_caller(), calls=20, rate=40, limit=20, hold_ms=8000, timeout_s=60)
             )
-            for c in callers
-        ]
-        for t in threads:
-            t.start()
-        await asyncio.sleep(2.5)  # all three answered and talking
-        open_now = await db.fetchval(
-            "SELECT count(*) FROM reservations WHERE tenant_id = $1 AND state = 'open'", tenant
         )
-        assert open_now == 3
+        sipp.start()
+        deadline = time.monotonic() + 15
+        while sum(c["state"] != "ringing" for c in api_ok(svc.request("GET", "/v1/calls/live"))) < 20:
+            assert time.monotonic() < deadline, "the 20 calls were not all answered"
+            await asyncio.sleep(0.1)
+        assert (
+            await db.fetchval(
+                "SELECT count(*) FROM reservations WHERE tenant_id = $1 AND state = 'open'", tenant
+            )
+            == 20
+        )
         svc.stop(signal.SIGKILL)
-        svc.start()  # the calls go on in Asterisk meanwhile
-        for t in threads:
-            await asyncio.to_thread(t.join, 30)
-        assert [r.final_status for r in results] == [200, 200, 200]
+        svc.start()  # the calls go on in Asterisk meanwhile, and end while it starts
+        await asyncio.to_thread(sipp.join, 60)
+        [result] = outcome
+        assert int(result.stats.get("SuccessfulCall(C)", 0)) == 20, result.stats
         deadline = time.monotonic() + 30
         while await db.fetchval(
             "SELECT count(*) FROM reservations WHERE tenant_id = $1 AND state = 'open'", tenant
+        ) or await db.fetchval(
+            "SELECT count(*) FROM calls WHERE tenant_id = $1 AND ended_at IS NULL", tenant
         ):
-            assert time.monotonic() < deadline, "orphaned reservations were not reconciled"
+            assert time.monotonic() < deadline, "orphaned reservations or call records were not reconciled"
             await asyncio.sleep(0.5)
+        live = api_ok(svc.request("GET", f"/v1/tenants/{tenant}/calls/live"))
+        today = datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
+        report = api_ok(
+            svc.request("GET", f"/v1/tenants/{tenant}/reports/daily", params={"from": today, "to": today})
+        )
+        assert svc.metric("softswitch_engine_audit_corrections_total", kind="record_completed") >= 20
     rows = await db.fetch(
-        "SELECT r.state, r.close_reason, c.billsec, c.amount FROM reservations r "
+        "SELECT r.state, r.close_reason, c.billsec, c.amount, c.answered_at, c.ended_at FROM reservations r "
         "JOIN calls c ON c.linkedid = r.call_id WHERE r.tenant_id = $1",
         tenant,
     )
-    assert len(rows) == 3 and all(r["state"] == "settled" for r in rows)
-    assert all(5 <= r["billsec"] <= 7 and r["amount"] == Decimal("0.12") for r in rows)
+    assert len(rows) == 20 and all(r["state"] == "settled" for r in rows)
+    assert all(7 <= r["billsec"] <= 9 and r["amount"] == Decimal("0.12") for r in rows), rows
+    assert all(r["answered_at"] is not None and r["ended_at"] > r["answered_at"] for r in rows)
+    assert live["items"] == []
+    assert (report["totals"]["offered"], report["totals"]["answered"]) == (20, 20), report["totals"]
+    assert Decimal(report["totals"]["asr"]) == 1
     acct = await account(db, tenant)
     assert (acct["channels_in_use"], acct["reserved"]) == (0, 0)
     await settled_calls(db, tenant)

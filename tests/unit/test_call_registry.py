@@ -48,6 +48,22 @@ def bridge_enter(uid: str, linkedid: str, count: int) -> AmiMessage:
     )
 
 
+def listed(*uids: str, linkedid: str = "", state: str = "6") -> list[AmiMessage]:
+    """CoreShowChannel entries, as the engine lists its live channels."""
+    return [
+        ev(
+            "CoreShowChannel",
+            Channel=f"PJSIP/x-{uid}",
+            Uniqueid=uid,
+            Linkedid=linkedid or uid.split(".")[0] + ".1",
+            ChannelState=state,
+            CallerIDNum="139",
+            Exten="4001",
+        )
+        for uid in uids
+    ]
+
+
 def hangup(uid: str, linkedid: str, cause: int, text: str) -> AmiMessage:
     return ev("Hangup", Cause=str(cause), **{"Cause-txt": text}, Uniqueid=uid, Linkedid=linkedid)
 
@@ -242,14 +258,14 @@ def test_reconcile_ends_only_calls_without_a_surviving_channel() -> None:
         ],
     )
     # After the reconnect only the callee leg of call 100 and call 300 still exist.
-    gone = registry.reconcile(["100.2", "300.1", "unrelated.9"])
+    gone = registry.reconcile(listed("100.2", "300.1"))
     assert [c.linkedid for c in gone] == ["200.1"]
     assert ended == ["200.1"]
     assert sorted(c.linkedid for c in registry.live()) == ["100.1", "300.1"]
     [lost] = registry.recent()
     assert lost.linkedid == "200.1"
     assert steps(lost) == ["created", "hung_up"]
-    assert lost.hangup_cause_text == "lost while AMI was disconnected"
+    assert lost.hangup_cause_text.startswith("ended unobserved") and not lost.end_observed
     assert lost.channels == set()
     # A Hangup that arrives later for the lost call is ignored.
     feed(registry, [hangup("200.1", "200.1", 16, "Normal Clearing")])
@@ -265,7 +281,7 @@ def test_surviving_call_ends_when_its_last_surviving_channel_hangs_up() -> None:
     registry.add_end_listener(lambda c: ended.append(c.linkedid))
     feed(registry, ROUTED_CALL[:7])  # bridged call, then AMI drops
     # While we were away the caller leg hung up (its Hangup was lost); the callee leg lives.
-    assert registry.reconcile([CALLEE]) == []
+    assert registry.reconcile(listed(CALLEE, linkedid=CALLER)) == []
     feed(registry, [hangup(CALLEE, CALLER, 16, "Normal Clearing")])
     assert registry.live() == []
     assert ended == [CALLER]
@@ -299,3 +315,32 @@ def test_a_minimal_duck_typed_event_works_too() -> None:
     registry.on_ami_event(FakeEvent("Hangup", Uniqueid="7.1", Cause="21", **{"Cause-txt": "Call Rejected"}))
     [call] = registry.recent()
     assert (call.hangup_cause, steps(call)) == (21, ["created", "hung_up"])
+
+
+def test_a_list_taken_before_a_channel_appeared_does_not_end_its_call() -> None:
+    registry = CallRegistry(FixedClock(T0))
+    mark = registry.mark()  # the list is asked for ...
+    feed(registry, [newchannel("500.1", "500.1", "PJSIP/carrier-in-5", "139", "4001")])  # ... a call starts
+    assert registry.reconcile([], as_of=mark) == []  # ... the list (without it) arrives
+    assert [c.linkedid for c in registry.live()] == ["500.1"]
+    assert [c.linkedid for c in registry.reconcile([])] == ["500.1"]  # a later list judges it
+
+
+def test_channels_never_seen_are_adopted_and_end_normally() -> None:
+    registry = CallRegistry(FixedClock(T0))
+    ended: list[LiveCall] = []
+    registry.add_end_listener(ended.append)
+    # Started while the events were lost: only the engine's list knows the call.
+    assert registry.reconcile(listed("600.1", "600.2", linkedid="600.1")) == []
+    [call] = registry.live()
+    assert call.linkedid == "600.1" and call.answered_at is not None
+    assert call.callee_channel == "PJSIP/x-600.2" and steps(call) == ["adopted", "answered"]
+    feed(registry, [hangup("600.2", "600.1", 16, ""), hangup("600.1", "600.1", 16, "Normal Clearing")])
+    assert [c.linkedid for c in ended] == ["600.1"] and ended[0].end_observed
+
+
+def test_a_channel_hung_up_after_the_list_was_taken_is_not_adopted_back() -> None:
+    registry = CallRegistry(FixedClock(T0))
+    feed(registry, ROUTED_CALL)  # the whole call, hung up
+    assert registry.reconcile(listed(CALLER, CALLEE, linkedid=CALLER)) == []  # a stale list
+    assert registry.live() == []

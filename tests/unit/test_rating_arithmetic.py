@@ -16,7 +16,7 @@ from rating.cycle import (
     unanswered_penalty,
 )
 from rating.money import CENT, cost_of_seconds, to_charge, to_reservation
-from rating.prepaid import seconds_affordable, slice_cost
+from rating.prepaid import reserved_for, seconds_affordable
 from rating.rate import Charge, rate_call
 from rating.tariff import Tariff, billable_seconds
 
@@ -152,18 +152,21 @@ def test_split_billing_rates_the_forwarded_leg_only() -> None:
 
 
 @pytest.mark.parametrize(
-    ("tariff", "slice_s", "reserve"),
+    ("tariff", "granted_s", "included_s", "reserve"),
     [
-        (Tariff(RATE_001), 60, D("0.12")),
-        (Tariff(RATE_001), 30, D("0.12")),  # a 30 s slice may start a new minute
-        (Tariff(RATE_001), 90, D("0.24")),
-        (per(6, RATE_000), 30, D("0.05")),
-        (per(1, RATE_000), 10, D("0.02")),  # 0.01666… rounded UP
-        (Tariff(RATE_001, first_increment_s=1, increment_s=60), 61, D("0.24")),
+        (Tariff(RATE_001), 60, 0, D("0.12")),
+        (Tariff(RATE_001), 20, 0, D("0.12")),  # a 20 s grant of a 60/60 tariff: a whole minute
+        (Tariff(RATE_001), 40, 0, D("0.12")),  # ... and the second 20 s slice costs nothing more
+        (Tariff(RATE_001), 61, 0, D("0.24")),
+        (Tariff(RATE_001), 120, 60, D("0.12")),  # the bundle first
+        (per(6, RATE_000), 30, 0, D("0.05")),
+        (per(1, RATE_000), 10, 0, D("0.02")),  # 0.01666… rounded half up, as settlement does
+        (per(1, RATE_000), 3, 0, D("0.01")),  # 0.005 -> 0.01
+        (Tariff(RATE_001, first_increment_s=1, increment_s=60), 61, 0, D("0.12")),  # 61 s billable
     ],
 )
-def test_slice_cost(tariff: Tariff, slice_s: int, reserve: Decimal) -> None:
-    assert slice_cost(tariff, slice_s) == reserve
+def test_reserved_for(tariff: Tariff, granted_s: int, included_s: int, reserve: Decimal) -> None:
+    assert reserved_for(granted_s, tariff, included_s) == reserve
 
 
 @pytest.mark.parametrize(

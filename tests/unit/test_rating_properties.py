@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from rating.cycle import late_fee, prorate_first_month
 from rating.money import CENT
-from rating.prepaid import seconds_affordable, slice_billable_seconds, slice_cost
+from rating.prepaid import reserved_for, seconds_affordable
 from rating.rate import rate_call
 from rating.tariff import Tariff, billable_seconds
 
@@ -76,18 +76,24 @@ def test_charge_is_rounded_once(tariff: Tariff, billsec: int, included_left_s: i
 
 
 @FAST
-@given(tariffs, slice_lengths, slice_counts)
-def test_slices_cover_the_billable_seconds(tariff: Tariff, slice_s: int, slices: int) -> None:
-    assert billable_seconds(slices * slice_s, tariff) <= slices * slice_billable_seconds(tariff, slice_s)
+@given(tariffs, slice_lengths, slice_counts, st.integers(0, 3_000), st.data())
+def test_a_reservation_covers_every_call_length_it_granted(
+    tariff: Tariff, slice_s: int, slices: int, included_s: int, data: st.DataObject
+) -> None:
+    # Whatever the slice and the increments: a call that ends at any second of the time
+    # granted (0..granted) is charged at most what the reservation holds.
+    granted = slices * slice_s
+    billsec = data.draw(st.integers(0, granted), label="billsec")
+    assert rate_call(billsec, tariff, included_s).amount <= reserved_for(granted, tariff, included_s)
 
 
 @FAST
-@given(tariffs, slice_lengths, slice_counts, st.data())
-def test_slices_never_under_reserve(tariff: Tariff, slice_s: int, slices: int, data: st.DataObject) -> None:
-    # The call ended inside the last of the slices granted to it.
-    billsec = data.draw(st.integers((slices - 1) * slice_s + 1, slices * slice_s), label="billsec")
-    reserved = slices * slice_cost(tariff, slice_s)
-    assert rate_call(billsec, tariff, 0).amount <= reserved
+@given(tariffs, slice_lengths, slice_counts, st.integers(0, 3_000))
+def test_a_reservation_never_shrinks_as_slices_are_granted(
+    tariff: Tariff, slice_s: int, slices: int, included_s: int
+) -> None:
+    held = [reserved_for(n * slice_s, tariff, included_s) for n in range(slices + 1)]
+    assert held == sorted(held) and all(has_cents(h) for h in held)
 
 
 @FAST

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from softswitch.clock import FixedClock, SystemClock, clock_from_setting
+from softswitch.clock import FixedClock, PinnedClock, SystemClock, clock_from_setting
 from softswitch.masking import mask_number
 from softswitch.settings import Settings
 
@@ -203,10 +203,18 @@ def test_clock_from_empty_setting_is_a_system_clock_in_utc() -> None:
     assert before <= now <= after
 
 
-def test_clock_from_iso_setting_is_fixed() -> None:
+def test_clock_from_iso_setting_starts_there_and_runs_on() -> None:
     clock = clock_from_setting("2026-11-23T22:30:00+08:00")
-    assert isinstance(clock, FixedClock)
+    assert isinstance(clock, PinnedClock)
+    start = datetime(2026, 11, 23, 14, 30, tzinfo=UTC)
+    assert start <= clock.now() < start + timedelta(seconds=5)
+
+
+def test_a_pinned_clock_advances_with_elapsed_time() -> None:
+    ticks = iter([100.0, 100.0, 103.5])  # started, then two reads
+    clock = PinnedClock(datetime(2026, 11, 23, 14, 30, tzinfo=UTC), monotonic=lambda: next(ticks))
     assert clock.now() == datetime(2026, 11, 23, 14, 30, tzinfo=UTC)
+    assert clock.now() == datetime(2026, 11, 23, 14, 30, 3, 500000, tzinfo=UTC)
 
 
 def test_clock_from_naive_iso_setting_is_refused() -> None:
