@@ -224,12 +224,22 @@ class CallMoney:
             )
             for row in candidates:
                 call_id = row["call_id"]
+                call = self._registry.get(call_id)
                 if self._registry.is_live(call_id):
                     continue
-                if row["opened_at"] >= now - _GRACE and self._registry.get(call_id) is None:
+                if call is None and row["opened_at"] >= now - _GRACE:
                     continue  # perhaps still being set up
+                ended_lately = (
+                    call is not None and call.ended_at is not None and call.ended_at >= now - _GRACE
+                )
+                if ended_lately and call is not None and call.times_exact:
+                    continue  # its hang-up is being settled (on_call_end)
                 billsec = await _cdr_billsec(conn, call_id)
-                if billsec:
+                if billsec is None and call is not None and call.answered_at is not None:
+                    if ended_lately:
+                        continue  # answered: its CDR is on its way; never release it for free
+                    billsec = int(((call.ended_at or now) - call.answered_at).total_seconds())
+                if billsec is not None:
                     if await settle_reservation(conn, call_id, billsec, now, "reconciled from CDR"):
                         settled += 1
                 elif await release_reservation(conn, call_id, now, "reconciled: call gone"):

@@ -9,7 +9,8 @@ What the registry believes is checked against the engine's own list of live chan
 channels the engine no longer has are dropped (a call left with none ends, its end marked
 as not observed), channels it has that the registry never saw are adopted. Only channels
 seen before the list was asked for are judged (``mark``), so a call set up meanwhile is
-never ended by a list that predates it."""
+never ended by a list that predates it. The caller makes sure the events the engine
+queued before the list have been folded first (engine_audit's barrier)."""
 
 from __future__ import annotations
 
@@ -57,6 +58,7 @@ class LiveCall:
     def times_exact(self) -> bool:
         """Answer and end were both seen as they happened (else ask the engine's CDR)."""
         return self.end_observed and not self.adopted
+
     # (time, step) in the order seen: created, answered, bridged, hung_up
     lifecycle: list[tuple[datetime, str]] = field(default_factory=list)
 

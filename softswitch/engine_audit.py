@@ -2,7 +2,10 @@
 
 Events can be lost (an AMI reconnect, a crash and restart of the service) or arrive for
 channels the registry never saw. Every ``interval`` seconds — and at once after each AMI
-login — this asks the engine for its live channels and:
+login — this asks the engine for its live channels and, once the events queued before
+that list have been read (a barrier: Asterisk writes an action's reply at once but its
+events through a queue, so the list overtakes Hangup and Newchannel events still queued;
+a UserEvent we raise comes back through that queue, after them):
 
 1. aligns the call registry with them (calls none of whose channels lives are ended,
    channels never seen are adopted): the end listeners then write the call record's end,
@@ -18,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 
@@ -36,6 +41,9 @@ log = logging.getLogger(__name__)
 _RECORD_GRACE = timedelta(seconds=10)
 _NO_CDR_GRACE = timedelta(minutes=5)
 _LOOKBACK = timedelta(days=2)
+
+BARRIER_EVENT = "SoftswitchAuditBarrier"  # docker/asterisk/manager.conf lets UserEvent through
+_BARRIER_TIMEOUT_S = 5.0
 
 _COMPLETE_FROM_CDR = """
 WITH open_calls AS (
@@ -81,6 +89,26 @@ class EngineAudit:
         self._interval = interval_s
         self._lock = asyncio.Lock()  # one check at a time (the periodic one and a login's)
         self._task: asyncio.Task[None] | None = None
+        self._barriers: dict[str, asyncio.Future[None]] = {}
+        ami.add_event_listener(self._on_event)
+
+    def _on_event(self, msg: Any) -> None:
+        if msg.event == "UserEvent" and msg.get("UserEvent") == BARRIER_EVENT:
+            waiter = self._barriers.pop(msg.get("Token") or "", None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    async def _barrier(self) -> None:
+        """Returns once every event Asterisk queued before now has been folded."""
+        token = secrets.token_hex(8)
+        waiter = asyncio.get_running_loop().create_future()
+        self._barriers[token] = waiter
+        try:
+            await self._ami.action("UserEvent", {"UserEvent": BARRIER_EVENT, "Token": token})
+            async with asyncio.timeout(_BARRIER_TIMEOUT_S):
+                await waiter
+        finally:
+            self._barriers.pop(token, None)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="engine-audit")
@@ -106,8 +134,9 @@ class EngineAudit:
             adopted_before = self._registry.adopted
             try:
                 _, listing = await self._ami.action_list("CoreShowChannels")
-            except AmiError as exc:
-                log.info("engine audit skipped, AMI not available: %s", exc)
+                await self._barrier()
+            except (AmiError, TimeoutError) as exc:
+                log.info("engine audit skipped (AMI not available or behind): %s", exc)
                 return
             ended = self._registry.reconcile(listing, as_of=mark)
             if ended:

@@ -35,6 +35,15 @@ class ServiceProcess:
         return f"http://{self.settings.http.host}:{self.settings.http.port}"
 
     def start(self, timeout: float = 20.0) -> None:
+        """Start it and wait until it is ready; a start that fails leaves nothing running.
+        Refuses to start while another service answers on its address (a test would
+        otherwise talk to that one)."""
+        try:
+            httpx.get(self.base_url + "/healthz", timeout=0.5)
+        except httpx.HTTPError:
+            pass
+        else:
+            raise RuntimeError(f"another service already answers on {self.base_url}")
         env = {**os.environ, **self.env}
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(
@@ -46,7 +55,11 @@ class ServiceProcess:
             stderr=log,
             start_new_session=True,
         )
-        self.wait_ready(timeout)
+        try:
+            self.wait_ready(timeout)
+        except RuntimeError:
+            self.stop(signal.SIGKILL)
+            raise
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
