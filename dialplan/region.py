@@ -6,13 +6,17 @@ explicitly by the policy."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
 import phonenumbers
 from phonenumbers import geocoder
 
+from dialplan.place_names import CITIES_EN, PROVINCES_EN
+
 _MUNICIPALITIES = ("北京", "上海", "天津", "重庆")
+_AUTONOMOUS = ("内蒙古", "广西", "西藏", "宁夏", "新疆", "香港", "澳门")
 _PROVINCE = re.compile(r"^(.+?(?:省|自治区|特别行政区))(.*)$")
 _SUFFIXES = (
     "维吾尔自治区",
@@ -35,6 +39,24 @@ def normalise_place(name: str) -> str:
         if name.endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
     return name
+
+
+def canonical_place(name: str, english: Mapping[str, str], where: str) -> str:
+    """A rule's province or city as the region step compares it: Chinese names are
+    normalised ('广东省' -> '广东'), English ones as the geocoder spells them mapped to
+    Chinese ('Shanghai' -> '上海'); a Latin name that is not a place could never match, so
+    it is refused, naming the field."""
+    name = name.strip()
+    if not name.isascii():
+        return normalise_place(name)
+    if not name:
+        return ""
+    found = english.get(" ".join(name.lower().split()))
+    if found is None:
+        raise ValueError(
+            f"{where}: {name!r} is no {where.rsplit('.', 1)[-1]} of China we know (give it in Chinese)"
+        )
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +84,20 @@ def region_of(number: str) -> Region:
         return UNKNOWN
     if parsed.country_code != 86 or not phonenumbers.is_valid_number(parsed):
         return UNKNOWN
-    place = geocoder.description_for_number(parsed, "zh")
+    return place_of_description(geocoder.description_for_number(parsed, "zh"))
+
+
+def place_of_description(place: str) -> Region:
+    """The geocoder's Chinese description ('广东省深圳市', '上海市') as a Region."""
     if not place or place == "中国":
         return UNKNOWN
     for city in _MUNICIPALITIES:
         if place.startswith(city):
             return Region(city, city)
+    for region in _AUTONOMOUS:  # the geocoder writes '广西南宁市', without 壮族自治区
+        if place.startswith(region) and not _PROVINCE.match(place):
+            rest = place[len(region) :]
+            return Region(region, normalise_place(rest) if rest else "")
     m = _PROVINCE.match(place)
     if m:
         return Region(normalise_place(m.group(1)), normalise_place(m.group(2)) if m.group(2) else "")
@@ -117,8 +147,8 @@ class RegionPolicy:
                 raise ValueError(f"rule {i}: route needs a group")
             rules.append(
                 RegionRule(
-                    normalise_place(r.get("province", "")),
-                    normalise_place(r.get("city", "")),
+                    canonical_place(r.get("province", ""), PROVINCES_EN, f"rules[{i}].province"),
+                    canonical_place(r.get("city", ""), CITIES_EN, f"rules[{i}].city"),
                     action,
                     r.get("group", ""),
                 )

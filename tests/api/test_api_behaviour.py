@@ -115,6 +115,32 @@ async def test_bad_policy_definition_is_422_not_500(client: httpx.AsyncClient, w
     assert locs(resp) == [["body", "definition"]]
 
 
+async def test_region_names_in_english_are_accepted_and_unknown_ones_refused(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    """Issue 11, item 6: 'Shanghai' was accepted and could never match; now English names
+    are read as the geocoder's, and a Latin name that is no place is a 422 naming the rule."""
+    ok = await client.post(
+        f"/v1/tenants/{world.a.id}/region-policies",
+        headers=world.admin,
+        json={
+            "name": f"en-{suffix()}",
+            "definition": {"rules": [{"province": "Shanghai", "action": "deny"}]},
+        },
+    )
+    assert ok.status_code == 201, ok.text
+    bad = await client.post(
+        f"/v1/tenants/{world.a.id}/region-policies",
+        headers=world.admin,
+        json={
+            "name": f"typo-{suffix()}",
+            "definition": {"rules": [{"province": "Shanhai", "action": "deny"}]},
+        },
+    )
+    assert locs(bad) == [["body", "definition"]]
+    assert "rules[0].province" in bad.json()["detail"][0]["msg"]
+
+
 async def test_policy_definition_round_trips_as_an_object(client: httpx.AsyncClient, world: World) -> None:
     definition = {"weekly": [{"days": ["sat"], "start": "10:00", "end": "12:00"}], "holidays": ["2026-10-01"]}
     made = expect(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import random
+import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from dialplan.blacklist import Blacklist, BlacklistEntry
 from dialplan.distribution import Member, Memory, Strategy, plan
-from dialplan.region import UNKNOWN, Region, normalise_place, region_of
+from dialplan.region import UNKNOWN, Region, RegionPolicy, normalise_place, region_of
 from dialplan.targets import Target
 from dialplan.time_policy import TimePolicy
 
@@ -107,6 +108,8 @@ def test_time_policy_rejects_bad_definitions(raw: dict) -> None:  # type: ignore
         ("01062345678", Region("北京", "北京")),  # Beijing fixed line (area code 010)
         ("02161234567", Region("上海", "上海")),  # Shanghai fixed line (021)
         ("075512345678", Region("广东", "深圳")),  # Shenzhen fixed line (0755)
+        ("07732345678", Region("广西", "桂林")),  # Guilin: the geocoder writes 广西桂林市
+        ("04712345678", Region("内蒙古", "呼和浩特")),  # Hohhot
         ("17012345678", UNKNOWN),  # a segment the geocoder places only as "China"
         ("4008001234", UNKNOWN),  # a 400 number has no region
         ("", UNKNOWN),
@@ -208,3 +211,39 @@ def test_weighted_is_a_permutation_biased_by_weight() -> None:
         assert sorted(dests(plan(Strategy.WEIGHTED, [A, B, C], Memory(), rng))) == sorted(
             [[A.destination], [B.destination], [C.destination]]
         )
+
+
+@pytest.mark.parametrize(
+    ("rule", "caller", "action"),
+    [
+        ({"province": "Shanghai", "action": "deny"}, "13917001234", "deny"),
+        ({"province": "shanghai", "action": "deny"}, "13917001234", "deny"),
+        ({"province": "上海市", "action": "deny"}, "13917001234", "deny"),
+        ({"province": "Guangdong", "city": "Shenzhen", "action": "deny"}, "075512345678", "deny"),
+        ({"province": "Inner Mongolia", "action": "deny"}, "04712345678", "deny"),
+        ({"province": "Guangxi", "action": "deny"}, "07732345678", "deny"),
+        ({"province": "Shanghai", "action": "deny"}, "13800138000", "allow"),  # a Beijing caller
+    ],
+)
+def test_region_rules_in_english_or_chinese_match_alike(rule: dict, caller: str, action: str) -> None:  # type: ignore[type-arg]
+    policy = RegionPolicy.parse({"rules": [rule], "default": "allow"})
+    assert policy.decide(region_of(caller)).action == action
+
+
+@pytest.mark.parametrize(
+    ("rule", "field"),
+    [
+        ({"province": "Shanhai"}, "rules[0].province"),
+        ({"province": "Guangdong", "city": "Shenzen"}, "rules[0].city"),
+    ],
+)
+def test_a_latin_name_that_is_no_place_is_refused_naming_the_field(rule: dict, field: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ValueError, match=re.escape(field)):
+        RegionPolicy.parse({"rules": [rule]})
+
+
+def test_the_english_place_table_is_what_the_geocoder_data_regenerates() -> None:
+    from dialplan import place_names
+    from scripts.gen_place_names import tables
+
+    assert (place_names.PROVINCES_EN, place_names.CITIES_EN) == tables()
