@@ -182,8 +182,9 @@ def _local_midnight(day: date, tz: ZoneInfo) -> datetime:
 # ---------------------------------------------------------------------------- package terms
 @dataclass(frozen=True)
 class Allowance:
-    included_s: int  # the allowance set for the period
+    included_s: int  # the allowance of the period
     expired_s: int  # free included seconds of the previous allowance, now expired
+    applied: bool = True  # False: the account already holds a later period's allowance
 
 
 def month_terms(package: Mapping[str, Any], starts_on: date, month: date) -> tuple[Decimal, int]:
@@ -226,24 +227,30 @@ async def apply_package(
     if prorate:
         _, minutes = prorate_first_month(Decimal(package_row["monthly_rent"]), minutes, month_start)
     allowance_s = minutes * 60
+    period = month_start.replace(day=1)
     acct = await conn.fetchrow(
-        "SELECT included_seconds_left, included_reserved_s, channels_in_use FROM accounts "
-        "WHERE tenant_id = $1 FOR UPDATE",
+        "SELECT included_seconds_left, included_reserved_s, channels_in_use, allowance_month "
+        "FROM accounts WHERE tenant_id = $1 FOR UPDATE",
         tenant_id,
     )
     if acct is None:
         raise LookupError(f"tenant {tenant_id} has no account")
+    if acct["allowance_month"] is not None and acct["allowance_month"] > period:
+        # A run for an earlier month: that month's allowance is history; the account holds
+        # a later month's, which this must not replace (nor expire).
+        return Allowance(allowance_s, 0, applied=False)
     expired = expire_unused_minutes(max(acct["included_seconds_left"] - acct["included_reserved_s"], 0))
     await conn.execute(
         "UPDATE accounts SET rate_per_minute = $2, first_increment_s = $3, increment_s = $4, "
         "channel_cap = GREATEST($5, channels_in_use), included_seconds_left = $6 + included_reserved_s, "
-        "version = version + 1 WHERE tenant_id = $1",
+        "allowance_month = $7, version = version + 1 WHERE tenant_id = $1",
         tenant_id,
         Decimal(package_row["overage_rate"]),
         int(package_row["first_increment_s"]),
         int(package_row["increment_s"]),
         int(package_row["channels"]),
         allowance_s,
+        period,
     )
     return Allowance(allowance_s, expired)
 
@@ -359,9 +366,10 @@ async def _monthly(conn: asyncpg.Connection, t: _Tenant, report: CycleReport) ->
         if sub is primary:
             start = sub["starts_on"] if first else t.month
             got = await apply_package(conn, t.id, sub, start, prorate=first)
-            report.actions.append(
-                Action(t.id, "allowance", "included_s", key, Decimal(got.included_s), sub["code"])
-            )
+            if got.applied:
+                report.actions.append(
+                    Action(t.id, "allowance", "included_s", key, Decimal(got.included_s), sub["code"])
+                )
             if got.expired_s > 0:
                 ended = add_months(t.month, -1)
                 await _post(

@@ -139,6 +139,32 @@ async def test_first_month_prorated_rerun_and_next_month(pool: asyncpg.Pool) -> 
         await _balance_consistent(conn, tenant, Decimal("200"))
 
 
+async def test_a_run_for_a_past_month_never_changes_the_current_months_allowance(pool: asyncpg.Pool) -> None:
+    """Issue 11, item 2: on 2026-12-02 a subscription to A4-269 from 2026-11-11 gets
+    December's rent and 2399 minutes; a catch-up run for November then posts November's
+    prorated rent (179.33) and leaves December's allowance and ledger alone — in whatever
+    order and however often the two runs happen."""
+    states = []
+    for order in (["dec", "nov"], ["nov", "dec"], ["dec", "nov", "dec", "nov"], ["nov", "nov", "dec", "dec"]):
+        async with pool.acquire() as conn:
+            tenant = await new_tenant(conn, balance=Decimal("1000"))
+            sub = await _subscribe(conn, tenant, "A4-269", date(2026, 11, 11))
+        for run in order:
+            await _run(pool, tenant, at(2026, 12, 2) if run == "dec" else at(2026, 11, 11))
+        async with pool.acquire() as conn:
+            entries = await _ledger(conn, tenant)
+            acct = await _account(conn, tenant)
+        rents = {e["idempotency_key"]: e["amount"] for e in entries if e["kind"] == "rent"}
+        assert rents == {f"rent:{sub}:2026-11": Decimal("-179.33"), f"rent:{sub}:2026-12": Decimal("-269.00")}
+        expired = [e["reference"] for e in entries if e["idempotency_key"].startswith("expired:")]
+        # Only when November came first did its (unused) allowance expire at December's start.
+        assert expired == ([] if order[0] == "dec" else ["expired 95940 s of 2026-11"]), (order, expired)
+        assert acct["included_seconds_left"] == 2399 * 60, order
+        assert acct["allowance_month"] == date(2026, 12, 1)
+        states.append((acct["balance"], acct["included_seconds_left"], acct["channel_cap"]))
+    assert len(set(states)) == 1, states
+
+
 async def test_monthly_minimum_waived_in_month_one_charged_from_month_two(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         tenant = await new_tenant(conn, balance=Decimal("1000"))
