@@ -8,7 +8,7 @@ minutes, or daily): each effect is written once per period, keyed —
 effect                     key                                         where
 =========================  ==========================================  ===================
 rent of a month            ``rent:<subscription>:<YYYY-MM>``           ledger ``rent``
-expired included seconds   ``expired:<tenant>:<YYYY-MM that ended>``   ledger ``adjustment`` (0)
+expired included seconds   ``expired:<tenant>:<YYYY-MM they are of>``  ledger ``adjustment`` (0)
 minimum consumption        ``minimum:<subscription>:<YYYY-MM>``        ledger ``minimum``
 unanswered-calls penalty   ``unanswered:<tenant>:<YYYY-MM-DD>``        ledger ``fee``
 late fee                   ``late:<tenant>:<YYYY-MM-DD>``              ledger ``late_fee``
@@ -37,8 +37,18 @@ Readings of the contracts (``../shared/MISSION.md``, "Money rules"):
   Other subscriptions are charged their rent only.
 * **Expiry** (seed 000): at that reset, what was left of the previous allowance expires
   (``rating.cycle.expire_unused_minutes``) and is recorded as a 0.00 ``adjustment`` entry
-  "expired N s of YYYY-MM". Seconds reserved by calls in progress at the boundary stay
-  with those calls (the new allowance is added on top of them).
+  "expired N s of YYYY-MM", YYYY-MM being the month that allowance was for
+  (``accounts.allowance_month``). Seconds reserved by calls in progress at the boundary
+  stay with those calls (the new allowance is added on top of them).
+* **Past periods** (a catch-up or a re-run with ``now`` in a month before the one whose
+  allowance the account holds): the run posts that month's own keyed effects — its rent,
+  the minimum of the month before it, the unanswered-calls fees of its days — and records
+  that month's allowance, which can no longer be used, as expired ("expired N s of
+  YYYY-MM", the same entry a run in that month would have led to at the next reset). It
+  never replaces, nor expires, the current allowance, and it charges no late fee, changes
+  no tenant state and writes no notice: those read the account as it is now and belong to
+  the current period's runs. So runs for different months, in any order and however
+  often, end in the same state.
 * **Monthly minimum** (seed 002, packages with ``package_total``): at the first run of
   month M+1, month M (the ``k``-th month of the subscription, k = 1.. period_months) is
   topped up to ``package_total / period_months`` when the tenant's call charges
@@ -183,8 +193,28 @@ def _local_midnight(day: date, tz: ZoneInfo) -> datetime:
 @dataclass(frozen=True)
 class Allowance:
     included_s: int  # the allowance of the period
-    expired_s: int  # free included seconds of the previous allowance, now expired
+    expired_s: int  # included seconds that expired unused (see expired_month)
     applied: bool = True  # False: the account already holds a later period's allowance
+    # The month those seconds were the allowance of: the account's previous allowance when
+    # applied, or the period itself when not (a past month's allowance, never usable now).
+    expired_month: date | None = None
+
+
+_ACCOUNT_PERIOD = """
+SELECT COALESCE(a.allowance_month,
+                (SELECT to_date(max(split_part(l.idempotency_key, ':', 3)), 'YYYY-MM')
+                 FROM ledger_entries l
+                 WHERE l.tenant_id = a.tenant_id AND l.kind = 'rent' AND l.idempotency_key LIKE 'rent:%'
+                   AND split_part(l.idempotency_key, ':', 3) <> to_char($2::date, 'YYYY-MM')))
+FROM accounts a WHERE a.tenant_id = $1
+"""
+
+
+async def account_period(conn: asyncpg.Connection, tenant_id: int, other_than: date) -> date | None:
+    """The month (its 1st) whose allowance the account holds: ``accounts.allowance_month``,
+    or — for an account whose allowance was set before that column existed — the latest
+    month rent was posted for, not counting the month ``other_than``. None: no period yet."""
+    return await conn.fetchval(_ACCOUNT_PERIOD, tenant_id, other_than.replace(day=1))
 
 
 def month_terms(package: Mapping[str, Any], starts_on: date, month: date) -> tuple[Decimal, int]:
@@ -213,9 +243,15 @@ async def apply_package(
     first day, the minutes then being prorated by day to the month's end
     (``rating.cycle.prorate_first_month``, floored to whole minutes).
 
-    What was left free of the previous allowance expires (returned as ``expired_s`` for the
-    caller to record); seconds reserved by calls in progress stay with them. A channel cap
-    below the channels in use is kept at the channels in use (it cannot cut live calls).
+    What was left free of the previous allowance expires (returned as ``expired_s`` and
+    ``expired_month``, the month it was the allowance of, for the caller to record); seconds
+    reserved by calls in progress stay with them. A channel cap below the channels in use is
+    kept at the channels in use (it cannot cut live calls). The account records the month
+    (``allowance_month``).
+
+    When the account already holds a LATER month's allowance (a catch-up or a re-run for a
+    past month), nothing is changed: the period's allowance is returned as expired (it can
+    no longer be used) with ``applied=False``.
 
     Call it inside the caller's transaction, once per period: calling it again restores the
     full allowance. The billing cycle calls it when it posts the month's first rent of the
@@ -235,10 +271,11 @@ async def apply_package(
     )
     if acct is None:
         raise LookupError(f"tenant {tenant_id} has no account")
-    if acct["allowance_month"] is not None and acct["allowance_month"] > period:
+    held = await account_period(conn, tenant_id, period)
+    if held is not None and held > period:
         # A run for an earlier month: that month's allowance is history; the account holds
         # a later month's, which this must not replace (nor expire).
-        return Allowance(allowance_s, 0, applied=False)
+        return Allowance(allowance_s, allowance_s, applied=False, expired_month=period)
     expired = expire_unused_minutes(max(acct["included_seconds_left"] - acct["included_reserved_s"], 0))
     await conn.execute(
         "UPDATE accounts SET rate_per_minute = $2, first_increment_s = $3, increment_s = $4, "
@@ -252,7 +289,7 @@ async def apply_package(
         allowance_s,
         period,
     )
-    return Allowance(allowance_s, expired)
+    return Allowance(allowance_s, expired, expired_month=held or add_months(period, -1))
 
 
 # ---------------------------------------------------------------------------- writers
@@ -370,8 +407,8 @@ async def _monthly(conn: asyncpg.Connection, t: _Tenant, report: CycleReport) ->
                 report.actions.append(
                     Action(t.id, "allowance", "included_s", key, Decimal(got.included_s), sub["code"])
                 )
-            if got.expired_s > 0:
-                ended = add_months(t.month, -1)
+            if got.expired_s > 0 and got.expired_month is not None:
+                ended = got.expired_month
                 await _post(
                     conn,
                     report,
@@ -625,8 +662,15 @@ async def _run_tenant(
             return
         t = _Tenant(tenant_id, row, tz, now, today, today.replace(day=1), subs)
         report.tenants.append(tenant_id)
+        held = await account_period(conn, tenant_id, t.month)
         allowance_s = await _monthly(conn, t, report)
         await _unanswered(conn, t, report)
+        if held is not None and held > t.month:
+            # A run for a month before the account's current one (a catch-up, a re-run):
+            # only that month's own keyed effects above. The late fee, the life cycle and
+            # the notices read the account as it is NOW, so they belong to the current
+            # period's runs, never to a past one's.
+            return
         await _late_fee(conn, t, report)
         state = await _life_cycle(conn, t, report)
         if state != "terminated":

@@ -11,10 +11,11 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from provisioning.engine import Ctx
+from provisioning.catalog import SUBSCRIPTIONS
+from provisioning.engine import Ctx, create_row
 from provisioning.money import recharge
 from provisioning.roles import Principal, Role
-from provisioning.schemas import RechargeCreate
+from provisioning.schemas import RechargeCreate, SubscriptionCreate
 from softswitch.billing_cycle import CycleReport, add_months, run_billing_cycle
 from softswitch.clock import FixedClock
 from tests.db.conftest import new_tenant
@@ -139,30 +140,158 @@ async def test_first_month_prorated_rerun_and_next_month(pool: asyncpg.Pool) -> 
         await _balance_consistent(conn, tenant, Decimal("200"))
 
 
-async def test_a_run_for_a_past_month_never_changes_the_current_months_allowance(pool: asyncpg.Pool) -> None:
-    """Issue 11, item 2: on 2026-12-02 a subscription to A4-269 from 2026-11-11 gets
-    December's rent and 2399 minutes; a catch-up run for November then posts November's
-    prorated rent (179.33) and leaves December's allowance and ledger alone — in whatever
-    order and however often the two runs happen."""
+async def _outbox(conn: asyncpg.Connection, tenant: int) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT * FROM outbox WHERE tenant_id = $1 ORDER BY id", tenant)
+
+
+async def test_issue_11_a_run_for_a_past_month_leaves_the_current_month_alone(pool: asyncpg.Pool) -> None:
+    """Issue 11, item 2, exactly: on 2026-12-02 a subscription to A4-269 from 2026-11-11 is
+    created (its billing posts December's rent 269.00 and 2399 minutes); then
+    ``billing run --at 2026-11-11T09:00+08:00`` posts November's prorated rent (179.33) —
+    and must leave December's allowance, ledger entries and notices as they were."""
+    december = FixedClock(at(2026, 12, 2, 10))
+    async with pool.acquire() as conn:
+        tenant = await new_tenant(conn, balance=Decimal("460"))
+        admin = Ctx(conn, Principal(None, "test", Role.PLATFORM_ADMIN), december, tenant)
+        sub = (
+            await create_row(
+                admin,
+                SUBSCRIPTIONS,
+                SubscriptionCreate(
+                    package_id=await _package_id(conn, "A4-269"), starts_on=date(2026, 11, 11)
+                ),
+            )
+        ).id  # type: ignore[attr-defined]
+        before = await _account(conn, tenant)
+        ledger_before = await _ledger(conn, tenant)
+        outbox_before = await _outbox(conn, tenant)
+    assert [(e["idempotency_key"], e["amount"]) for e in ledger_before] == [
+        (f"rent:{sub}:2026-12", Decimal("-269.00"))
+    ]
+    assert before["included_seconds_left"] == 2399 * 60
+    assert before["allowance_month"] == date(2026, 12, 1)
+
+    report = await _run(pool, tenant, datetime.fromisoformat("2026-11-11T09:00+08:00"))
+
+    async with pool.acquire() as conn:
+        after = await _account(conn, tenant)
+        ledger = await _ledger(conn, tenant)
+        outbox = await _outbox(conn, tenant)
+    # December's allowance, tariff and channels: untouched.
+    for column in (
+        "included_seconds_left",
+        "included_reserved_s",
+        "allowance_month",
+        "rate_per_minute",
+        "first_increment_s",
+        "increment_s",
+        "channel_cap",
+    ):
+        assert after[column] == before[column], column
+    # December's ledger entries are as they were; what was added is November's.
+    assert ledger[: len(ledger_before)] == ledger_before
+    added = [
+        (e["kind"], e["amount"], e["idempotency_key"], e["reference"]) for e in ledger[len(ledger_before) :]
+    ]
+    assert added == [
+        (
+            "rent",
+            Decimal("-179.33"),
+            f"rent:{sub}:2026-11",
+            "rent A4-269 2026-11 (from 11, 1599 min included)",
+        ),
+        # November's allowance was never usable: it is recorded as expired, OF NOVEMBER
+        ("adjustment", Decimal("0"), f"expired:{tenant}:2026-11", "expired 95940 s of 2026-11"),
+    ]
+    assert not any("2026-10" in e["reference"] or "2026-10" in e["idempotency_key"] for e in ledger)
+    assert after["balance"] == Decimal("11.67")  # 460 - 269 - 179.33
+    # No notice (a "low balance" of 11 November from today's balance, ...) and no state change.
+    assert outbox == outbox_before
+    assert report.of("notice") == report.of("state") == report.of("allowance") == []
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT state FROM tenants WHERE id = $1", tenant) == "active"
+        await _balance_consistent(conn, tenant, Decimal("460"))
+
+    # The current period's own run then sees the low balance, as of today.
+    live = await _run(pool, tenant, at(2026, 12, 2, 11))
+    assert [(a.kind, a.key) for a in live.of("notice")] == [
+        ("low_balance", f"low_balance:{tenant}:2026-12-02")
+    ]
+    assert live.of("ledger") == []
+
+
+async def _state(conn: asyncpg.Connection, tenant: int) -> tuple[object, ...]:
+    """Everything a billing run may change, without ids, order, running balances or when
+    an entry was written (November's expiry is written by whichever run comes second)."""
+    acct = await _account(conn, tenant)
+    entries = await _ledger(conn, tenant)
+    notices = await _outbox(conn, tenant)
+    return (
+        tuple(
+            acct[c]
+            for c in (
+                "balance",
+                "reserved",
+                "included_seconds_left",
+                "included_reserved_s",
+                "allowance_month",
+                "rate_per_minute",
+                "channel_cap",
+            )
+        ),
+        await conn.fetchval("SELECT state FROM tenants WHERE id = $1", tenant),
+        sorted((e["kind"], e["amount"], e["idempotency_key"], e["reference"]) for e in entries),
+        sorted((n["kind"], n["dedupe_key"], n["payload"]) for n in notices),
+    )
+
+
+async def test_runs_for_a_past_and_the_current_month_in_any_order_end_in_one_state(
+    pool: asyncpg.Pool,
+) -> None:
+    """November (past) and December (current), each once or twice, in every order: the
+    same account, ledger, notices and tenant state."""
+    nov, dec = at(2026, 11, 11), at(2026, 12, 2)
+    orders = (
+        [nov, dec],
+        [dec, nov],
+        [nov, nov, dec, dec],
+        [dec, dec, nov, nov],
+        [nov, dec, nov, dec],
+        [dec, nov, dec, nov],
+    )
     states = []
-    for order in (["dec", "nov"], ["nov", "dec"], ["dec", "nov", "dec", "nov"], ["nov", "nov", "dec", "dec"]):
+    for order in orders:
         async with pool.acquire() as conn:
             tenant = await new_tenant(conn, balance=Decimal("1000"))
             sub = await _subscribe(conn, tenant, "A4-269", date(2026, 11, 11))
-        for run in order:
-            await _run(pool, tenant, at(2026, 12, 2) if run == "dec" else at(2026, 11, 11))
+        for when in order:
+            await _run(pool, tenant, when)
         async with pool.acquire() as conn:
-            entries = await _ledger(conn, tenant)
-            acct = await _account(conn, tenant)
-        rents = {e["idempotency_key"]: e["amount"] for e in entries if e["kind"] == "rent"}
-        assert rents == {f"rent:{sub}:2026-11": Decimal("-179.33"), f"rent:{sub}:2026-12": Decimal("-269.00")}
-        expired = [e["reference"] for e in entries if e["idempotency_key"].startswith("expired:")]
-        # Only when November came first did its (unused) allowance expire at December's start.
-        assert expired == ([] if order[0] == "dec" else ["expired 95940 s of 2026-11"]), (order, expired)
-        assert acct["included_seconds_left"] == 2399 * 60, order
-        assert acct["allowance_month"] == date(2026, 12, 1)
-        states.append((acct["balance"], acct["included_seconds_left"], acct["channel_cap"]))
-    assert len(set(states)) == 1, states
+            state = await _state(conn, tenant)
+            await _balance_consistent(conn, tenant, Decimal("1000"))
+        ledger = sorted(
+            (kind, amount, key.replace(f":{sub}:", ":S:").replace(f":{tenant}:", ":T:"), ref)
+            for kind, amount, key, ref in state[2]
+        )
+        states.append(
+            (state[0], state[1], ledger, [(k, d.replace(str(tenant), "T"), p) for k, d, p in state[3]])
+        )
+    assert states[0][0] == (
+        Decimal("551.67"),  # 1000 - 269 - 179.33
+        Decimal("0"),
+        2399 * 60,
+        0,
+        date(2026, 12, 1),
+        Decimal("0.12"),
+        4,
+    )
+    assert [(kind, amount, key) for kind, amount, key, _ in states[0][2]] == [
+        ("adjustment", Decimal("0"), "expired:T:2026-11"),
+        ("rent", Decimal("-269.00"), "rent:S:2026-12"),
+        ("rent", Decimal("-179.33"), "rent:S:2026-11"),
+    ]
+    for order, state in zip(orders, states, strict=True):
+        assert state == states[0], [w.date().isoformat() for w in order]
 
 
 async def test_monthly_minimum_waived_in_month_one_charged_from_month_two(pool: asyncpg.Pool) -> None:
