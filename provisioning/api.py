@@ -83,7 +83,8 @@ def error_response(exc: ProvisioningError) -> JSONResponse:
     else:
         loc = ["body"]
     if exc.field:
-        loc.append(exc.field)
+        # "definition.rules.0.province" names a place inside a field: a path, as pydantic's
+        loc += [int(part) if part.isdigit() else part for part in exc.field.split(".")]
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     return JSONResponse(
         {"detail": [{"loc": loc, "msg": exc.message, "type": exc.kind}]},

@@ -9,6 +9,7 @@ from dialplan.region import RegionPolicy
 from dialplan.time_policy import TimePolicy
 from provisioning import schemas as s
 from provisioning.engine import Ctx, Invalid, PrepareHook, Resource, Values
+from provisioning.places import PlaceError, canonical_region_definition
 from provisioning.roles import ADMINS, EVERYONE, OPERATORS, TENANT_WRITERS
 from provisioning.rules import documents_due, hash_pin, mask_id_number
 from provisioning.sip import after_extension_write, after_trunk_write, prepare_extension
@@ -73,6 +74,19 @@ def _policy_check(parse: Callable[..., object]) -> PrepareHook:
         return values
 
     return check
+
+
+async def _region_policy_check(ctx: Ctx, values: Values, before: Mapping[str, Any] | None) -> Values:
+    """A region policy is saved with its rules' provinces and cities as the region step
+    matches them ("Shanghai", "上海市" -> "上海"); a name that could never match is refused
+    naming its place in the definition (``definition.rules.<i>.province``)."""
+    definition = values.get("definition")
+    if isinstance(definition, Mapping):
+        try:
+            values["definition"] = canonical_region_definition(definition)
+        except PlaceError as exc:
+            raise Invalid(f"definition: {exc}", ".".join(("definition", *map(str, exc.path)))) from None
+    return await _policy_check(RegionPolicy.parse)(ctx, values, before)
 
 
 # Numbers are assigned and moved through their life cycle by their own actions; a tenant's
@@ -172,7 +186,7 @@ REGION_POLICIES = Resource(
     s.PolicyCreate,
     s.PolicyUpdate,
     filters=("enabled",),
-    prepare=_policy_check(RegionPolicy.parse),
+    prepare=_region_policy_check,
 )
 
 

@@ -13,6 +13,7 @@ import asyncpg
 import httpx
 import pytest
 
+from dialplan.region import RegionPolicy, region_of
 from provisioning.rules import NUMBER_COOLDOWN
 from softswitch.clock import FixedClock
 from tests.api.conftest import ID_NUMBER, World, bearer, expect, make_tenant, suffix, unique_number
@@ -115,30 +116,81 @@ async def test_bad_policy_definition_is_422_not_500(client: httpx.AsyncClient, w
     assert locs(resp) == [["body", "definition"]]
 
 
-async def test_region_names_in_english_are_accepted_and_unknown_ones_refused(
+async def test_region_names_in_english_are_saved_as_the_geocoders_and_match(
     client: httpx.AsyncClient, world: World
 ) -> None:
-    """Issue 11, item 6: 'Shanghai' was accepted and could never match; now English names
-    are read as the geocoder's, and a Latin name that is no place is a 422 naming the rule."""
-    ok = await client.post(
-        f"/v1/tenants/{world.a.id}/region-policies",
-        headers=world.admin,
-        json={
-            "name": f"en-{suffix()}",
-            "definition": {"rules": [{"province": "Shanghai", "action": "deny"}]},
-        },
+    """Issue 11, item 6: a rule naming "Shanghai" was accepted and could never match (the
+    region step compares the geocoder's Chinese names). English and Chinese names are now
+    saved in the form the region step matches on, and the saved rule matches."""
+    base = f"/v1/tenants/{world.a.id}/region-policies"
+    made = expect(
+        await client.post(
+            base,
+            headers=world.admin,
+            json={
+                "name": f"en-{suffix()}",
+                "definition": {
+                    "rules": [
+                        {"province": "Shanghai", "action": "deny"},
+                        {"province": " guangdong ", "city": "Shenzhen", "group": "south"},
+                        {"province": "浙江省", "city": "杭州市", "action": "deny"},
+                    ],
+                    "default": "allow",
+                },
+            },
+        ),
+        201,
     )
-    assert ok.status_code == 201, ok.text
+    saved = expect(await client.get(f"{base}/{made['id']}", headers=world.admin), 200)["definition"]
+    assert [(r["province"], r.get("city")) for r in saved["rules"]] == [
+        ("上海", None),
+        ("广东", "深圳"),
+        ("浙江", "杭州"),
+    ]
+    policy = RegionPolicy.parse(saved)  # what the snapshot builds from the saved row
+    assert policy.decide(region_of("13917001234")).action == "deny"  # a Shanghai mobile
+    assert policy.decide(region_of("02161234567")).action == "deny"  # a Shanghai fixed line
+    shenzhen = policy.decide(region_of("075512345678"))
+    assert (shenzhen.action, shenzhen.group) == ("route", "south")
+    assert policy.decide(region_of("057112345678")).action == "deny"  # Hangzhou
+    assert policy.decide(region_of("13800138000")).action == "allow"  # Beijing: the default
+
+    # An update is read the same way.
+    changed = expect(
+        await client.patch(
+            f"{base}/{made['id']}",
+            headers={**world.admin, "If-Match": f'"{made["version"]}"'},
+            json={"definition": {"rules": [{"city": "Beijing", "action": "deny"}]}},
+        ),
+        200,
+    )
+    assert changed["definition"]["rules"] == [{"city": "北京", "action": "deny"}]
+    assert RegionPolicy.parse(changed["definition"]).decide(region_of("13800138000")).action == "deny"
+
+
+@pytest.mark.parametrize(
+    ("rule", "field"),
+    [
+        ({"province": "Shanhai", "action": "deny"}, "province"),  # a typo in English
+        ({"province": "火星", "action": "deny"}, "province"),  # no province of China
+        ({"province": "Guangdong", "city": "Shenzen", "action": "deny"}, "city"),
+        # a real city, but not in that province: the rule could never match either
+        ({"province": "上海", "city": "深圳", "action": "deny"}, "city"),
+    ],
+)
+async def test_a_region_rule_that_could_never_match_is_422_naming_the_field(
+    client: httpx.AsyncClient, world: World, rule: dict[str, str], field: str
+) -> None:
     bad = await client.post(
         f"/v1/tenants/{world.a.id}/region-policies",
         headers=world.admin,
         json={
             "name": f"typo-{suffix()}",
-            "definition": {"rules": [{"province": "Shanhai", "action": "deny"}]},
+            "definition": {"rules": [{"province": "北京", "action": "allow"}, rule]},
         },
     )
-    assert locs(bad) == [["body", "definition"]]
-    assert "rules[0].province" in bad.json()["detail"][0]["msg"]
+    assert locs(bad) == [["body", "definition", "rules", 1, field]]
+    assert f"rules[1].{field}" in bad.json()["detail"][0]["msg"]
 
 
 async def test_policy_definition_round_trips_as_an_object(client: httpx.AsyncClient, world: World) -> None:
