@@ -13,8 +13,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 from dialplan.distribution import DialStep, Memory
-from dialplan.extension_calls import ExtensionCall, decide_extension_call
+from dialplan.extension_calls import ExtensionCall, decide_extension_call, from_extension
 from dialplan.inbound import AskPin, Decision, InboundCall, Reject, Route, RunIvr, Voicemail, decide_inbound
+from dialplan.legs import CallerName, Direction, Leg
 from dialplan.reasons import Reason
 from provisioning.rules import pin_matches
 from softswitch.agi.server import AgiSession
@@ -49,11 +50,15 @@ def action_of(decision: Decision) -> str:
 
 
 def asterisk_variables(
-    decision: Decision, trunk: str, recording: RecordingVars | None = None
+    decision: Decision,
+    trunk: str,
+    recording: RecordingVars | None = None,
+    caller_name: CallerName = CallerName.KEEP,
 ) -> list[tuple[str, str]]:
     """The SS_* variables for a decision, SS_ACTION last, so that if they are ever set one by
     one, a session cut short leaves no SS_ACTION and the dialplan falls back instead of
-    acting on half a decision. `recording` is how a routed call is recorded (None: not)."""
+    acting on half a decision. `recording` is how a routed call is recorded (None: not);
+    `caller_name` whether the destinations see the caller's display name."""
     assert not isinstance(decision, AskPin), "a PIN step is a dialogue, not a decision"
     out = [("SS_REASON", decision.reason.code), ("SS_TENANT_ID", str(decision.tenant_id or ""))]
     if isinstance(decision, Route):
@@ -64,6 +69,7 @@ def asterisk_variables(
         out += [
             ("SS_NEXT_ON", decision.next_on),
             ("SS_CALLERID", decision.caller_id),
+            ("SS_CALLERID_NAME", caller_name.value),
             ("SS_GREETING", decision.greeting),
             ("SS_WHISPER", decision.whisper),
             ("SS_LIMIT", str(decision.limit_s)),
@@ -128,16 +134,13 @@ class CallRouting:
             for m in decision.steps[0].members if decision.steps else ():
                 self._last_call[m.destination] = now
 
-    async def _send(
-        self, session: AgiSession, decision: Decision, recording: RecordingVars | None = None
-    ) -> None:
+    async def _send(self, session: AgiSession, leg: Leg, recording: RecordingVars | None = None) -> None:
         # One round trip for the whole decision. MSet expands ${...} in what it is given,
         # so only values the control plane owns go here (reason codes, digits checked by
         # the schema, dial strings built from them, recording paths from the tenant id and
         # Asterisk's own linkedid), never caller-supplied text.
-        await session.exec(
-            "MSet", *(f"{k}={v}" for k, v in asterisk_variables(decision, self._trunk, recording))
-        )
+        variables = asterisk_variables(leg.decision, self._trunk, recording, leg.caller_name)
+        await session.exec("MSet", *(f"{k}={v}" for k, v in variables))
 
     def _record(
         self,
@@ -147,7 +150,7 @@ class CallRouting:
         linkedid: str,
         caller: str,
         called: str,
-        direction: str,
+        direction: Direction,
     ) -> None:
         elapsed = time.perf_counter() - started
         action = action_of(decision)
@@ -170,7 +173,7 @@ class CallRouting:
                 why=route.why if route else "",
                 group_name=route.group if route else "",
                 final_action=route.final_action if route else "",
-                direction=direction,
+                direction=direction.value,
                 caller_id_shown=route.caller_id if route else "",
             )
         )
@@ -197,9 +200,15 @@ class CallRouting:
         call = InboundCall(caller=caller, called=called, linkedid=linkedid)
         decision = decide_inbound(self._snapshots.current, call, self._clock.now(), self._memory, self._rng)
         if isinstance(decision, AskPin):
-            decision = await self._pin_dialogue(session, call, decision)
+            if await self._pin_dialogue(session, called, decision):
+                verified = dataclasses.replace(call, pin_verified=True)
+                decision = decide_inbound(
+                    self._snapshots.current, verified, self._clock.now(), self._memory, self._rng
+                )
+            else:
+                decision = Reject(Reason.PIN_FAILED, decision.tenant_id, decision.number_id)
             started = time.perf_counter()  # the dialogue is the caller's time, not ours
-        await self.deliver(session, decision, started, linkedid, caller, called, "inbound")
+        await self.deliver(session, decision, started, linkedid, caller, called, Direction.INBOUND)
 
     async def deliver(
         self,
@@ -212,49 +221,77 @@ class CallRouting:
         direction: str,
         endpoint: str = "",
     ) -> None:
-        """Hand a decision to Asterisk: reserve the money a routed call needs, remember it for
-        distribution, decide whether it is recorded, set the SS_* variables in one round
-        trip, record and count it."""
-        decision = await self._reserve(decision, linkedid, session.env.channel)
+        """Hand a decision of the inbound kind (`route`, an IVR's outcome) to Asterisk. One
+        taken on an extension's own channel — an extension that called its tenant's number,
+        then its menu — is that internal call's (dialplan.extension_calls.from_extension)."""
+        snapshot = self._snapshots.current
+        me = snapshot.endpoints.get(endpoint or _endpoint_of(session.env.channel))
+        if (
+            Direction(direction) is Direction.INBOUND
+            and me is not None
+            and me.tenant_id == decision.tenant_id
+        ):
+            leg = from_extension(snapshot, me, decision, called)
+            endpoint = me.endpoint_id
+        else:
+            leg = Leg(decision, Direction(direction))
+        await self._carry(session, leg, started, linkedid, caller, called, endpoint)
+
+    async def _carry(
+        self,
+        session: AgiSession,
+        leg: Leg,
+        started: float,
+        linkedid: str,
+        caller: str,
+        called: str,
+        endpoint: str = "",
+    ) -> None:
+        """Reserve the money a routed call needs, remember it for distribution, decide
+        whether it is recorded, set the SS_* variables in one round trip, record and count."""
+        decision = await self._reserve(leg, linkedid, session.env.channel)
+        leg = dataclasses.replace(leg, decision=decision)
         self._remember(decision)
-        if isinstance(decision, Route) and decision.why == "internal":
-            direction = "internal"
         recording = None
         if self._recorder is not None and isinstance(decision, Route):
             recording = self._recorder.plan(
-                self._snapshots.current, decision.tenant_id, linkedid, caller, called, direction, endpoint
+                self._snapshots.current,
+                decision.tenant_id,
+                linkedid,
+                caller,
+                called,
+                leg.direction.value,
+                endpoint,
             )
-        await self._send(session, decision, recording)
-        self._record(session, started, decision, linkedid, caller, called, direction)
+        await self._send(session, leg, recording)
+        self._record(session, started, decision, linkedid, caller, called, leg.direction)
 
-    async def _reserve(self, decision: Decision, call_id: str, channel: str) -> Decision:
-        """A routed call the enterprise pays for rings only with a reservation in hand."""
+    async def _reserve(self, leg: Leg, call_id: str, channel: str) -> Decision:
+        """A routed call the enterprise pays for rings only with a reservation in hand; one
+        that stays inside the platform (extensions only) takes no channel and costs nothing."""
+        decision = leg.decision
         if self._money is None or not isinstance(decision, Route) or decision.tenant_id is None:
             return decision
-        if decision.why == "internal":
-            return decision  # extension to extension: no channel of the package, no charge
+        if not leg.billable:
+            return decision
         grant = await self._money.authorize(decision.tenant_id, call_id, channel)
         if isinstance(grant, Grant):
             return dataclasses.replace(decision, limit_s=grant.seconds)
         reason = _REFUSALS.get(grant, Reason.BILLING_UNAVAILABLE)
         return Reject(reason, decision.tenant_id, decision.number_id)
 
-    async def _pin_dialogue(self, session: AgiSession, call: InboundCall, ask: AskPin) -> Decision:
-        number = self._snapshots.current.numbers.get(call.called)
+    async def _pin_dialogue(self, session: AgiSession, called: str, ask: AskPin) -> bool:
+        """Whether the caller keys the PIN of unified number `called` within its attempts."""
+        number = self._snapshots.current.numbers.get(called)
         assert number is not None and number.pin is not None
         await session.answer()
         prompt = PIN_PROMPT
         for _attempt in range(ask.max_attempts):
             digits, _timed_out = await session.get_data(prompt, PIN_TIMEOUT_MS, 8)
             if digits and pin_matches(digits, number.pin.pin_hash):
-                verified = dataclasses.replace(call, pin_verified=True)
-                decision = decide_inbound(
-                    self._snapshots.current, verified, self._clock.now(), self._memory, self._rng
-                )
-                assert not isinstance(decision, AskPin)
-                return decision
+                return True
             prompt = PIN_RETRY_PROMPT
-        return Reject(Reason.PIN_FAILED, ask.tenant_id, ask.number_id)
+        return False
 
     # ------------------------------------------------------------------ extensions
     async def extension(self, session: AgiSession) -> None:
@@ -266,9 +303,20 @@ class CallRouting:
         endpoint = _arg(env.args, 2)
         presented = env.callerid if env.callerid not in ("", "unknown") else ""
         call = ExtensionCall(endpoint, dialled, linkedid, presented)
-        decision = decide_extension_call(self._snapshots.current, call, self._clock.now(), self._rng)
-        await self.deliver(
-            session, decision, started, linkedid, presented or endpoint, dialled, "outbound", endpoint
+        leg = self._decide_extension(call)
+        if isinstance(leg.decision, AskPin):  # the tenant's own number, with a PIN
+            ask = leg.decision
+            if await self._pin_dialogue(session, dialled, ask):
+                leg = self._decide_extension(dataclasses.replace(call, pin_verified=True))
+            else:
+                reject = Reject(Reason.PIN_FAILED, ask.tenant_id, ask.number_id)
+                leg = Leg(reject, leg.direction, billable=False)
+            started = time.perf_counter()
+        await self._carry(session, leg, started, linkedid, presented or endpoint, dialled, endpoint)
+
+    def _decide_extension(self, call: ExtensionCall) -> Leg:
+        return decide_extension_call(
+            self._snapshots.current, call, self._clock.now(), self._rng, self._memory
         )
 
 
@@ -282,3 +330,11 @@ _REFUSALS = {
 
 def _arg(args: Sequence[str], i: int) -> str:
     return args[i] if len(args) > i else ""
+
+
+def _endpoint_of(channel: str) -> str:
+    """The PJSIP endpoint of a channel name (PJSIP/<endpoint>-<sequence>), '' if none."""
+    tech, _, rest = channel.partition("/")
+    if tech != "PJSIP" or "-" not in rest:
+        return ""
+    return rest.rsplit("-", 1)[0]

@@ -62,6 +62,7 @@ def test_route_with_two_steps() -> None:
         ("SS_TIMEOUT_2", "45"),
         ("SS_NEXT_ON", "any"),
         ("SS_CALLERID", ""),
+        ("SS_CALLERID_NAME", "keep"),
         ("SS_GREETING", ""),
         ("SS_WHISPER", ""),
         ("SS_LIMIT", "0"),

@@ -10,7 +10,7 @@ import pytest
 
 from dialplan.blacklist import Blacklist, BlacklistEntry
 from dialplan.extension_calls import ExtensionCall, decide_extension_call
-from dialplan.inbound import AskPin, InboundCall, Reject, Route, RunIvr, Voicemail, decide_inbound
+from dialplan.inbound import AskPin, Decision, InboundCall, Reject, Route, RunIvr, Voicemail, decide_inbound
 from dialplan.reasons import Reason
 from dialplan.region import RegionPolicy
 from dialplan.snapshot import BoundDestination, ConfigSnapshot, Extension, PinSetting, Tenant, UnifiedNumber
@@ -181,10 +181,10 @@ def test_an_extension_destination_dials_its_endpoint() -> None:
     assert first(d) == ["t7x8001"]
 
 
-def ext_call(endpoint: str, dialled: str, cli: str = "") -> Route | Reject:
+def ext_call(endpoint: str, dialled: str, cli: str = "") -> Decision:
     return decide_extension_call(
         snap(), ExtensionCall(endpoint, dialled, "2.1", cli), MONDAY_10, random.Random(1)
-    )
+    ).decision
 
 
 def test_extension_calls() -> None:
@@ -210,14 +210,16 @@ def test_outbound_caller_id_must_be_owned() -> None:
         replace(snap(), endpoints={"t8x9001": Extension(8, "9001", "t8x9001")}),
         ExtensionCall("t8x9001", "13800000000", "2.2", "13999999999"),
         MONDAY_10,
-    )
+    ).decision
     assert refused.reason is Reason.CALLER_ID_NOT_OWNED
 
 
 def test_outbound_blacklist_and_no_route() -> None:
     bl = Blacklist.build([BlacklistEntry(7, "1380000", "prefix", "outbound")])
-    d = decide_extension_call(snap(blacklist=bl), ExtensionCall("t7x8001", "13800000000", "3.1"), MONDAY_10)
+    d = decide_extension_call(
+        snap(blacklist=bl), ExtensionCall("t7x8001", "13800000000", "3.1"), MONDAY_10
+    ).decision
     assert d.reason is Reason.BLACKLISTED
     no_trunks = replace(snap(), trunk_routes=())
-    d = decide_extension_call(no_trunks, ExtensionCall("t7x8001", "13800000000", "3.2"), MONDAY_10)
+    d = decide_extension_call(no_trunks, ExtensionCall("t7x8001", "13800000000", "3.2"), MONDAY_10).decision
     assert d.reason is Reason.NO_ROUTE

@@ -1,0 +1,37 @@
+"""How a decided call is carried, as typed values rather than notes in a decision's `why`:
+which way the call goes (the call record's direction), whether the enterprise's package
+pays for it, and what the far end is shown of the caller. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum, StrEnum
+
+from dialplan.inbound import Decision, Route
+
+
+class Direction(StrEnum):
+    INBOUND = "inbound"  # from the carrier to a unified number
+    OUTBOUND = "outbound"  # from an extension to an outside number, through a trunk
+    INTERNAL = "internal"  # from an extension to its tenant's extensions or own numbers
+
+
+class CallerName(Enum):
+    """The display name the destinations see (SS_CALLERID_NAME)."""
+
+    KEEP = "keep"  # the caller's own (an extension's name, inside the platform)
+    NONE = "none"  # none at all: only the caller ID number, which the tenant owns
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    decision: Decision
+    direction: Direction
+    # the enterprise's package pays (a channel and talk time are reserved before ringing)
+    billable: bool = True
+    caller_name: CallerName = CallerName.KEEP
+
+
+def leaves_the_platform(route: Route) -> bool:
+    """Whether any destination of the route is reached through a carrier trunk."""
+    return any(m.kind != "extension" for step in route.steps for m in step.members)
