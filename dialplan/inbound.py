@@ -16,6 +16,7 @@ from dialplan.reasons import Reason
 from dialplan.region import region_of
 from dialplan.snapshot import ConfigSnapshot, Extension, Tenant, UnifiedNumber
 from dialplan.targets import DEFAULT_GROUP, Target
+from dialplan.time_policy import TimeMatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,8 @@ class Reject:
     tenant_id: int | None = None
     number_id: int | None = None
     prompt: str | None = None  # overrides the reason's own prompt (a configured announcement)
+    why: str = ""  # what refused it, for the call record (CLOSED: the time policy's rule)
+    closed_by: TimeMatch | None = None  # CLOSED: the time policy's rule that closed the call
 
     @property
     def announcement(self) -> str:
@@ -119,8 +122,10 @@ def decide_inbound(
         return AskPin(tenant.id, number.id, number.pin.max_attempts)
 
     target, why = Target("group", "default"), "default"
+    timed: TimeMatch | None = None
     if number.time_policy is not None:
-        target, why = number.time_policy.target_at(now)
+        timed = number.time_policy.match_at(now)
+        target, why = timed.target, timed.rule.value
     if target.kind == "group" and number.region_policy is not None:
         rule = number.region_policy.decide(region_of(call.caller))
         if rule.action == "deny":
@@ -130,7 +135,7 @@ def decide_inbound(
         if rule.action == "route" and target.ref == DEFAULT_GROUP.ref:
             target, why = Target("group", rule.group), f"{why}+region"
     return _to_target(
-        number, tenant, target, why, memory or _no_memory, rng or random.Random(), snapshot.extensions
+        number, tenant, target, why, memory or _no_memory, rng or random.Random(), snapshot.extensions, timed
     )
 
 
@@ -142,10 +147,19 @@ def _to_target(
     memory: Callable[[tuple[int, str]], Memory],
     rng: random.Random,
     extensions: Mapping[tuple[int, str], Extension],
+    timed: TimeMatch | None = None,
 ) -> Decision:
     assert number.tenant_id is not None
     if target.kind == "announcement":
-        return Reject(Reason.CLOSED, tenant.id, number.id, prompt=target.ref)
+        # Only the time policy sends a call to an announcement: it says which rule did.
+        return Reject(
+            Reason.CLOSED,
+            tenant.id,
+            number.id,
+            prompt=target.ref,
+            why=timed.why if timed is not None else why,
+            closed_by=timed,
+        )
     if target.kind == "voicemail":
         return Voicemail(tenant.id, number.id)
     if target.kind == "ivr":

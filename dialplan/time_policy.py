@@ -3,13 +3,19 @@
 Order of precedence for the local date: a one-off exception window, then a holiday (the
 whole day), then a make-up working day (调休: a weekend day worked as a weekday, using
 that weekday's rules), then the weekly rules, then the default target. Windows are
-[start, end) in local time; "24:00" ends at midnight."""
+[start, end) in local time; "24:00" ends at midnight.
+
+``match_at`` says which rule decided (a ``TimeMatch``: the target, the typed rule, and a
+``why`` naming it — "holiday: 2026-10-01 国庆节", "after hours: mon 09:00-18:00"), so that
+a call the policy closes records what closed it. Holidays may be given as dates or as
+``{"date": ..., "name": ...}``."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,6 +33,10 @@ def _clock(value: str) -> int:
     return minutes
 
 
+def _hhmm(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
 @dataclass(frozen=True, slots=True)
 class Window:
     start: int  # minutes after local midnight
@@ -36,12 +46,60 @@ class Window:
     def covers(self, minute: int) -> bool:
         return self.start <= minute < self.end
 
+    def __str__(self) -> str:
+        return f"{_hhmm(self.start)}-{_hhmm(self.end)}"
+
+
+class TimeRule(StrEnum):
+    """Which rule of the policy decided; the value is the code routed calls record."""
+
+    EXCEPTION = "exception"  # a one-off exception window
+    HOLIDAY = "holiday"  # a holiday (the whole day)
+    MAKEUP_WORKDAY = "makeup_workday"  # a window of a make-up working day
+    WEEKLY = "weekly"  # a weekly window
+    OUTSIDE_HOURS = "outside_hours"  # no window covers the moment: the default (after hours)
+
+
+_LABELS = {
+    TimeRule.EXCEPTION: "exception",
+    TimeRule.HOLIDAY: "holiday",
+    TimeRule.MAKEUP_WORKDAY: "makeup workday",
+    TimeRule.WEEKLY: "weekly",
+    TimeRule.OUTSIDE_HOURS: "after hours",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TimeMatch:
+    """What the policy decided at a moment, and by which rule."""
+
+    target: Target
+    rule: TimeRule
+    detail: str  # the rule itself: the holiday's date and name, the window, the day's hours
+
+    @property
+    def why(self) -> str:
+        """For the call record: 'holiday: 2026-10-01 国庆节', 'after hours: mon 09:00-18:00',
+        'weekly: wed 08:00-09:00', 'exception: 2026-11-27 15:00-24:00'."""
+        return f"{_LABELS[self.rule]}: {self.detail}"
+
+
+def _holiday(raw: object) -> tuple[date, str]:
+    if isinstance(raw, str):
+        return date.fromisoformat(raw), ""
+    if isinstance(raw, Mapping) and isinstance(raw.get("date"), str):
+        name = raw.get("name", "")
+        if not isinstance(name, str):
+            raise ValueError(f"holiday name must be a string, got {name!r}")
+        return date.fromisoformat(raw["date"]), name.strip()
+    raise ValueError(f"a holiday is a date or {{'date': ..., 'name': ...}}, got {raw!r}")
+
 
 @dataclass(frozen=True, slots=True)
 class TimePolicy:
     timezone: str
     weekly: Mapping[str, tuple[Window, ...]]  # 'mon' -> windows
-    holidays: frozenset[date]
+    holidays: Mapping[date, str]  # date -> its name ('' if none)
     holiday_target: Target
     workdays: Mapping[date, str]  # make-up day -> the weekday whose rules apply
     exceptions: Mapping[date, tuple[Window, ...]]
@@ -86,7 +144,7 @@ class TimePolicy:
         return TimePolicy(
             timezone=tz,
             weekly={d: tuple(ws) for d, ws in weekly.items()},
-            holidays=frozenset(date.fromisoformat(h) for h in raw.get("holidays", [])),
+            holidays=dict(_holiday(h) for h in raw.get("holidays", [])),
             holiday_target=Target.parse(raw.get("holiday_target"), default),
             workdays=workdays,
             exceptions={d: tuple(ws) for d, ws in exceptions.items()},
@@ -94,17 +152,29 @@ class TimePolicy:
         )
 
     def target_at(self, now: datetime) -> tuple[Target, str]:
-        """(target, why) for an aware datetime; why is a short code for the call record."""
+        """(target, why) for an aware datetime; why is the rule's short code."""
+        match = self.match_at(now)
+        return match.target, match.rule.value
+
+    def match_at(self, now: datetime) -> TimeMatch:
+        """The target for an aware datetime, and the rule that chose it."""
         local = now.astimezone(ZoneInfo(self.timezone))
         day = local.date()
         minute = local.hour * 60 + local.minute
         for w in self.exceptions.get(day, ()):
             if w.covers(minute):
-                return w.target, "exception"
+                return TimeMatch(w.target, TimeRule.EXCEPTION, f"{day} {w}")
         if day in self.holidays:
-            return self.holiday_target, "holiday"
+            return TimeMatch(self.holiday_target, TimeRule.HOLIDAY, f"{day} {self.holidays[day]}".rstrip())
         weekday = self.workdays.get(day) or DAYS[local.weekday()]
-        for w in self.weekly.get(weekday, ()):
+        rules = f"{day} as {weekday}" if day in self.workdays else weekday
+        windows = self.weekly.get(weekday, ())
+        for w in windows:
             if w.covers(minute):
-                return w.target, "makeup_workday" if day in self.workdays else "weekly"
-        return self.default, "outside_hours"
+                if day in self.workdays:
+                    return TimeMatch(w.target, TimeRule.MAKEUP_WORKDAY, f"{rules} {w}")
+                return TimeMatch(w.target, TimeRule.WEEKLY, f"{rules} {w}")
+        hours = ", ".join(str(w) for w in sorted(windows, key=lambda w: (w.start, w.end)))
+        return TimeMatch(
+            self.default, TimeRule.OUTSIDE_HOURS, f"{rules} {hours}" if hours else f"{rules} has no hours"
+        )

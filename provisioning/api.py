@@ -209,7 +209,12 @@ def build_router(deps: ApiDeps) -> APIRouter:
         return await numbers.number_action(scoped(ctx, tenant_id), number_id, action)
 
     # ------------------------------------------------------------------ money
-    @router.get("/tenants/{tenant_id}/account", response_model=AccountRead, tags=["money"])
+    @router.get(
+        "/tenants/{tenant_id}/account",
+        response_model=AccountRead,
+        tags=["money"],
+        summary="The prepaid account: balance, credit, reserved money, channels and included seconds",
+    )
     async def get_account(ctx: CtxDep, tenant_id: IdPath) -> Any:
         return await money.get_account(scoped(ctx, tenant_id))
 

@@ -270,7 +270,7 @@ PINS = Resource(
     prepare=_prepare_pin,
 )
 LEDGER = Resource("ledger", "ledger_entries", s.LedgerRead, deletable=False, filters=("kind",))
-CALLS = Resource("calls", "calls", s.CallRead, deletable=False, filters=("reason", "action"))
+CALLS = Resource("calls", "calls", s.CallRead, deletable=False, filters=("reason", "action", "direction"))
 # Notices the billing cycle (and others) write to the outbox; read-only for the tenant.
 NOTICES = Resource("notices", "outbox", s.NoticeRead, deletable=False, filters=("kind",))
 TENANT_AUDIT = Resource(

@@ -4,12 +4,13 @@ Money is Decimal (serialised as a string); ID numbers are masked on read."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Digits = Field(pattern=r"^[0-9]+$")
 
@@ -350,16 +351,25 @@ class SubscriptionRead(_Out):
 
 
 # ------------------------------------------------------------------------------ policies
+_POLICY_DEFINITION = (
+    "A time policy: weekly, holidays ([date] or [{date, name}]), holiday_target, workdays, "
+    "exceptions, default. A region policy: rules [{province, city, action, group}], unknown, "
+    "default; provinces and cities in Chinese or in English as the geocoder spells them are "
+    "saved as the Chinese names calls are matched on ('Shanghai' -> '上海'), and a name that "
+    "could never match is a 422 naming it (loc ... definition, rules, <i>, province)."
+)
+
+
 class PolicyCreate(_In):
     name: str = Field(min_length=1, max_length=100)
     enabled: bool = True
-    definition: dict[str, Any]
+    definition: dict[str, Any] = Field(description=_POLICY_DEFINITION)
 
 
 class PolicyUpdate(_In):
     name: str | None = Field(None, min_length=1, max_length=100)
     enabled: bool | None = None
-    definition: dict[str, Any] | None = None
+    definition: dict[str, Any] | None = Field(None, description=_POLICY_DEFINITION)
 
 
 class PolicyRead(_Out):
@@ -534,11 +544,42 @@ class TokenIssued(TokenRead):
 
 # ------------------------------------------------------------------------------ money and calls
 class AccountRead(_Out):
+    """The tenant's prepaid account as the call path sees it (money in CNY)."""
+
     tenant_id: int
-    balance: Decimal
-    credit_limit: Decimal
+    balance: Decimal = Field(description="money on the account; negative: a debt")
+    credit_limit: Decimal = Field(description="how far below zero calls may take the balance")
+    reserved: Decimal = Field(description="money held by reservations of calls in progress")
+    available: Decimal = Field(
+        description="what new calls may still reserve: balance - reserved + credit_limit"
+    )
+    channel_cap: int = Field(description="simultaneous calls the package allows")
+    channels_in_use: int = Field(description="calls holding a channel now (open reservations)")
+    included_seconds_left: int = Field(description="the package's included seconds left this period")
+    included_reserved_s: int = Field(description="of those, seconds held by calls in progress")
+    included_seconds_free: int = Field(description="included seconds new calls may use: left - reserved")
+    included_minutes_free: int = Field(description="included_seconds_free in whole minutes (rounded down)")
+    allowance_month: date | None = Field(description="the month (its 1st) the included allowance is for")
+    rate_per_minute: Decimal = Field(description="the rate beyond the included minutes")
+    first_increment_s: int
+    increment_s: int
     currency: str
     version: int
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived(cls, data: Any) -> Any:
+        """From an accounts row: what is available and what is free, computed (exactly)."""
+        if not isinstance(data, Mapping):
+            return data
+        out = dict(data)
+        if {"balance", "reserved", "credit_limit"} <= out.keys():
+            out.setdefault("available", out["balance"] - out["reserved"] + out["credit_limit"])
+        if {"included_seconds_left", "included_reserved_s"} <= out.keys():
+            free = max(out["included_seconds_left"] - out["included_reserved_s"], 0)
+            out.setdefault("included_seconds_free", free)
+            out.setdefault("included_minutes_free", free // 60)
+        return out
 
 
 class RechargeCreate(_In):
@@ -571,6 +612,19 @@ class CallRead(_Out):
     answered_at: datetime | None
     ended_at: datetime | None
     hangup_cause: int | None
+    direction: str = Field(description="inbound, outbound or internal")
+    why: str = Field(
+        description="the decision's detail: how the group was chosen ('weekly', 'holiday', "
+        "'weekly+region' ...), or what closed the call ('holiday: 2026-10-01 国庆节', "
+        "'after hours: mon 09:00-18:00')"
+    )
+    billsec: int | None = Field(description="seconds of talk charged for (set at settlement)")
+    billable_s: int | None = Field(description="billsec rounded up to the tariff's increments")
+    included_used_s: int | None = Field(
+        description="of those, seconds taken from the package's included minutes"
+    )
+    amount: Decimal | None = Field(description="the call's charge (CNY), rounded once; null until settled")
+    settled_at: datetime | None
 
 
 class NoticeRead(_Out):
