@@ -170,7 +170,7 @@ class CallRouting:
                 route.destinations if route else (),
                 self._clock.now(),
                 int(elapsed * 1_000_000),
-                why=route.why if route else "",
+                why=decision.why if isinstance(decision, (Route, Reject)) else "",
                 group_name=route.group if route else "",
                 final_action=route.final_action if route else "",
                 direction=direction.value,

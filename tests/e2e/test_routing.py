@@ -124,6 +124,43 @@ async def test_time_policy_sends_out_of_hours_calls_to_the_night_group(
             assert (list(row["destinations"]), row["why"]) == ([expected], why)
 
 
+async def test_holiday_and_after_hours_closures_are_told_apart_in_the_record(
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas
+) -> None:
+    """Issue 11, item 5: both are CLOSED, and the record's why says which rule closed it."""
+    tenant, number_id, number = active_number(service)
+    bind(service, tenant, number_id, mobile())
+    policy = changed(
+        service,
+        "POST",
+        f"/v1/tenants/{tenant}/time-policies",
+        json={
+            "name": "office",
+            "definition": {
+                "weekly": [{"days": ["mon", "tue", "wed", "thu", "fri"], "start": "09:00", "end": "18:00"}],
+                "holidays": [{"date": "2026-10-01", "name": "国庆节"}],
+            },
+        },
+    )
+    routing = api_ok(service.request("GET", f"/v1/tenants/{tenant}/numbers/{number_id}"))
+    changed(
+        service,
+        "PATCH",
+        f"/v1/tenants/{tenant}/numbers/{number_id}",
+        json={"time_policy_id": policy["id"]},
+        headers={"If-Match": f'"{routing["version"]}"'},
+    )
+    for when, why in (
+        ("2026-10-01T10:00:00+08:00", "holiday: 2026-10-01 国庆节"),  # a Thursday, office hours
+        ("2026-11-23T22:30:00+08:00", "after hours: mon 09:00-18:00"),  # Monday evening
+    ):
+        with service_at(service, when):
+            caller = unique_caller()
+            call(number, caller, hold_ms=200)
+            row = await call_row(db, caller)
+            assert (row["reason"], row["why"]) == ("CLOSED", why)
+
+
 async def test_region_policy_routes_shanghai_mobiles_to_the_shanghai_group(
     db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas
 ) -> None:
