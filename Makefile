@@ -9,23 +9,23 @@ bootstrap:
 	@scripts/bootstrap.sh
 
 run: bootstrap
-	$(VENV)/softswitch stack up
-	$(VENV)/softswitch demo seed
-	$(VENV)/softswitch demo run
+	$(VENV)/python -m scripts.devstack stack up
+	$(VENV)/python -m scripts.devstack demo seed
+	$(VENV)/python -m scripts.devstack demo run
 
 test: bootstrap
-	$(VENV)/softswitch stack up
+	$(VENV)/python -m scripts.devstack stack up
 	$(VENV)/ruff check .
 	$(VENV)/pytest
 
 stop:
-	$(VENV)/softswitch stack down
+	$(VENV)/python -m scripts.devstack stack down
 
 status:
-	$(VENV)/softswitch stack status
+	$(VENV)/python -m scripts.devstack stack status
 
 bench: bootstrap
-	$(VENV)/softswitch stack up
+	$(VENV)/python -m scripts.devstack stack up
 	$(VENV)/python bench/call_path.py
 
 # Every SIPp scenario of docs/load-testing.md plus FastAGI load at 300/s, in about 2.5 min:

@@ -41,12 +41,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.quantiles import bucket_delta, histogram_quantile  # noqa: E402
-from softswitch.db import connect  # noqa: E402
-from softswitch.prepaid import release_reservation  # noqa: E402
-from softswitch.process import ServiceProcess  # noqa: E402
-from softswitch.settings import Settings  # noqa: E402
+from provisioning.ledger import release_reservation  # noqa: E402
+from scripts.devstack.process import ServiceProcess  # noqa: E402
+from softswitch.core.db import connect  # noqa: E402
+from softswitch.core.settings import Settings  # noqa: E402
 
-DEMO_NUMBER = "4008001234"  # softswitch/demo.py: routed to 13800138000
+DEMO_NUMBER = "4008001234"  # scripts/devstack/demo.py: routed to 13800138000
 CALLER = "13800138000"
 TARGET_P99_MS = 2.0
 
@@ -167,7 +167,7 @@ async def _prepare(settings: Settings, count: int) -> dict[str, Any]:
             DEMO_NUMBER,
         )
         if row is None:
-            raise SystemExit(f"{DEMO_NUMBER} has no funded tenant: run `softswitch demo seed`")
+            raise SystemExit(f"{DEMO_NUMBER} has no funded tenant: run `python -m scripts.devstack demo seed`")
         topup = Decimal(count)  # 60 s slices at 0.12/min reserve 0.12 each; 1.00 is ample
         await conn.execute(
             "UPDATE accounts SET channel_cap = channel_cap + $2, balance = balance + $3 WHERE tenant_id = $1",
@@ -315,8 +315,8 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "agi_direct.json")
     args = ap.parse_args()
 
-    from softswitch.demo import seed
-    from softswitch.stack import LocalStack, exclusive_use
+    from scripts.devstack.demo import seed
+    from scripts.devstack.stack import LocalStack, exclusive_use
 
     settings = Settings()
     with exclusive_use(settings):

@@ -19,12 +19,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.quantiles import bucket_delta, histogram_quantile  # noqa: E402
-from softswitch.db import connect  # noqa: E402
-from softswitch.demo import seed  # noqa: E402
-from softswitch.process import ServiceProcess  # noqa: E402
-from softswitch.settings import Settings  # noqa: E402
-from softswitch.sipp import SippResult, SippUas, run_uac  # noqa: E402
-from softswitch.stack import LocalStack, exclusive_use  # noqa: E402
+from scripts.devstack.demo import seed  # noqa: E402
+from scripts.devstack.process import ServiceProcess  # noqa: E402
+from scripts.devstack.sipp import SippResult, SippUas, run_uac  # noqa: E402
+from scripts.devstack.stack import LocalStack, exclusive_use  # noqa: E402
+from softswitch.core.db import connect  # noqa: E402
+from softswitch.core.settings import Settings  # noqa: E402
 
 ROUTED_NUMBER = "4008001234"  # demo data: rings 13800138000, like the static baseline
 

@@ -4,7 +4,7 @@ summarised in ONE file, bench/results/harness.json.
 
     .venv/bin/python bench/harness.py        # or: make bench-all
 
-Holding the stack lock (softswitch.stack.exclusive_use) it brings the stack up, seeds the
+Holding the stack lock (scripts.devstack.stack.exclusive_use) it brings the stack up, seeds the
 demo data, starts `softswitch serve` (ServiceProcess), provisions what the scenarios need
 (SQL and the service's REST API), runs each scenario at a fixed rate for a bounded number
 of calls (SIPp -r/-m/-l/-timeout) and reads, per scenario: SIPp's statistics CSV, the
@@ -43,12 +43,12 @@ from bench import agi_direct  # noqa: E402
 from bench.call_path import _seconds  # noqa: E402
 from bench.quantiles import bucket_delta, histogram_quantile  # noqa: E402
 from provisioning.users import bootstrap_admin  # noqa: E402
-from softswitch.db import connect  # noqa: E402
-from softswitch.demo import seed  # noqa: E402
-from softswitch.process import ServiceProcess  # noqa: E402
-from softswitch.settings import Settings  # noqa: E402
-from softswitch.sipp import SCENARIOS, SippResult, SippUas, _run, run_uac  # noqa: E402
-from softswitch.stack import LocalStack, exclusive_use  # noqa: E402
+from scripts.devstack.demo import seed  # noqa: E402
+from scripts.devstack.process import ServiceProcess  # noqa: E402
+from scripts.devstack.sipp import SCENARIOS, SippResult, SippUas, _run, run_uac  # noqa: E402
+from scripts.devstack.stack import LocalStack, exclusive_use  # noqa: E402
+from softswitch.core.db import connect  # noqa: E402
+from softswitch.core.settings import Settings  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "harness.json"
 DESTINATION = "13800138000"  # what [static-baseline] dials too

@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from softswitch.db import create_pool, migrate_and_grant  # noqa: E402
-from softswitch.prepaid import Grant, open_reservation, settle_reservation  # noqa: E402
-from softswitch.settings import Settings  # noqa: E402
-from softswitch.stack import LocalStack  # noqa: E402
+from provisioning.ledger import Grant, open_reservation, settle_reservation  # noqa: E402
+from scripts.devstack.stack import LocalStack  # noqa: E402
+from softswitch.core.db import create_pool, migrate_and_grant  # noqa: E402
+from softswitch.core.settings import Settings  # noqa: E402
 
 
 async def make_accounts(pool, n: int, tag: str) -> list[int]:  # type: ignore[no-untyped-def]

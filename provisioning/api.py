@@ -43,7 +43,7 @@ from provisioning.schemas import (
     TokenIssued,
     TokenRead,
 )
-from softswitch.clock import Clock
+from softswitch.core.clock import Clock
 
 MAX_ID = 2**53  # ids beyond this are not ours, and not representable in JSON clients
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]

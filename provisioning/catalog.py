@@ -151,7 +151,7 @@ async def _apply_subscription(
     """A subscription takes effect at once: the billing cycle for this tenant charges the
     (prorated) first rent and sets the account's channels, rate and allowance — the same
     code path as the monthly run, so doing it again is a no-op."""
-    from softswitch.billing_cycle import run_billing_cycle
+    from provisioning.billing_cycle import run_billing_cycle
 
     if after is not None and after["state"] == "active":
         report = await run_billing_cycle(ctx.conn, ctx.clock.now(), tenant_ids=[after["tenant_id"]])
@@ -195,7 +195,7 @@ async def _validate_menus(ctx: Ctx, values: Values, before: Mapping[str, Any] | 
     no loop without an exit, depth within the limit, every prompt present (a tenant's
     own, the platform's, or an Asterisk sound), transfers to known extensions and groups."""
     from ivr.menu import MenuSet
-    from softswitch.prompts import PromptStore
+    from provisioning.prompts import PromptStore
 
     rows = [
         {"name": r["name"], "definition": r["definition"]}

@@ -36,8 +36,8 @@ from provisioning.schemas import (
     TenantCreate,
     TokenCreate,
 )
-from softswitch.clock import clock_from_setting
-from softswitch.settings import load_settings
+from softswitch.core.clock import clock_from_setting
+from softswitch.core.settings import load_settings
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -73,7 +73,7 @@ def _os_user() -> str:
 def run(work: Callable[[Ctx], Awaitable[T]], tenant_id: int | None = None) -> T:
     """Open a connection, build the operator's Ctx (scoped to tenant_id) and run `work`.
     A ProvisioningError becomes `error: <message> (<field>)` and exit code 1."""
-    from softswitch.db import connect
+    from softswitch.core.db import connect
 
     settings = load_settings()
     actor = Principal(user_id=None, name=f"cli:{_os_user()}", role=Role.PLATFORM_ADMIN)

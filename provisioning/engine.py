@@ -15,7 +15,7 @@ import asyncpg
 from pydantic import BaseModel
 
 from provisioning.roles import EVERYONE, TENANT_WRITERS, Principal, Role
-from softswitch.clock import Clock
+from softswitch.core.clock import Clock
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 

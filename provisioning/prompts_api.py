@@ -1,5 +1,5 @@
 """Tenant prompts over HTTP: text rendered with espeak-ng (Mandarin by default) or an
-uploaded recording, converted to 8 kHz mono and cached by content hash (softswitch/prompts.py).
+uploaded recording, converted to 8 kHz mono and cached by content hash (provisioning/prompts.py).
 IVR menus name these prompts; a menu naming a missing prompt is refused on save."""
 
 # No `from __future__ import annotations`: FastAPI reads these handlers' annotations.
@@ -14,10 +14,10 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
 from provisioning.engine import Forbidden, Invalid
+from provisioning.prompts import NAME, PromptError, PromptStore
 from provisioning.roles import TENANT_WRITERS, Principal
 from provisioning.users import principal_for
-from softswitch.clock import Clock
-from softswitch.prompts import NAME, PromptError, PromptStore
+from softswitch.core.clock import Clock
 
 
 class PromptText(BaseModel):

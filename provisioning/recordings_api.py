@@ -28,8 +28,8 @@ from pydantic import BaseModel, Field, model_validator
 from provisioning.engine import Ctx, Forbidden, Invalid, NotFound, ProvisioningError, audit
 from provisioning.roles import TENANT_WRITERS, Principal
 from provisioning.users import principal_for
-from softswitch.clock import Clock
-from softswitch.recordings import CALL_ID_PATTERN, host_path
+from softswitch.callpath.recorder import CALL_ID_PATTERN, host_path
+from softswitch.core.clock import Clock
 
 MAX_ID = 2**53
 EXPORT_MAX = 500

@@ -7,7 +7,7 @@ seconds of talk with ``included_s`` package seconds held, it holds
 call of that length (``rate_call``: whole started increments, bundle first, rounded once).
 Settlement never charges past the granted time and the charge is monotonic in billsec, so
 for every call length the charge is at most what is reserved, whatever the slice length
-and the increments. The reservation statement in softswitch/prepaid.py applies this rule
+and the increments. The reservation statement in provisioning/ledger.py applies this rule
 in SQL (migration 0011); tests/db/test_exact_reservations.py holds the two equal.
 """
 

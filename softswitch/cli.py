@@ -1,4 +1,6 @@
-"""The `softswitch` command: serve, database migrations, the local stack, demo data."""
+"""The `softswitch` command: serve, database migrations, billing and retention jobs, and
+the operator's daily tasks. (The local development stack and the demo are
+`python -m scripts.devstack`: development tooling, not the runtime.)"""
 
 from __future__ import annotations
 
@@ -11,16 +13,12 @@ from typing import Annotated
 
 import typer
 
-from softswitch.settings import Settings, load_settings
+from softswitch.core.settings import Settings, load_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
-stack_app = typer.Typer(no_args_is_help=True, help="The local PostgreSQL + Asterisk stack.")
-demo_app = typer.Typer(no_args_is_help=True, help="Demo data and demo calls.")
 billing_app = typer.Typer(no_args_is_help=True, help="The billing cycle (rent, minimums, fees, life cycle).")
 app.add_typer(db_app, name="db")
-app.add_typer(stack_app, name="stack")
-app.add_typer(demo_app, name="demo")
 app.add_typer(billing_app, name="billing")
 recordings_app = typer.Typer(no_args_is_help=True, help="Call recordings (retention).")
 app.add_typer(recordings_app, name="recordings")
@@ -36,7 +34,7 @@ def _operator_commands() -> None:
 _operator_commands()
 
 
-def _logging(level: str) -> None:
+def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
@@ -46,14 +44,14 @@ def serve() -> None:
     from softswitch.service import run_service
 
     settings = load_settings()
-    _logging(settings.log_level)
+    configure_logging(settings.log_level)
     run_service(settings)
 
 
 @db_app.command("migrate")
 def db_migrate() -> None:
     """Apply pending SQL migrations (recorded in schema_migrations)."""
-    from softswitch.db import migrate_and_grant
+    from softswitch.core.db import migrate_and_grant
 
     done = asyncio.run(migrate_and_grant(load_settings()))
     for mig in done:
@@ -61,80 +59,9 @@ def db_migrate() -> None:
     typer.echo(f"{len(done)} migration(s) applied")
 
 
-@stack_app.command("up")
-def stack_up() -> None:
-    """Start PostgreSQL and Asterisk (idempotent; re-renders Asterisk's config)."""
-    from softswitch.stack import LocalStack
-
-    LocalStack(load_settings()).up()
-    stack_status(as_json=False)
-
-
-@stack_app.command("down")
-def stack_down() -> None:
-    """Stop Asterisk and PostgreSQL by their recorded PIDs."""
-    from softswitch.stack import LocalStack
-
-    LocalStack(load_settings()).down()
-    stack_status(as_json=False)
-
-
-@stack_app.command("restart-asterisk")
-def stack_restart_asterisk() -> None:
-    from softswitch.stack import LocalStack
-
-    st = LocalStack(load_settings())
-    st.asterisk_down()
-    st.asterisk_up()
-    stack_status(as_json=False)
-
-
-@stack_app.command("status")
-def stack_status(as_json: bool = typer.Option(False, "--json")) -> None:
-    from softswitch.stack import LocalStack
-
-    rows = LocalStack(load_settings()).status()
-    if as_json:
-        typer.echo(json.dumps([r.__dict__ for r in rows]))
-        return
-    for r in rows:
-        state = f"running pid={r.pid}" if r.running else "stopped"
-        typer.echo(f"{r.name:<11} {state:<20} {r.detail}")
-
-
-@demo_app.command("seed")
-def demo_seed() -> None:
-    """Load the demo enterprises and numbers (idempotent)."""
-    from softswitch.db import connect
-    from softswitch.demo import seed
-
-    async def _run() -> None:
-        conn = await connect(load_settings())
-        try:
-            await seed(conn)
-        finally:
-            await conn.close()
-
-    asyncio.run(_run())
-    typer.echo("demo data loaded")
-
-
-@demo_app.command("run")
-def demo_run() -> None:
-    """Run the service, place the demo calls through Asterisk, then keep serving."""
-    from softswitch.demo import place_demo_calls
-    from softswitch.service import run_service
-    from softswitch.stack import exclusive_use
-
-    settings = load_settings()
-    _logging(settings.log_level)
-    with exclusive_use(settings):  # tests and benchmarks wait while the demo runs
-        run_service(settings, after_start=place_demo_calls)
-
-
 def _moment(at: str, settings: Settings) -> datetime:
     """--at (ISO 8601 with a UTC offset), or the service clock's now."""
-    from softswitch.clock import clock_from_setting
+    from softswitch.core.clock import clock_from_setting
 
     try:
         now = datetime.fromisoformat(at) if at else clock_from_setting(settings.fixed_now).now()
@@ -156,8 +83,8 @@ def billing_run(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Run the billing cycle once (idempotent: re-running the same period changes nothing)."""
-    from softswitch.billing_cycle import CycleReport, run_billing_cycle
-    from softswitch.db import connect
+    from provisioning.billing_cycle import CycleReport, run_billing_cycle
+    from softswitch.core.db import connect
 
     settings = load_settings()
     now = _moment(at, settings)
@@ -183,8 +110,8 @@ def recordings_purge(
     ] = None,
 ) -> None:
     """Delete recordings past their tenant's retention (legal holds stay; idempotent)."""
-    from softswitch.db import connect
-    from softswitch.recordings import PurgeReport, purge_recordings
+    from softswitch.callpath.recorder import PurgeReport, purge_recordings
+    from softswitch.core.db import connect
 
     settings = load_settings()
     now = _moment(at, settings)

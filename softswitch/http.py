@@ -15,10 +15,10 @@ from provisioning.engine import Forbidden
 from provisioning.prompts_api import build_prompts_router
 from provisioning.recordings_api import build_recordings_router
 from provisioning.users import principal_for
-from softswitch.ami.client import AmiClient
-from softswitch.call_registry import CallRegistry
-from softswitch.clock import Clock
-from softswitch.metrics import Metrics
+from softswitch.callpath.registry import CallRegistry
+from softswitch.core.clock import Clock
+from softswitch.core.metrics import Metrics
+from softswitch.engines.asterisk.ami.client import AmiClient
 
 
 @dataclass(frozen=True)

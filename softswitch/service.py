@@ -13,22 +13,22 @@ from collections.abc import Awaitable, Callable, Iterator
 import asyncpg
 import uvicorn
 
-from softswitch.agi.server import AgiServer
-from softswitch.ami.client import AmiClient
-from softswitch.call_money import CallMoney
-from softswitch.call_records import CallRecordWriter
-from softswitch.call_registry import CallRegistry, LiveCall
-from softswitch.clock import Clock, clock_from_setting
-from softswitch.db import create_pool
-from softswitch.engine_audit import EngineAudit
+from provisioning.prompts import PromptStore
+from softswitch.callpath.audit import EngineAudit
+from softswitch.callpath.ivr_line import IvrLine
+from softswitch.callpath.prepaid import CallMoney
+from softswitch.callpath.recorder import Recorder
+from softswitch.callpath.records import CallRecordWriter
+from softswitch.callpath.registry import CallRegistry, LiveCall
+from softswitch.callpath.routing import CallRouting
+from softswitch.callpath.snapshots import SnapshotStore
+from softswitch.core.clock import Clock, clock_from_setting
+from softswitch.core.db import create_pool
+from softswitch.core.metrics import Metrics
+from softswitch.core.settings import Settings
+from softswitch.engines.asterisk.agi.server import AgiServer
+from softswitch.engines.asterisk.ami.client import AmiClient
 from softswitch.http import HttpDeps, create_app
-from softswitch.ivr_agi import IvrLine
-from softswitch.metrics import Metrics
-from softswitch.prompts import PromptStore
-from softswitch.recordings import Recorder
-from softswitch.routing_agi import CallRouting
-from softswitch.settings import Settings
-from softswitch.snapshot_store import SnapshotStore
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +223,7 @@ class Service:
         if call.alerted_at:
             self.metrics.post_dial_delay.observe((call.alerted_at - call.created_at).total_seconds())
         # A call whose answer or end was not seen as it happened gets its record's times
-        # from the engine's CDR (softswitch.engine_audit), not from when we noticed.
+        # from the engine's CDR (softswitch.callpath.audit), not from when we noticed.
         if self.records is not None and call.times_exact:
             self.records.ended(call)
 

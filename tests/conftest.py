@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from softswitch.settings import Settings
+from softswitch.core.settings import Settings
 
 IN_CI = os.environ.get("CI") == "true"
 

@@ -1,1 +1,1 @@
-"""SQL migrations, applied in order by softswitch.migrate."""
+"""SQL migrations, applied in order by softswitch.core.migrate."""

@@ -20,9 +20,9 @@ from fastapi import FastAPI
 
 from provisioning.api import ApiDeps, build_router, install_error_handlers
 from provisioning.users import bootstrap_admin
-from softswitch.clock import FixedClock
-from softswitch.db import create_pool
-from softswitch.settings import Settings
+from softswitch.core.clock import FixedClock
+from softswitch.core.db import create_pool
+from softswitch.core.settings import Settings
 from tests.conftest import IN_CI, require_stack
 
 # A valid-looking ID number: responses and audit entries must never show it whole.

@@ -1,7 +1,7 @@
 """Issue 11, item 5: what operators read from SQL, the API shows — the account's channels,
 reserved money, included seconds and credit, and each call record's billsec, charge,
-direction and why — after real reservations and settlements (softswitch.prepaid) and
-call records written by the call path's own writer (softswitch.call_records)."""
+direction and why — after real reservations and settlements (provisioning.ledger) and
+call records written by the call path's own writer (softswitch.callpath.records)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ import pytest
 from dialplan.inbound import InboundCall, Reject, decide_inbound
 from dialplan.snapshot import BoundDestination, ConfigSnapshot, Tenant, UnifiedNumber
 from dialplan.time_policy import DAYS, TimePolicy
-from softswitch.call_records import CallRecordWriter, DecisionRecord
-from softswitch.clock import FixedClock
-from softswitch.metrics import Metrics
-from softswitch.prepaid import Grant, open_reservation, settle_reservation
+from provisioning.ledger import Grant, open_reservation, settle_reservation
+from softswitch.callpath.records import CallRecordWriter, DecisionRecord
+from softswitch.core.clock import FixedClock
+from softswitch.core.metrics import Metrics
 from tests.api.conftest import World, bearer, expect, make_tenant, make_user, suffix
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

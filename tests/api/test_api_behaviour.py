@@ -15,7 +15,7 @@ import pytest
 
 from dialplan.region import RegionPolicy, region_of
 from provisioning.rules import NUMBER_COOLDOWN
-from softswitch.clock import FixedClock
+from softswitch.core.clock import FixedClock
 from tests.api.conftest import ID_NUMBER, World, bearer, expect, make_tenant, suffix, unique_number
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

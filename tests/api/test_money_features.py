@@ -17,7 +17,7 @@ import pytest
 
 from provisioning.cards import luhn_ok
 from provisioning.rules import pin_matches
-from softswitch.clock import FixedClock
+from softswitch.core.clock import FixedClock
 from tests.api.conftest import World, bearer, expect, make_tenant, make_user, suffix
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

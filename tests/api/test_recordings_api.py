@@ -23,7 +23,7 @@ from fastapi import FastAPI
 
 from provisioning.api import ApiDeps, build_router, install_error_handlers
 from provisioning.recordings_api import build_recordings_router
-from softswitch.clock import FixedClock
+from softswitch.core.clock import FixedClock
 from tests.api.conftest import ALL_ROLES, OPERATOR_ROLES, World, bearer, expect
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

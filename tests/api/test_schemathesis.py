@@ -27,9 +27,9 @@ from hypothesis import HealthCheck, Phase
 from schemathesis.checks import not_a_server_error
 
 from provisioning.users import bootstrap_admin
-from softswitch.clock import SystemClock
-from softswitch.db import create_pool
-from softswitch.settings import Settings
+from softswitch.core.clock import SystemClock
+from softswitch.core.db import create_pool
+from softswitch.core.settings import Settings
 from tests.api.conftest import (
     TenantWorld,
     bearer,

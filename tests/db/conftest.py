@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from softswitch.db import create_pool, migrate_and_grant
-from softswitch.settings import Settings
-from softswitch.stack import LocalStack
+from scripts.devstack.stack import LocalStack
+from softswitch.core.db import create_pool, migrate_and_grant
+from softswitch.core.settings import Settings
 from tests.conftest import require_stack
 
 

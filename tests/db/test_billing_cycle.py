@@ -11,13 +11,13 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from provisioning.billing_cycle import CycleReport, add_months, run_billing_cycle
 from provisioning.catalog import SUBSCRIPTIONS
 from provisioning.engine import Ctx, create_row
 from provisioning.money import recharge
 from provisioning.roles import Principal, Role
 from provisioning.schemas import RechargeCreate, SubscriptionCreate
-from softswitch.billing_cycle import CycleReport, add_months, run_billing_cycle
-from softswitch.clock import FixedClock
+from softswitch.core.clock import FixedClock
 from tests.db.conftest import new_tenant
 
 SH = ZoneInfo("Asia/Shanghai")

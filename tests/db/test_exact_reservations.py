@@ -13,16 +13,16 @@ import asyncpg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rating.prepaid import reserved_for
-from rating.rate import rate_call
-from rating.tariff import Tariff, billable_seconds
-from softswitch.prepaid import (
+from provisioning.ledger import (
     Grant,
     Refusal,
     open_reservation,
     renew_reservation,
     settle_reservation,
 )
+from rating.prepaid import reserved_for
+from rating.rate import rate_call
+from rating.tariff import Tariff, billable_seconds
 from tests.db.conftest import new_tenant
 
 NOW = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)

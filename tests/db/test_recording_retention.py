@@ -12,8 +12,8 @@ from pathlib import Path
 
 import asyncpg
 
-from softswitch.metrics import Metrics
-from softswitch.recordings import purge_recordings
+from softswitch.callpath.recorder import purge_recordings
+from softswitch.core.metrics import Metrics
 from tests.db.conftest import new_tenant
 
 SPOOL = "/var/spool/asterisk/monitor/softswitch"

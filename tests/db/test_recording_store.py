@@ -13,11 +13,11 @@ from pathlib import Path
 import asyncpg
 
 from dialplan.snapshot import ConfigSnapshot, Tenant, UnifiedNumber
-from softswitch.call_registry import LiveCall
-from softswitch.clock import FixedClock
-from softswitch.metrics import Metrics
-from softswitch.recordings import Pending, Recorder
-from softswitch.settings import RecordingSettings
+from softswitch.callpath.recorder import Pending, Recorder
+from softswitch.callpath.registry import LiveCall
+from softswitch.core.clock import FixedClock
+from softswitch.core.metrics import Metrics
+from softswitch.core.settings import RecordingSettings
 from tests.db.conftest import new_tenant
 
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)

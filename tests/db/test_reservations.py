@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import asyncpg
 
-from softswitch.prepaid import Grant, Refusal, open_reservation, release_reservation, renew_reservation
+from provisioning.ledger import Grant, Refusal, open_reservation, release_reservation, renew_reservation
 from tests.db.conftest import new_tenant
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
@@ -108,7 +108,7 @@ async def test_the_same_call_cannot_reserve_twice(pool: asyncpg.Pool) -> None:
 
 
 async def test_settlement_charges_once_and_balances_agree(pool: asyncpg.Pool) -> None:
-    from softswitch.prepaid import settle_reservation
+    from provisioning.ledger import settle_reservation
 
     async with pool.acquire() as conn:
         tenant = await new_tenant(conn, balance=Decimal("1.00"), channel_cap=2, included_seconds_left=30)
@@ -143,7 +143,7 @@ async def test_settlement_charges_once_and_balances_agree(pool: asyncpg.Pool) ->
 
 
 async def test_concurrent_duplicate_settlements_charge_once(pool: asyncpg.Pool) -> None:
-    from softswitch.prepaid import settle_reservation
+    from provisioning.ledger import settle_reservation
 
     async with pool.acquire() as conn:
         tenant = await new_tenant(conn, balance=Decimal("5"), channel_cap=1)

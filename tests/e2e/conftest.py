@@ -18,11 +18,11 @@ import asyncpg
 import pytest
 
 from provisioning.users import bootstrap_admin
-from softswitch.db import connect, migrate_and_grant
-from softswitch.process import ServiceProcess
-from softswitch.settings import Settings
-from softswitch.sipp import SippUas
-from softswitch.stack import LocalStack, exclusive_use
+from scripts.devstack.process import ServiceProcess
+from scripts.devstack.sipp import SippUas
+from scripts.devstack.stack import LocalStack, exclusive_use
+from softswitch.core.db import connect, migrate_and_grant
+from softswitch.core.settings import Settings
 from tests.conftest import require_stack
 
 ROOT = Path(__file__).resolve().parents[2]

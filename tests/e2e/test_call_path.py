@@ -10,8 +10,8 @@ import asyncpg
 import httpx
 import pytest
 
-from softswitch.sipp import SippUas, run_uac
-from softswitch.stack import LocalStack
+from scripts.devstack.sipp import SippUas, run_uac
+from scripts.devstack.stack import LocalStack
 from tests.e2e.conftest import ServiceProcess, provision, unique_caller
 
 pytestmark = pytest.mark.stack

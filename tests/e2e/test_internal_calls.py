@@ -26,8 +26,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from softswitch.process import ServiceProcess
-from softswitch.sipp import SCENARIOS, SippResult, SippUas, run_uac
+from scripts.devstack.process import ServiceProcess
+from scripts.devstack.sipp import SCENARIOS, SippResult, SippUas, run_uac
 from tests.e2e.conftest import OWNER, active_number, api_ok, changed
 
 pytestmark = pytest.mark.stack

@@ -11,8 +11,8 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
-from softswitch.process import ServiceProcess
-from softswitch.sipp import SippUas, run_uac
+from scripts.devstack.process import ServiceProcess
+from scripts.devstack.sipp import SippUas, run_uac
 from tests.e2e.conftest import OWNER, active_number, api_ok, changed, mobile, restarted, unique_caller
 
 pytestmark = pytest.mark.stack

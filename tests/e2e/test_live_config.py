@@ -10,7 +10,7 @@ import time
 import asyncpg
 import pytest
 
-from softswitch.sipp import SippUas, run_uac
+from scripts.devstack.sipp import SippUas, run_uac
 from tests.e2e.conftest import (
     OWNER,
     ServiceProcess,

@@ -12,8 +12,8 @@ import time
 import asyncpg
 import pytest
 
-from softswitch.process import ServiceProcess
-from softswitch.sipp import SippUas, run_uac
+from scripts.devstack.process import ServiceProcess
+from scripts.devstack.sipp import SippUas, run_uac
 from tests.e2e.conftest import active_number, unique_caller
 from tests.e2e.test_prepaid import account, fund
 

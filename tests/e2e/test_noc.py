@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from softswitch.process import ServiceProcess
+from scripts.devstack.process import ServiceProcess
 
 pytestmark = pytest.mark.stack
 

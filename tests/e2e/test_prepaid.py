@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import pytest
 
-from softswitch.process import ServiceProcess
-from softswitch.sipp import SippResult, SippUas, run_uac
-from softswitch.stack import LocalStack
+from scripts.devstack.process import ServiceProcess
+from scripts.devstack.sipp import SippResult, SippUas, run_uac
+from scripts.devstack.stack import LocalStack
 from tests.e2e.conftest import OWNER, active_number, api_ok, mobile, restarted, unique_caller
 
 pytestmark = pytest.mark.stack

@@ -16,8 +16,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from softswitch.dtmf_pcap import _frame
-from softswitch.sipp import SCENARIOS, SippUas, run_uac
+from scripts.devstack.dtmf_pcap import _frame
+from scripts.devstack.sipp import SCENARIOS, SippUas, run_uac
 from tests.e2e.conftest import active_number, api_ok, changed, mobile, unique_caller
 
 pytestmark = pytest.mark.stack

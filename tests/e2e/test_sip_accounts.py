@@ -13,8 +13,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from softswitch.sipp import SippResult, run_register
-from softswitch.stack import LocalStack
+from scripts.devstack.sipp import SippResult, run_register
+from scripts.devstack.stack import LocalStack
 from tests.e2e.conftest import ServiceProcess
 
 pytestmark = pytest.mark.stack

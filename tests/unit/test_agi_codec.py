@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from softswitch.agi.codec import (
+from softswitch.engines.asterisk.agi.codec import (
     MAX_COMMAND_BYTES,
     AgiEnvironment,
     AgiEnvironmentParser,

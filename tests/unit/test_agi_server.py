@@ -11,15 +11,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from softswitch.agi.codec import AgiResponse
-from softswitch.agi.server import (
+from softswitch.core.masking import mask_number
+from softswitch.engines.asterisk.agi.codec import AgiResponse
+from softswitch.engines.asterisk.agi.server import (
     AgiCommandError,
     AgiHangup,
     AgiServer,
     AgiSession,
     AgiTimeout,
 )
-from softswitch.masking import mask_number
 
 Handler = Callable[[AgiSession], Awaitable[None]]
 IO_TIMEOUT = 2.0
@@ -475,7 +475,7 @@ async def test_handler_error_is_logged_masked_and_server_survives(
     async def route(session: AgiSession) -> None:
         await session.set_variable("SS_ACTION", "dial")
 
-    caplog.set_level(logging.DEBUG, logger="softswitch.agi")
+    caplog.set_level(logging.DEBUG, logger="softswitch.engines.asterisk.agi")
     server, observer = await make_server({"broken": broken, "route": route})
     ast = await FakeAsterisk.connect(server.port, env_bytes("broken"))
     await ast.expect_closed()

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from softswitch.ami.client import (
+from softswitch.engines.asterisk.ami.client import (
     AmiActionError,
     AmiClient,
     AmiConnectionLost,
@@ -19,12 +19,12 @@ from softswitch.ami.client import (
     AmiTimeout,
     full_jitter_backoff,
 )
-from softswitch.ami.codec import AmiMessage, AmiParser
+from softswitch.engines.asterisk.ami.codec import AmiMessage, AmiParser
 
 USERNAME = "softswitch"
 SECRET = "Sup3r-Secret-Value"
 BANNER = b"Asterisk Call Manager/9.0.0\r\n"
-CLIENT_LOGGER = "softswitch.ami.client"
+CLIENT_LOGGER = "softswitch.engines.asterisk.ami.client"
 
 
 def frame(*pairs: tuple[str, str]) -> bytes:

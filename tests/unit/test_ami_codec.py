@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from softswitch.ami.codec import (
+from softswitch.engines.asterisk.ami.codec import (
     AmiBanner,
     AmiFrame,
     AmiMalformed,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from softswitch.ami.codec import AmiMessage
-from softswitch.call_registry import CallRegistry, LiveCall
-from softswitch.clock import FixedClock
+from softswitch.callpath.registry import CallRegistry, LiveCall
+from softswitch.core.clock import FixedClock
+from softswitch.engines.asterisk.ami.codec import AmiMessage
 
 T0 = datetime(2026, 11, 23, 14, 30, tzinfo=UTC)
 

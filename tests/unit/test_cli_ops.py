@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from softswitch.cli import app
-from softswitch.settings import Settings
+from softswitch.core.settings import Settings
 from tests.conftest import require_stack
 
 

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import pytest
 
-from softswitch.esl.client import (
+from softswitch.engines.freeswitch.esl.client import (
     SUBSCRIBED_EVENTS,
     EslClient,
     EslCommandError,
@@ -26,10 +26,10 @@ from softswitch.esl.client import (
     EslNotConnected,
     EslTimeout,
 )
-from softswitch.esl.codec import EslEvent
+from softswitch.engines.freeswitch.esl.codec import EslEvent
 
 PASSWORD = "Sup3r-Secret-ClueCon"
-CLIENT_LOGGER = "softswitch.esl.client"
+CLIENT_LOGGER = "softswitch.engines.freeswitch.esl.client"
 STATUS = "UP 0 years, 0 days, 1 hour, 2 minutes\nFreeSWITCH (Version 1.10.12) is ready\n"
 FAREWELL = b"Disconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n"
 

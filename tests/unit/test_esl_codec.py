@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from softswitch.esl.codec import (
+from softswitch.engines.freeswitch.esl.codec import (
     EslCommand,
     EslEvent,
     EslFrame,

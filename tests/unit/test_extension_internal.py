@@ -19,7 +19,7 @@ from dialplan.reasons import Reason
 from dialplan.snapshot import BoundDestination, ConfigSnapshot, Extension, PinSetting, Tenant, UnifiedNumber
 from dialplan.time_policy import TimePolicy
 from provisioning.rules import hash_pin
-from softswitch.routing_agi import _endpoint_of, asterisk_variables
+from softswitch.callpath.routing import _endpoint_of, asterisk_variables
 from trunks.selection import TrunkRoute
 
 SH = timezone(timedelta(hours=8))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import softswitch.migrations
-from softswitch.migrate import available_migrations
+from softswitch.core.migrate import available_migrations
 
 MIGRATIONS_DIR = Path(softswitch.migrations.__file__).parent
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")

@@ -12,7 +12,7 @@ import pytest
 
 from dialplan.recording import decide_recording
 from dialplan.snapshot import ConfigSnapshot, Extension, Tenant, UnifiedNumber
-from softswitch.recordings import CALL_ID, host_path, wav_facts
+from softswitch.callpath.recorder import CALL_ID, host_path, wav_facts
 
 NOW = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 

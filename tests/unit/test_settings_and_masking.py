@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from softswitch.clock import FixedClock, PinnedClock, SystemClock, clock_from_setting
-from softswitch.masking import mask_number
-from softswitch.settings import Settings
+from softswitch.core.clock import FixedClock, PinnedClock, SystemClock, clock_from_setting
+from softswitch.core.masking import mask_number
+from softswitch.core.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -23,11 +23,11 @@ from dialplan.reasons import Reason
 from ivr import machine
 from ivr import selfservice as ss
 from ivr.actions import Collect, Digits, Hangup, Play, SayDigits, SayNumber, Timeout, Transfer, Voicemail
+from provisioning.prompts import PromptStore
 from provisioning.rules import hash_pin, pin_matches
-from softswitch.agi.server import AgiSession
-from softswitch.clock import Clock
-from softswitch.prompts import PromptStore
-from softswitch.snapshot_store import SnapshotStore
+from softswitch.callpath.snapshots import SnapshotStore
+from softswitch.core.clock import Clock
+from softswitch.engines.asterisk.agi.server import AgiSession
 
 log = logging.getLogger(__name__)
 

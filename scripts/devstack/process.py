@@ -15,9 +15,9 @@ from pathlib import Path
 
 import httpx
 
-from softswitch.settings import Settings
+from softswitch.core.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass

@@ -21,8 +21,8 @@ from dialplan.snapshot import (
 )
 from dialplan.time_policy import TimePolicy
 from ivr.menu import MenuSet
-from softswitch.clock import Clock
-from softswitch.metrics import Metrics
+from softswitch.core.clock import Clock
+from softswitch.core.metrics import Metrics
 from trunks.selection import TrunkRoute
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Asyncio FreeSWITCH Event Socket client (inbound mode): owns the TCP connection, auth,
 event subscription, liveness and reconnection.
 
-All framing lives in :mod:`softswitch.esl.codec`; this module only moves bytes and
+All framing lives in :mod:`softswitch.engines.freeswitch.esl.codec`; this module only moves bytes and
 correlates replies with the commands that caused them.
 
 Correlation. ESL has no request id: FreeSWITCH reads the commands of one socket one at a
@@ -38,7 +38,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from softswitch.esl.codec import (
+from softswitch.engines.freeswitch.esl.codec import (
     EslCommand,
     EslEvent,
     EslFrame,
@@ -47,7 +47,7 @@ from softswitch.esl.codec import (
     EslParser,
     encode_command,
 )
-from softswitch.supervision import SupervisedClient
+from softswitch.engines.supervision import SupervisedClient
 
 __all__ = [
     "SUBSCRIBED_EVENTS",

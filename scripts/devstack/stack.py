@@ -19,10 +19,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from softswitch.settings import Settings
+from softswitch.core.settings import Settings
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-TEMPLATES = Path(__file__).resolve().parent.parent / "docker" / "asterisk"
+TEMPLATES = Path(__file__).resolve().parents[2] / "docker" / "asterisk"
 # Debian's stock files we keep verbatim: tone tables for ringback and congestion, and the
 # defaults of modules we load but do not configure (without a file they log errors).
 DEBIAN_KEPT = (
@@ -349,7 +349,7 @@ class LocalStack:
                 return
             self.asterisk_down()
         # The platform's own prompts (Mandarin, espeak-ng): cached, quick when done.
-        from softswitch.prompts import PromptStore
+        from provisioning.prompts import PromptStore
 
         PromptStore(self.root / "usr" / "share" / "asterisk" / "sounds").render_system()
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -394,7 +394,7 @@ class LocalStack:
     def up(self) -> None:
         import asyncio
 
-        from softswitch.db import migrate_and_grant
+        from softswitch.core.db import migrate_and_grant
 
         self.pg_up()
         # Asterisk reads its realtime and CDR tables at start: they must exist first.

@@ -10,8 +10,8 @@ from datetime import datetime
 
 import asyncpg
 
-from softswitch.call_registry import LiveCall
-from softswitch.metrics import Metrics
+from softswitch.callpath.registry import LiveCall
+from softswitch.core.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -139,7 +139,7 @@ class Metrics:
             "Call record batches that failed to write",
             registry=r,
         )
-        # Call recording and retention (softswitch/recordings.py)
+        # Call recording and retention (softswitch/callpath/recorder.py)
         self.recording_disk_bytes = Gauge(
             "softswitch_recording_disk_bytes",
             "Bytes of recordings on disk, by tenant",

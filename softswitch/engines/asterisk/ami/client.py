@@ -1,6 +1,6 @@
 """Asyncio AMI client: owns the TCP connection, login, keepalive and reconnection.
 
-All framing lives in :mod:`softswitch.ami.codec`; this module only moves bytes and
+All framing lives in :mod:`softswitch.engines.asterisk.ami.codec`; this module only moves bytes and
 correlates responses with the actions that caused them (by ActionID).
 
 Reconnection policy: a supervisor task connects, logs in and reads until anything goes
@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from softswitch.ami.codec import (
+from softswitch.engines.asterisk.ami.codec import (
     AmiBanner,
     AmiFrame,
     AmiMalformed,
@@ -30,7 +30,7 @@ from softswitch.ami.codec import (
     AmiParser,
     encode_action,
 )
-from softswitch.supervision import SupervisedClient, full_jitter_backoff
+from softswitch.engines.supervision import SupervisedClient, full_jitter_backoff
 
 __all__ = [
     "AmiActionError",

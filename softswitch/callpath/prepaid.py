@@ -8,7 +8,7 @@
 - when no further slice can be reserved the caller hears a warning before the stop.
 - at hang-up the call is settled once (or the reservation released if never answered).
 - reconcile: reservations whose call no longer exists on the switch (a crash, a lost
-  Hangup event) are settled from Asterisk's own CDR, or released; softswitch.engine_audit
+  Hangup event) are settled from Asterisk's own CDR, or released; softswitch.callpath.audit
   calls it with the switch's live calls every ``reconcile_interval_s``.
 """
 
@@ -22,11 +22,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from softswitch.ami.client import AmiClient, AmiError
-from softswitch.call_registry import CallRegistry, LiveCall
-from softswitch.clock import Clock
-from softswitch.metrics import Metrics
-from softswitch.prepaid import (
+from provisioning.ledger import (
     Grant,
     Refusal,
     open_reservation,
@@ -34,7 +30,11 @@ from softswitch.prepaid import (
     renew_reservation,
     settle_reservation,
 )
-from softswitch.settings import PrepaidSettings
+from softswitch.callpath.registry import CallRegistry, LiveCall
+from softswitch.core.clock import Clock
+from softswitch.core.metrics import Metrics
+from softswitch.core.settings import PrepaidSettings
+from softswitch.engines.asterisk.ami.client import AmiClient, AmiError
 
 log = logging.getLogger(__name__)
 

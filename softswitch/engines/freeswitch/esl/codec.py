@@ -2,7 +2,7 @@
 
 Bytes in, frames out (:class:`EslParser`); commands in, bytes out (:func:`encode_command`).
 Nothing here touches a socket or an event loop, so every edge case of the wire format can
-be tested with plain byte strings; :mod:`softswitch.esl.client` owns the connection.
+be tested with plain byte strings; :mod:`softswitch.engines.freeswitch.esl.client` owns the connection.
 
 Wire format (mod_event_socket.c, inbound mode). Everything FreeSWITCH sends is a frame:
 "Key: Value\\n" header lines (LF, not CRLF) terminated by an empty line, followed by exactly

@@ -17,16 +17,16 @@ from dialplan.extension_calls import ExtensionCall, decide_extension_call, from_
 from dialplan.inbound import AskPin, Decision, InboundCall, Reject, Route, RunIvr, Voicemail, decide_inbound
 from dialplan.legs import CallerName, Direction, Leg
 from dialplan.reasons import Reason
+from provisioning.ledger import Grant, Refusal
 from provisioning.rules import pin_matches
-from softswitch.agi.server import AgiSession
-from softswitch.call_money import UNAVAILABLE, CallMoney
-from softswitch.call_records import CallRecordWriter, DecisionRecord
-from softswitch.clock import Clock
-from softswitch.masking import mask_number
-from softswitch.metrics import Metrics
-from softswitch.prepaid import Grant, Refusal
-from softswitch.recordings import Recorder, RecordingVars
-from softswitch.snapshot_store import SnapshotStore
+from softswitch.callpath.prepaid import UNAVAILABLE, CallMoney
+from softswitch.callpath.recorder import Recorder, RecordingVars
+from softswitch.callpath.records import CallRecordWriter, DecisionRecord
+from softswitch.callpath.snapshots import SnapshotStore
+from softswitch.core.clock import Clock
+from softswitch.core.masking import mask_number
+from softswitch.core.metrics import Metrics
+from softswitch.engines.asterisk.agi.server import AgiSession
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class CallRouting:
         self._money = money
         self._recorder = recorder
         self._snapshots = snapshots
-        # The platform's phone self-service line (softswitch.ivr_agi), set by the service.
+        # The platform's phone self-service line (softswitch.callpath.ivr_line), set by the service.
         self.selfservice: Callable[[AgiSession, str, str, str], Awaitable[None]] | None = None
         self.selfservice_numbers: frozenset[str] = frozenset()
         self._clock = clock

@@ -27,11 +27,11 @@ from typing import Any
 
 import asyncpg
 
-from softswitch.ami.client import AmiClient, AmiError
-from softswitch.call_money import CallMoney
-from softswitch.call_registry import CallRegistry
-from softswitch.clock import Clock
-from softswitch.metrics import Metrics
+from softswitch.callpath.prepaid import CallMoney
+from softswitch.callpath.registry import CallRegistry
+from softswitch.core.clock import Clock
+from softswitch.core.metrics import Metrics
+from softswitch.engines.asterisk.ami.client import AmiClient, AmiError
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from softswitch.dtmf_pcap import digit_pcaps
+from scripts.devstack.dtmf_pcap import digit_pcaps
 
-SCENARIOS = Path(__file__).resolve().parent.parent / "sipp-scenarios"
+SCENARIOS = Path(__file__).resolve().parents[2] / "sipp-scenarios"
 _STATUS = re.compile(r"^SIP/2\.0 (\d{3}) ", re.M)
 _RECEIVED = re.compile(r"UDP message received \[\d+\] bytes :\s*\n\s*\n(SIP/2\.0 (\d{3})[^\n]*)")
 
@@ -99,7 +99,7 @@ def _run(
 def render_dtmf(digits: str, hold_ms: int = 3000, gap_ms: int = 450, pcap_dir: Path | None = None) -> str:
     """uac_dtmf.xml with the digits rendered in: SIPp substitutes no keywords inside
     play_pcap_audio, so each digit becomes its own <exec> of a telephone-event pcap made
-    for this call (softswitch.dtmf_pcap: sequence numbers that keep increasing). A ','
+    for this call (scripts.devstack.dtmf_pcap: sequence numbers that keep increasing). A ','
     is a pause, as dialers write it."""
     keys = [d for d in digits if d != ","]
     pcaps = iter(digit_pcaps("".join(keys), pcap_dir or Path(tempfile.mkdtemp(prefix="dtmf-")), gap_ms))

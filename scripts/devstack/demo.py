@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from softswitch.sipp import SippUas, run_uac
+from scripts.devstack.sipp import SippUas, run_uac
 
 if TYPE_CHECKING:
     from softswitch.service import Service

@@ -6,8 +6,8 @@ import json
 
 import asyncpg
 
-from softswitch.migrate import Migration, migrate
-from softswitch.settings import Settings
+from softswitch.core.migrate import Migration, migrate
+from softswitch.core.settings import Settings
 
 # Asterisk's login reads and writes its realtime PJSIP tables and appends CDRs; nothing else.
 ASTERISK_TABLES_RW = ("ps_endpoints", "ps_auths", "ps_aors", "ps_contacts", "ps_domain_aliases")

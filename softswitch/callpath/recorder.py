@@ -31,10 +31,10 @@ import asyncpg
 
 from dialplan.recording import RecordingDecision, decide_recording
 from dialplan.snapshot import ConfigSnapshot
-from softswitch.call_registry import LiveCall
-from softswitch.clock import Clock
-from softswitch.metrics import Metrics
-from softswitch.settings import RecordingSettings
+from softswitch.callpath.registry import LiveCall
+from softswitch.core.clock import Clock
+from softswitch.core.metrics import Metrics
+from softswitch.core.settings import RecordingSettings
 
 log = logging.getLogger(__name__)
 

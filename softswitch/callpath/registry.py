@@ -5,7 +5,7 @@ bridged when a bridge holds two of its channels, and ends when its last channel 
 Ended calls stay readable in a bounded history so the real-time call list shows them too.
 
 What the registry believes is checked against the engine's own list of live channels
-(``reconcile``, run continuously by softswitch.engine_audit, not only after a reconnect):
+(``reconcile``, run continuously by softswitch.callpath.audit, not only after a reconnect):
 channels the engine no longer has are dropped (a call left with none ends, its end marked
 as not observed), channels it has that the registry never saw are adopted. Only channels
 seen before the list was asked for are judged (``mark``), so a call set up meanwhile is
@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from softswitch.clock import Clock
+from softswitch.core.clock import Clock
 
 
 class ChannelEvent(Protocol):
-    """What the registry needs of an AMI message (softswitch.ami.codec.AmiMessage)."""
+    """What the registry needs of an AMI message (softswitch.engines.asterisk.ami.codec.AmiMessage)."""
 
     @property
     def event(self) -> str | None: ...

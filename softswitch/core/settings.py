@@ -96,7 +96,7 @@ class PrepaidSettings(_Section):
     # Fail closed: a reservation the database does not grant within this is a refusal.
     timeout_s: float = Field(1.0, gt=0, le=10)
     # How often the registry, the open reservations and the call records are checked
-    # against the switch's live channels and CDR (softswitch.engine_audit): a channel slot
+    # against the switch's live channels and CDR (softswitch.callpath.audit): a channel slot
     # outlives a call whose end events were lost by about this much at most.
     reconcile_interval_s: float = Field(2.0, gt=0)
 

@@ -21,7 +21,8 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import Literal, Protocol
 
-from softswitch.agi.codec import (
+from softswitch.core.masking import mask_number
+from softswitch.engines.asterisk.agi.codec import (
     AgiEnvironment,
     AgiEnvironmentParser,
     AgiHangupNotice,
@@ -30,7 +31,6 @@ from softswitch.agi.codec import (
     AgiResponseParser,
     encode_command,
 )
-from softswitch.masking import mask_number
 
 __all__ = [
     "AgiCommandError",

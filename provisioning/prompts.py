@@ -21,7 +21,7 @@ MAX_UPLOAD = 10 * 2**20
 MAX_SECONDS = 300.0
 
 # The phone self-service line (ivr/selfservice.py names them), in Mandarin.
-# Played before a recorded call rings (softswitch/recordings.py ANNOUNCEMENT).
+# Played before a recorded call rings (softswitch/callpath/recorder.py ANNOUNCEMENT).
 RECORDING_TEXT = {"recording/notice": "您的通话可能会被录音。"}
 
 SELFSERVICE_TEXT = {

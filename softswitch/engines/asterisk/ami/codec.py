@@ -2,7 +2,7 @@
 
 Bytes in, frames out (:class:`AmiParser`); actions in, bytes out (:func:`encode_action`).
 Nothing here touches a socket or an event loop, so every edge case of the wire format can
-be tested with plain byte strings; :mod:`softswitch.ami.client` owns the connection.
+be tested with plain byte strings; :mod:`softswitch.engines.asterisk.ami.client` owns the connection.
 
 Wire format (Asterisk 22, manager.c): after connecting, Asterisk sends one banner line
 ("Asterisk Call Manager/9.0.0\\r\\n") with no blank line after it. Everything afterwards is a

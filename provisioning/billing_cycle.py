@@ -109,7 +109,7 @@ from rating.cycle import (
 )
 from rating.money import ZERO, cost_of_seconds, minutes_rounded_up, to_charge
 from rating.tariff import Tariff
-from softswitch.clock import FixedClock
+from softswitch.core.clock import FixedClock
 
 log = logging.getLogger(__name__)
 

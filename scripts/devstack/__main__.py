@@ -1,0 +1,5 @@
+"""python -m scripts.devstack"""
+
+from scripts.devstack.cli import app
+
+app()

@@ -1,0 +1,86 @@
+"""The development tooling's command: the local stack (PostgreSQL, Asterisk) and the demo.
+
+.venv/bin/python -m scripts.devstack stack up|down|status|restart-asterisk
+.venv/bin/python -m scripts.devstack demo seed|run
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import typer
+
+from scripts.devstack.demo import place_demo_calls, seed
+from scripts.devstack.stack import LocalStack, exclusive_use
+from softswitch.cli import configure_logging
+from softswitch.core.db import connect
+from softswitch.core.settings import load_settings
+from softswitch.service import run_service
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+stack_app = typer.Typer(no_args_is_help=True, help="The local PostgreSQL + Asterisk stack.")
+demo_app = typer.Typer(no_args_is_help=True, help="Demo data and demo calls.")
+app.add_typer(stack_app, name="stack")
+app.add_typer(demo_app, name="demo")
+
+
+@stack_app.command("up")
+def stack_up() -> None:
+    """Start PostgreSQL and Asterisk (idempotent; re-renders Asterisk's config)."""
+    LocalStack(load_settings()).up()
+    stack_status(as_json=False)
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop Asterisk and PostgreSQL by their recorded PIDs."""
+    LocalStack(load_settings()).down()
+    stack_status(as_json=False)
+
+
+@stack_app.command("restart-asterisk")
+def stack_restart_asterisk() -> None:
+    st = LocalStack(load_settings())
+    st.asterisk_down()
+    st.asterisk_up()
+    stack_status(as_json=False)
+
+
+@stack_app.command("status")
+def stack_status(as_json: bool = typer.Option(False, "--json")) -> None:
+    rows = LocalStack(load_settings()).status()
+    if as_json:
+        typer.echo(json.dumps([r.__dict__ for r in rows]))
+        return
+    for r in rows:
+        state = f"running pid={r.pid}" if r.running else "stopped"
+        typer.echo(f"{r.name:<11} {state:<20} {r.detail}")
+
+
+@demo_app.command("seed")
+def demo_seed() -> None:
+    """Load the demo enterprises and numbers (idempotent)."""
+
+    async def _run() -> None:
+        conn = await connect(load_settings())
+        try:
+            await seed(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(_run())
+    typer.echo("demo data loaded")
+
+
+@demo_app.command("run")
+def demo_run() -> None:
+    """Run the service, place the demo calls through Asterisk, then keep serving."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    with exclusive_use(settings):  # tests and benchmarks wait while the demo runs
+        run_service(settings, after_start=place_demo_calls)
+
+
+if __name__ == "__main__":
+    app()

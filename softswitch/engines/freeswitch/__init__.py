@@ -1,0 +1,1 @@
+"""FreeSWITCH 1.10: the Event Socket (esl/)."""
