@@ -167,7 +167,9 @@ async def _prepare(settings: Settings, count: int) -> dict[str, Any]:
             DEMO_NUMBER,
         )
         if row is None:
-            raise SystemExit(f"{DEMO_NUMBER} has no funded tenant: run `python -m scripts.devstack demo seed`")
+            raise SystemExit(
+                f"{DEMO_NUMBER} has no funded tenant: run `python -m scripts.devstack demo seed`"
+            )
         topup = Decimal(count)  # 60 s slices at 0.12/min reserve 0.12 each; 1.00 is ample
         await conn.execute(
             "UPDATE accounts SET channel_cap = channel_cap + $2, balance = balance + $3 WHERE tenant_id = $1",

@@ -28,6 +28,9 @@ from softswitch.core.metrics import Metrics
 from softswitch.core.settings import Settings
 from softswitch.engines.asterisk.agi.server import AgiServer
 from softswitch.engines.asterisk.ami.client import AmiClient
+from softswitch.engines.asterisk.channel import agi_scripts
+from softswitch.engines.asterisk.control import AmiCallControl
+from softswitch.engines.asterisk.events import AmiChannelEvents
 from softswitch.http import HttpDeps, create_app
 
 log = logging.getLogger(__name__)
@@ -122,20 +125,21 @@ class Service:
         await self.records.start()
         self.registry.add_end_listener(self._on_call_end)
 
-        self.ami.add_event_listener(self.registry.on_ami_event)
+        self.ami.add_event_listener(AmiChannelEvents(self.registry).on_event)
+        self.control = AmiCallControl(self.ami)
         self.ami.add_state_listener(self._on_ami_state)
         await self.ami.start()
         watch = asyncio.get_running_loop().create_task(self._watch_database(), name="db-watch")
         self._background.add(watch)
 
-        self.money = CallMoney(self.pool, self.ami, self.registry, self.clock, self.metrics, s.prepaid)
+        self.money = CallMoney(self.pool, self.control, self.registry, self.clock, self.metrics, s.prepaid)
         self.registry.add_end_listener(self.money.on_call_end)
         await self.money.start()
         self.recorder = Recorder(self.pool, self.clock, self.metrics, s.recording, s.asterisk.chroot)
         self.registry.add_end_listener(self.recorder.on_call_end)
         await self.recorder.start()
         self.audit = EngineAudit(
-            self.ami,
+            self.control,
             self.registry,
             self.money,
             self.pool,
@@ -151,7 +155,7 @@ class Service:
         ivr = IvrLine(self.snapshots, self.clock, self.pool, prompts, routing.deliver)
         routing.selfservice = ivr.selfservice
         routing.selfservice_numbers = frozenset(s.ivr.selfservice_numbers)
-        self._handlers = {"route": routing.route, "extension": routing.extension, "ivr": ivr.menu}
+        self._handlers = agi_scripts(routing.route, routing.extension, ivr.menu, trunk="carrier-out")
         self.agi = AgiServer(
             self._handlers.get,
             host=s.agi.host,

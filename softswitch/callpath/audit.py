@@ -1,11 +1,10 @@
 """The continuous check of what the control plane believes against what the engine has.
 
-Events can be lost (an AMI reconnect, a crash and restart of the service) or arrive for
-channels the registry never saw. Every ``interval`` seconds — and at once after each AMI
-login — this asks the engine for its live channels and, once the events queued before
-that list have been read (a barrier: Asterisk writes an action's reply at once but its
-events through a queue, so the list overtakes Hangup and Newchannel events still queued;
-a UserEvent we raise comes back through that queue, after them):
+Events can be lost (a reconnect of the engine's event connection, a crash and restart of
+the service) or arrive for channels the registry never saw. Every ``interval`` seconds —
+and at once after each (re)connection — this asks the engine for its live channels
+(``CallControl.live_channels``, which returns once every event emitted before the list has
+reached the registry) and:
 
 1. aligns the call registry with them (calls none of whose channels lives are ended,
    channels never seen are adopted): the end listeners then write the call record's end,
@@ -21,17 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from datetime import datetime, timedelta
-from typing import Any
 
 import asyncpg
 
+from softswitch.callpath.control import CallControl, ControlError
 from softswitch.callpath.prepaid import CallMoney
 from softswitch.callpath.registry import CallRegistry
 from softswitch.core.clock import Clock
 from softswitch.core.metrics import Metrics
-from softswitch.engines.asterisk.ami.client import AmiClient, AmiError
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +38,6 @@ log = logging.getLogger(__name__)
 _RECORD_GRACE = timedelta(seconds=10)
 _NO_CDR_GRACE = timedelta(minutes=5)
 _LOOKBACK = timedelta(days=2)
-
-BARRIER_EVENT = "SoftswitchAuditBarrier"  # docker/asterisk/manager.conf lets UserEvent through
-_BARRIER_TIMEOUT_S = 5.0
 
 _COMPLETE_FROM_CDR = """
 WITH open_calls AS (
@@ -72,7 +66,7 @@ RETURNING linkedid
 class EngineAudit:
     def __init__(
         self,
-        ami: AmiClient,
+        control: CallControl,
         registry: CallRegistry,
         money: CallMoney,
         pool: asyncpg.Pool,
@@ -80,7 +74,7 @@ class EngineAudit:
         metrics: Metrics,
         interval_s: float,
     ) -> None:
-        self._ami = ami
+        self._control = control
         self._registry = registry
         self._money = money
         self._pool = pool
@@ -89,26 +83,6 @@ class EngineAudit:
         self._interval = interval_s
         self._lock = asyncio.Lock()  # one check at a time (the periodic one and a login's)
         self._task: asyncio.Task[None] | None = None
-        self._barriers: dict[str, asyncio.Future[None]] = {}
-        ami.add_event_listener(self._on_event)
-
-    def _on_event(self, msg: Any) -> None:
-        if msg.event == "UserEvent" and msg.get("UserEvent") == BARRIER_EVENT:
-            waiter = self._barriers.pop(msg.get("Token") or "", None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
-
-    async def _barrier(self) -> None:
-        """Returns once every event Asterisk queued before now has been folded."""
-        token = secrets.token_hex(8)
-        waiter = asyncio.get_running_loop().create_future()
-        self._barriers[token] = waiter
-        try:
-            await self._ami.action("UserEvent", {"UserEvent": BARRIER_EVENT, "Token": token})
-            async with asyncio.timeout(_BARRIER_TIMEOUT_S):
-                await waiter
-        finally:
-            self._barriers.pop(token, None)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="engine-audit")
@@ -133,10 +107,9 @@ class EngineAudit:
             mark = self._registry.mark()
             adopted_before = self._registry.adopted
             try:
-                _, listing = await self._ami.action_list("CoreShowChannels")
-                await self._barrier()
-            except (AmiError, TimeoutError) as exc:
-                log.info("engine audit skipped (AMI not available or behind): %s", exc)
+                listing = await self._control.live_channels()
+            except ControlError as exc:
+                log.info("engine audit skipped: %s", exc)
                 return
             ended = self._registry.reconcile(listing, as_of=mark)
             if ended:
@@ -146,7 +119,7 @@ class EngineAudit:
             if adopted:
                 log.warning("%d live channel(s) adopted that no event had announced", adopted)
                 self._metrics.engine_audit.labels("channel_adopted").inc(adopted)
-            live = {e.get("Linkedid") or "" for e in listing} | {c.linkedid for c in self._registry.live()}
+            live = {c.linkedid for c in listing} | {c.linkedid for c in self._registry.live()}
             await self._money.reconcile(live)
             completed = await self.complete_records(live, self._clock.now())
             if completed:

@@ -1,4 +1,5 @@
-"""IVR over FastAGI: the pure step machines of ivr/ driven against a live channel.
+"""IVR: the pure step machines of ivr/ driven against a live call, on whichever engine
+(softswitch.callpath.control.CallChannel).
 
 `menu` runs a tenant's menus (AGI script `ivr`, reached when a policy sends a call to an
 IVR); a transfer, voicemail or hang-up at the end becomes an ordinary decision handed back
@@ -25,13 +26,13 @@ from ivr import selfservice as ss
 from ivr.actions import Collect, Digits, Hangup, Play, SayDigits, SayNumber, Timeout, Transfer, Voicemail
 from provisioning.prompts import PromptStore
 from provisioning.rules import hash_pin, pin_matches
+from softswitch.callpath.control import CallChannel
 from softswitch.callpath.snapshots import SnapshotStore
 from softswitch.core.clock import Clock
-from softswitch.engines.asterisk.agi.server import AgiSession
 
 log = logging.getLogger(__name__)
 
-Deliver = Callable[[AgiSession, Any, float, str, str, str, str], Awaitable[None]]
+Deliver = Callable[[CallChannel, Any, float, str, str, str, str], Awaitable[None]]
 
 
 class IvrLine:
@@ -61,14 +62,14 @@ class IvrLine:
                 break
         return name
 
-    async def _perform(self, session: AgiSession, tenant_id: int | None, actions: Any) -> Any:
+    async def _perform(self, session: CallChannel, tenant_id: int | None, actions: Any) -> Any:
         """Play the channel actions; return the caller's event for a Collect (or None)."""
         event: Any = None
         for action in actions:
             if isinstance(action, Play):
-                await session.stream_file(self._prompt(tenant_id, action.prompt))
+                await session.play(self._prompt(tenant_id, action.prompt))
             elif isinstance(action, Collect):
-                digits, timed_out = await session.get_data(
+                digits, timed_out = await session.collect(
                     self._prompt(tenant_id, action.prompt), action.timeout_ms, action.max_digits
                 )
                 event = Timeout() if timed_out and not digits else Digits(digits)
@@ -79,11 +80,10 @@ class IvrLine:
         return event
 
     # ------------------------------------------------------------------ tenant menus
-    async def menu(self, session: AgiSession) -> None:
-        # AGI(agi://…/ivr,${CHANNEL(linkedid)},${SS_IVR_MENU},${SS_TENANT_ID},${SS_CALLED})
-        args = list(session.env.args) + [""] * 4
-        linkedid, entry, tenant_s, called = args[:4]
-        caller = session.env.callerid if session.env.callerid not in ("", "unknown") else ""
+    async def menu(self, session: CallChannel) -> None:
+        facts = session.facts
+        linkedid, caller, called = facts.linkedid, facts.caller, facts.called
+        entry, tenant_s = (*facts.args, "", "")[:2]
         tenant_id = int(tenant_s) if tenant_s.isdigit() else None
         snap = self._snapshots.current
         menus = snap.ivr_menus.get(tenant_id or 0)
@@ -112,7 +112,8 @@ class IvrLine:
         await self._deliver(session, decision, started, linkedid, caller, called, "inbound")
 
     # ------------------------------------------------------------------ self-service line
-    async def selfservice(self, session: AgiSession, linkedid: str, caller: str, called: str) -> None:
+    async def selfservice(self, session: CallChannel) -> None:
+        linkedid, caller, called = session.facts.linkedid, session.facts.caller, session.facts.called
         await session.answer()
         step = ss.start(self._config, linkedid)
         while True:

@@ -1,10 +1,12 @@
-"""Prepaid calls end to end, at the edge between the database, AMI and the call registry.
+"""Prepaid calls end to end, at the edge between the database, the engine's call control
+and the call registry.
 
 - authorize: a reservation (channel slot + first slice) before the call may ring; a
   database that does not answer in time refuses the call (fail closed).
-- the switch enforces a hard stop: the answering channel's TIMEOUT(absolute) is set to
-  the reserved talk time (dialplan [ss-answer]); each renewal extends it over AMI, so a
-  lost control plane costs at most one slice.
+- the switch enforces a hard stop: the answering channel hangs up when the reserved talk
+  time runs out (Asterisk: TIMEOUT(absolute), set in the dialplan's [ss-answer]); each
+  renewal extends it (CallControl.extend_hard_stop), so a lost control plane costs at
+  most one slice.
 - when no further slice can be reserved the caller hears a warning before the stop.
 - at hang-up the call is settled once (or the reservation released if never answered).
 - reconcile: reservations whose call no longer exists on the switch (a crash, a lost
@@ -30,11 +32,11 @@ from provisioning.ledger import (
     renew_reservation,
     settle_reservation,
 )
+from softswitch.callpath.control import CallControl, ControlError
 from softswitch.callpath.registry import CallRegistry, LiveCall
 from softswitch.core.clock import Clock
 from softswitch.core.metrics import Metrics
 from softswitch.core.settings import PrepaidSettings
-from softswitch.engines.asterisk.ami.client import AmiClient, AmiError
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +60,14 @@ class CallMoney:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        ami: AmiClient,
+        control: CallControl,
         registry: CallRegistry,
         clock: Clock,
         metrics: Metrics,
         settings: PrepaidSettings,
     ) -> None:
         self._pool = pool
-        self._ami = ami
+        self._control = control
         self._registry = registry
         self._clock = clock
         self._metrics = metrics
@@ -150,15 +152,8 @@ class CallMoney:
             assert call.answered_at is not None
             remaining = math.ceil((call.answered_at - self._clock.now()).total_seconds() + t.granted_s)
             if call.callee_channel:
-                await self._ami.action(
-                    "Setvar",
-                    {
-                        "Channel": call.callee_channel,
-                        "Variable": "TIMEOUT(absolute)",
-                        "Value": str(max(remaining, 1)),
-                    },
-                )
-        except AmiError as exc:
+                await self._control.extend_hard_stop(call.callee_channel, remaining)
+        except ControlError as exc:
             log.warning("could not extend the hard stop of call %s: %s", t.call_id, exc)
         finally:
             t.renewing = False
@@ -167,8 +162,8 @@ class CallMoney:
         """A short tone to the caller: the call ends in a few seconds (no balance left)."""
         for channel in filter(None, (call.caller_channel,)):
             try:
-                await self._ami.action("PlayDTMF", {"Channel": channel, "Digit": "#", "Duration": "400"})
-            except AmiError as exc:
+                await self._control.warn(channel)
+            except ControlError as exc:
                 log.info("warning tone on %s not played: %s", channel, exc)
 
     # ------------------------------------------------------------------ hang-up

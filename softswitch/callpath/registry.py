@@ -1,4 +1,4 @@
-"""The live call registry: AMI channel events folded into calls keyed by linkedid.
+"""The live call registry: the engine's channel events folded into calls keyed by linkedid.
 
 A call is created with its first channel, answered when any of its channels goes Up,
 bridged when a bridge holds two of its channels, and ends when its last channel hangs up.
@@ -10,7 +10,7 @@ channels the engine no longer has are dropped (a call left with none ends, its e
 as not observed), channels it has that the registry never saw are adopted. Only channels
 seen before the list was asked for are judged (``mark``), so a call set up meanwhile is
 never ended by a list that predates it. The caller makes sure the events the engine
-queued before the list have been folded first (engine_audit's barrier)."""
+emitted before the list have been folded first (CallControl.live_channels)."""
 
 from __future__ import annotations
 
@@ -18,18 +18,20 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
 
 from softswitch.core.clock import Clock
 
 
-class ChannelEvent(Protocol):
-    """What the registry needs of an AMI message (softswitch.engines.asterisk.ami.codec.AmiMessage)."""
+@dataclass(frozen=True, slots=True)
+class LiveChannel:
+    """One channel the engine has now, from its own list."""
 
-    @property
-    def event(self) -> str | None: ...
-
-    def get(self, key: str, default: str | None = None) -> str | None: ...
+    uniqueid: str
+    linkedid: str
+    channel: str
+    up: bool  # answered
+    caller: str = ""
+    exten: str = ""
 
 
 @dataclass
@@ -127,25 +129,21 @@ class CallRegistry:
             return found
         return next((c for c in reversed(self._ended) if c.linkedid == linkedid), None)
 
-    def on_ami_event(self, msg: ChannelEvent) -> None:
-        handler = self._HANDLERS.get(msg.event or "")
-        if handler is not None:
-            self._seq += 1
-            handler(self, msg)
-
-    def _on_newchannel(self, msg: ChannelEvent) -> None:
-        self._newchannel(msg)
-
-    def _newchannel(self, msg: ChannelEvent, step: str = "created") -> LiveCall | None:
-        uniqueid = msg.get("Uniqueid") or ""
-        linkedid = msg.get("Linkedid") or uniqueid
+    # ------------------------------------------------------------------ what the engine reports
+    # Engine-neutral: softswitch/engines/<engine>/ turns its own events into these calls
+    # (Asterisk: AMI Newchannel, Newstate, BridgeEnter, DialEnd, Hangup).
+    def channel_created(
+        self, uniqueid: str, linkedid: str, channel: str, caller: str, exten: str, step: str = "created"
+    ) -> LiveCall | None:
         if not uniqueid:
             return None
+        self._seq += 1
+        linkedid = linkedid or uniqueid
         now = self._clock.now()
         call = self._live.get(linkedid)
         if call is None:
-            call = LiveCall(linkedid, msg.get("CallerIDNum") or "", msg.get("Exten") or "", now)
-            call.caller_channel = msg.get("Channel") or ""
+            call = LiveCall(linkedid, caller, exten, now)
+            call.caller_channel = channel
             call.lifecycle.append((now, step))
             self._live[linkedid] = call
         call.channels.add(uniqueid)
@@ -153,53 +151,49 @@ class CallRegistry:
         self._seen.setdefault(uniqueid, self._seq)
         return call
 
-    def _call_of(self, msg: ChannelEvent) -> LiveCall | None:
-        linkedid = self._by_channel.get(msg.get("Uniqueid") or "")
+    def _call_of(self, uniqueid: str) -> LiveCall | None:
+        linkedid = self._by_channel.get(uniqueid)
         return self._live.get(linkedid) if linkedid else None
 
-    def _newstate(self, msg: ChannelEvent) -> None:
-        call = self._call_of(msg)
-        if (
-            call is not None
-            and call.alerted_at is None
-            and msg.get("ChannelState") in ("5", "6")  # Ringing, Up
-            and msg.get("Uniqueid") != call.linkedid
-        ):
+    def channel_alerting(self, uniqueid: str, up: bool) -> None:
+        """A channel rings (``up`` False) or is answered (``up`` True)."""
+        self._seq += 1
+        call = self._call_of(uniqueid)
+        if call is None:
+            return
+        if call.alerted_at is None and uniqueid != call.linkedid:
             call.alerted_at = self._clock.now()
-        if call is not None and msg.get("ChannelState") == "6" and call.answered_at is None:
+        if up and call.answered_at is None:
             call.answered_at = self._clock.now()
             call.lifecycle.append((call.answered_at, "answered"))
 
-    def _bridge_enter(self, msg: ChannelEvent) -> None:
-        call = self._call_of(msg)
+    def channel_bridged(self, uniqueid: str, channels_in_bridge: int) -> None:
+        self._seq += 1
+        call = self._call_of(uniqueid)
         if call is None or call.bridged_at is not None:
             return
-        if int(msg.get("BridgeNumChannels") or "0") >= 2:
+        if channels_in_bridge >= 2:
             call.bridged_at = self._clock.now()
             call.lifecycle.append((call.bridged_at, "bridged"))
 
-    def _dial_end(self, msg: ChannelEvent) -> None:
-        if msg.get("DialStatus") != "ANSWER":
-            return
-        linkedid = self._by_channel.get(msg.get("DestUniqueid") or "") or msg.get("DestLinkedid") or ""
-        call = self._live.get(linkedid)
+    def callee_answered(self, uniqueid: str, linkedid: str, channel: str) -> None:
+        """The destination channel ``channel`` answered its call (the hard stop's target)."""
+        self._seq += 1
+        call = self._live.get(self._by_channel.get(uniqueid) or linkedid)
         if call is not None:
-            call.callee_channel = msg.get("DestChannel") or ""
+            call.callee_channel = channel
 
-    def _hangup(self, msg: ChannelEvent) -> None:
-        uniqueid = msg.get("Uniqueid") or ""
-        call = self._call_of(msg)
+    def channel_hung_up(self, uniqueid: str, cause: int, cause_text: str) -> None:
+        self._seq += 1
+        call = self._call_of(uniqueid)
         self._forget_channel(uniqueid)
         if call is None:
             return
         call.channels.discard(uniqueid)
         if call.hangup_cause is None or uniqueid == call.linkedid:
             # The cause the caller's own channel ended with is the one that describes the call.
-            try:
-                call.hangup_cause = int(msg.get("Cause") or "0")
-            except ValueError:
-                call.hangup_cause = 0
-            call.hangup_cause_text = msg.get("Cause-txt") or ""
+            call.hangup_cause = cause
+            call.hangup_cause_text = cause_text
         if not call.channels:
             self._finish(call)
 
@@ -218,14 +212,13 @@ class CallRegistry:
         while len(self._hung_up) > self._hung_up_max:
             self._hung_up.popitem(last=False)
 
-    def reconcile(self, listing: Iterable[ChannelEvent], as_of: int | None = None) -> list[LiveCall]:
-        """Align the registry with the engine's live channels (``listing``: one
-        CoreShowChannel-like entry per channel, Uniqueid/Linkedid/Channel/ChannelState/
-        CallerIDNum/Exten). ``as_of`` is ``mark()`` taken before the list was asked for
-        (default: now). Returns the calls ended because none of their channels lives."""
+    def reconcile(self, listing: Iterable[LiveChannel], as_of: int | None = None) -> list[LiveCall]:
+        """Align the registry with the engine's live channels (``listing``). ``as_of`` is
+        ``mark()`` taken before the list was asked for (default: now). Returns the calls
+        ended because none of their channels lives."""
         as_of = self._seq if as_of is None else as_of
-        entries = [e for e in listing if e.get("Uniqueid")]
-        alive = {e.get("Uniqueid") or "" for e in entries}
+        entries = [c for c in listing if c.uniqueid]
+        alive = {c.uniqueid for c in entries}
         for call in self._live.values():
             # A surviving call forgets its dead channels, or it could never end.
             dead = {uid for uid in call.channels - alive if self._seen.get(uid, -1) <= as_of}
@@ -243,27 +236,20 @@ class CallRegistry:
             self._adopt(entry)
         return gone
 
-    def _adopt(self, entry: ChannelEvent) -> None:
+    def _adopt(self, live: LiveChannel) -> None:
         """A live channel whose events we never saw (they were lost, or we started after
         it): known from now on, so its call is renewed, ended and recorded like any other."""
-        uniqueid = entry.get("Uniqueid") or ""
-        if uniqueid in self._by_channel or uniqueid in self._hung_up:
+        if live.uniqueid in self._by_channel or live.uniqueid in self._hung_up:
             return
-        call = self._newchannel(entry, step="adopted")
+        call = self.channel_created(
+            live.uniqueid, live.linkedid, live.channel, live.caller, live.exten, "adopted"
+        )
         if call is None:
             return
         self.adopted += 1
         call.adopted = True
-        if entry.get("ChannelState") == "6" and call.answered_at is None:
+        if live.up and call.answered_at is None:
             call.answered_at = self._clock.now()
             call.lifecycle.append((call.answered_at, "answered"))
-        if uniqueid != call.linkedid and entry.get("ChannelState") == "6" and not call.callee_channel:
-            call.callee_channel = entry.get("Channel") or ""
-
-    _HANDLERS: dict[str, Callable[[CallRegistry, ChannelEvent], None]] = {
-        "Newchannel": _on_newchannel,
-        "Newstate": _newstate,
-        "BridgeEnter": _bridge_enter,
-        "DialEnd": _dial_end,
-        "Hangup": _hangup,
-    }
+        if live.uniqueid != call.linkedid and live.up and not call.callee_channel:
+            call.callee_channel = live.channel

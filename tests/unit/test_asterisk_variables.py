@@ -12,7 +12,7 @@ from dialplan.distribution import DialStep, Member
 from dialplan.inbound import Reject, Route, RunIvr, Voicemail
 from dialplan.reasons import Reason
 from softswitch.callpath.recorder import RecordingVars
-from softswitch.callpath.routing import asterisk_variables, dial_string
+from softswitch.engines.asterisk.contract import asterisk_variables, dial_string
 
 EXTENSIONS_CONF = Path(__file__).resolve().parents[2] / "docker" / "asterisk" / "extensions.conf"
 TRUNK = "carrier-out"

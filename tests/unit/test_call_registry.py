@@ -1,13 +1,16 @@
 """CallRegistry golden tests: AMI event sequences as Asterisk 22 sends them, folded into
-calls. Each sequence is written out as the data it is."""
+calls through the Asterisk adapter (softswitch.engines.asterisk.events). Each sequence is
+written out as the data it is."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from softswitch.callpath.registry import CallRegistry, LiveCall
+from softswitch.callpath.registry import CallRegistry, LiveCall, LiveChannel
 from softswitch.core.clock import FixedClock
 from softswitch.engines.asterisk.ami.codec import AmiMessage
+from softswitch.engines.asterisk.control import live_channel_of
+from softswitch.engines.asterisk.events import AmiChannelEvents
 
 T0 = datetime(2026, 11, 23, 14, 30, tzinfo=UTC)
 
@@ -48,17 +51,19 @@ def bridge_enter(uid: str, linkedid: str, count: int) -> AmiMessage:
     )
 
 
-def listed(*uids: str, linkedid: str = "", state: str = "6") -> list[AmiMessage]:
-    """CoreShowChannel entries, as the engine lists its live channels."""
+def listed(*uids: str, linkedid: str = "", state: str = "6") -> list[LiveChannel]:
+    """CoreShowChannel entries, as Asterisk lists its live channels, read as LiveChannels."""
     return [
-        ev(
-            "CoreShowChannel",
-            Channel=f"PJSIP/x-{uid}",
-            Uniqueid=uid,
-            Linkedid=linkedid or uid.split(".")[0] + ".1",
-            ChannelState=state,
-            CallerIDNum="139",
-            Exten="4001",
+        live_channel_of(
+            ev(
+                "CoreShowChannel",
+                Channel=f"PJSIP/x-{uid}",
+                Uniqueid=uid,
+                Linkedid=linkedid or uid.split(".")[0] + ".1",
+                ChannelState=state,
+                CallerIDNum="139",
+                Exten="4001",
+            )
         )
         for uid in uids
     ]
@@ -97,7 +102,7 @@ def feed(registry: CallRegistry, events: list[AmiMessage], clock: TickingClock |
     for msg in events:
         if clock is not None:
             clock.tick()
-        registry.on_ami_event(msg)
+        AmiChannelEvents(registry).on_event(msg)
 
 
 def steps(call: LiveCall) -> list[str]:
@@ -154,7 +159,7 @@ def test_states_along_the_routed_call() -> None:
     registry = CallRegistry(FixedClock(T0))
     seen = []
     for msg in ROUTED_CALL:
-        registry.on_ami_event(msg)
+        AmiChannelEvents(registry).on_event(msg)
         call = registry.get(CALLER)
         assert call is not None
         seen.append(call.state)
@@ -215,7 +220,7 @@ def test_events_for_unknown_uniqueids_are_ignored() -> None:
 
 def test_newchannel_without_uniqueid_is_ignored() -> None:
     registry = CallRegistry(FixedClock(T0))
-    registry.on_ami_event(ev("Newchannel", Channel="PJSIP/x-1", Linkedid="1.1"))
+    AmiChannelEvents(registry).on_event(ev("Newchannel", Channel="PJSIP/x-1", Linkedid="1.1"))
     assert registry.live() == []
 
 
@@ -311,8 +316,12 @@ def test_a_minimal_duck_typed_event_works_too() -> None:
             return self._headers.get(key, default)
 
     registry = CallRegistry(FixedClock(T0))
-    registry.on_ami_event(FakeEvent("Newchannel", Uniqueid="7.1", Linkedid="7.1", CallerIDNum="1", Exten="2"))
-    registry.on_ami_event(FakeEvent("Hangup", Uniqueid="7.1", Cause="21", **{"Cause-txt": "Call Rejected"}))
+    AmiChannelEvents(registry).on_event(
+        FakeEvent("Newchannel", Uniqueid="7.1", Linkedid="7.1", CallerIDNum="1", Exten="2")
+    )
+    AmiChannelEvents(registry).on_event(
+        FakeEvent("Hangup", Uniqueid="7.1", Cause="21", **{"Cause-txt": "Call Rejected"})
+    )
     [call] = registry.recent()
     assert (call.hangup_cause, steps(call)) == (21, ["created", "hung_up"])
 

@@ -19,7 +19,8 @@ from dialplan.reasons import Reason
 from dialplan.snapshot import BoundDestination, ConfigSnapshot, Extension, PinSetting, Tenant, UnifiedNumber
 from dialplan.time_policy import TimePolicy
 from provisioning.rules import hash_pin
-from softswitch.callpath.routing import _endpoint_of, asterisk_variables
+from softswitch.engines.asterisk.channel import endpoint_of as _endpoint_of
+from softswitch.engines.asterisk.contract import asterisk_variables
 from trunks.selection import TrunkRoute
 
 SH = timezone(timedelta(hours=8))
