@@ -103,8 +103,8 @@ def _page_model(read: type[BaseModel], name: str) -> type[BaseModel]:
     return create_model(f"{name}Page", items=(list[read], ...), next_after=(int | None, None))  # type: ignore[call-overload]
 
 
-def build_router(deps: ApiDeps) -> APIRouter:
-    router = APIRouter(prefix="/v1")
+def _context(deps: ApiDeps) -> Any:
+    """The `Ctx` dependency: a connection and the principal its bearer token names."""
 
     async def context(
         authorization: Annotated[str | None, Header(description="Bearer <token>")] = None,
@@ -113,25 +113,47 @@ def build_router(deps: ApiDeps) -> APIRouter:
             principal = await users.principal_for(conn, authorization, deps.clock.now())
             yield Ctx(conn, principal, deps.clock, settings=deps.settings)
 
-    CtxDep = Annotated[Ctx, Depends(context)]
+    return Annotated[Ctx, Depends(context)]
 
-    def scoped(ctx: Ctx, tenant_id: int | None) -> Ctx:
-        ctx.tenant_id = tenant_id
-        return ctx
 
-    # ------------------------------------------------------------------ who am I
-    class WhoAmI(BaseModel):
-        user_id: int | None
-        name: str
-        role: str
-        tenant_id: int | None
+def _scoped(ctx: Ctx, tenant_id: int | None) -> Ctx:
+    ctx.tenant_id = tenant_id
+    return ctx
 
+
+def build_router(deps: ApiDeps) -> APIRouter:
+    router = APIRouter(prefix="/v1")
+    CtxDep = _context(deps)
+    _mount_whoami(router, CtxDep)
+    _mount_tenants(router, CtxDep)
+    _mount_numbers(router, CtxDep)
+    _mount_money(router, CtxDep)
+    _mount_statement_and_reports(router, CtxDep)
+    _mount_live_calls(router, CtxDep)
+    _mount_cards(router, CtxDep)
+    _mount_tokens(router, CtxDep)
+    for res in catalog.TENANT_RESOURCES + catalog.PLATFORM_RESOURCES:
+        _mount(router, res, CtxDep)
+    return router
+
+
+# ---------------------------------------------------------------------- who am I
+class WhoAmI(BaseModel):
+    user_id: int | None
+    name: str
+    role: str
+    tenant_id: int | None
+
+
+def _mount_whoami(router: APIRouter, CtxDep: Any) -> None:  # noqa: N803 - a type alias
     @router.get("/whoami", response_model=WhoAmI, tags=["auth"])
     async def whoami(ctx: CtxDep) -> WhoAmI:
         p: Principal = ctx.actor
         return WhoAmI(user_id=p.user_id, name=p.name, role=p.role.value, tenant_id=p.tenant_id)
 
-    # ------------------------------------------------------------------ tenants
+
+# ---------------------------------------------------------------------- tenants
+def _mount_tenants(router: APIRouter, CtxDep: Any) -> None:  # noqa: N803 - a type alias
     TenantPage = _page_model(TenantRead, "Tenant")
 
     @router.get("/tenants", response_model=TenantPage, tags=["tenants"])
@@ -183,7 +205,9 @@ def build_router(deps: ApiDeps) -> APIRouter:
             summary=f"{action.capitalize()} a tenant",
         )
 
-    # ------------------------------------------------------------------ numbers
+
+# ---------------------------------------------------------------------- numbers
+def _mount_numbers(router: APIRouter, CtxDep: Any) -> None:  # noqa: N803 - a type alias
     @router.post(
         "/tenants/{tenant_id}/numbers",
         response_model=NumberRead,
@@ -192,7 +216,7 @@ def build_router(deps: ApiDeps) -> APIRouter:
         summary="Assign a number (from the pool or new); it starts reserved",
     )
     async def assign_number(ctx: CtxDep, tenant_id: IdPath, data: NumberCreate) -> Any:
-        return await numbers.assign_number(scoped(ctx, tenant_id), data)
+        return await numbers.assign_number(_scoped(ctx, tenant_id), data)
 
     @router.post(
         "/tenants/{tenant_id}/numbers/{number_id}/{action}",
@@ -206,9 +230,11 @@ def build_router(deps: ApiDeps) -> APIRouter:
         number_id: IdPath,
         action: Annotated[str, Path(pattern="^(submit|approve|suspend|resume|release)$")],
     ) -> Any:
-        return await numbers.number_action(scoped(ctx, tenant_id), number_id, action)
+        return await numbers.number_action(_scoped(ctx, tenant_id), number_id, action)
 
-    # ------------------------------------------------------------------ money
+
+# ---------------------------------------------------------------------- money
+def _mount_money(router: APIRouter, CtxDep: Any) -> None:  # noqa: N803 - a type alias
     @router.get(
         "/tenants/{tenant_id}/account",
         response_model=AccountRead,
@@ -216,7 +242,7 @@ def build_router(deps: ApiDeps) -> APIRouter:
         summary="The prepaid account: balance, credit, reserved money, channels and included seconds",
     )
     async def get_account(ctx: CtxDep, tenant_id: IdPath) -> Any:
-        return await money.get_account(scoped(ctx, tenant_id))
+        return await money.get_account(_scoped(ctx, tenant_id))
 
     @router.post(
         "/tenants/{tenant_id}/recharges",
@@ -232,7 +258,7 @@ def build_router(deps: ApiDeps) -> APIRouter:
         response: Response,
         idempotency_key: IdempotencyKey,
     ) -> Any:
-        entry, created = await money.recharge(scoped(ctx, tenant_id), data, idempotency_key)
+        entry, created = await money.recharge(_scoped(ctx, tenant_id), data, idempotency_key)
         if not created:
             response.status_code = 200
         return entry
@@ -246,7 +272,7 @@ def build_router(deps: ApiDeps) -> APIRouter:
         summary="Recharge records: the ledger's recharge entries, by card or by an operator",
     )
     async def list_recharges(ctx: CtxDep, tenant_id: IdPath, limit: Limit = 50, after: After = None) -> Any:
-        items, nxt = await reports.recharges(scoped(ctx, tenant_id), limit, after)
+        items, nxt = await reports.recharges(_scoped(ctx, tenant_id), limit, after)
         return {"items": items, "next_after": nxt}
 
     @router.post(
@@ -265,12 +291,14 @@ def build_router(deps: ApiDeps) -> APIRouter:
         idempotency_key: IdempotencyKey,
     ) -> Any:
         entry, created = await cards.redeem_for(
-            scoped(ctx, tenant_id), data.card_number, data.pin, idempotency_key
+            _scoped(ctx, tenant_id), data.card_number, data.pin, idempotency_key
         )
         if not created:
             response.status_code = 200
         return entry
 
+
+def _mount_statement_and_reports(router: APIRouter, CtxDep: Any) -> None:  # noqa: N803 - a type alias
     @router.get(
         "/tenants/{tenant_id}/statement",
         response_model=StatementRead,
@@ -286,13 +314,13 @@ def build_router(deps: ApiDeps) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=5000, description="entries per page")] = 500,
         after: After = None,
     ) -> Any:
-        return await reports.statement(scoped(ctx, tenant_id), from_date, to_date, limit, after)
+        return await reports.statement(_scoped(ctx, tenant_id), from_date, to_date, limit, after)
 
     for granularity, path in (("day", "daily"), ("month", "monthly")):
 
         def _report(granularity: Literal["day", "month"], path: str) -> Callable[..., Any]:
             async def report(ctx: CtxDep, tenant_id: IdPath, from_date: FromDate, to_date: ToDate) -> Any:
-                return await reports.call_report(scoped(ctx, tenant_id), granularity, from_date, to_date)
+                return await reports.call_report(_scoped(ctx, tenant_id), granularity, from_date, to_date)
 
             report.__name__ = f"{path}_report"
             return report
@@ -307,7 +335,9 @@ def build_router(deps: ApiDeps) -> APIRouter:
             description=f"At most {reports.MAX_DAYS[granularity]} days from `from` to `to`.",
         )
 
-    # ------------------------------------------------------------------ live calls
+
+# ---------------------------------------------------------------------- live calls
+def _mount_live_calls(router: APIRouter, CtxDep: Any) -> None:  # noqa: N803 - a type alias
     # Before the generic /calls/{item_id}, which would take "live" for an id.
     @router.get(
         "/tenants/{tenant_id}/calls/live",
@@ -316,9 +346,11 @@ def build_router(deps: ApiDeps) -> APIRouter:
         summary="The tenant's calls not ended yet (decided within the last 6 hours)",
     )
     async def live_calls(ctx: CtxDep, tenant_id: IdPath) -> Any:
-        return await reports.live_calls(scoped(ctx, tenant_id))
+        return await reports.live_calls(_scoped(ctx, tenant_id))
 
-    # ------------------------------------------------------------------ recharge cards
+
+# ---------------------------------------------------------------------- recharge cards
+def _mount_cards(router: APIRouter, CtxDep: Any) -> None:  # noqa: N803 - a type alias
     CardBatchPage = _page_model(CardBatchRead, "CardBatch")
 
     @router.post(
@@ -344,7 +376,9 @@ def build_router(deps: ApiDeps) -> APIRouter:
         items, nxt = await cards.list_batches(ctx, limit, after)
         return {"items": items, "next_after": nxt}
 
-    # ------------------------------------------------------------------ tokens
+
+# ---------------------------------------------------------------------- tokens
+def _mount_tokens(router: APIRouter, CtxDep: Any) -> None:  # noqa: N803 - a type alias
     @router.post("/users/{user_id}/tokens", response_model=TokenIssued, status_code=201, tags=["users"])
     async def issue_token(ctx: CtxDep, user_id: IdPath, data: TokenCreate) -> Any:
         return await users.issue_token(ctx, user_id, data)
@@ -353,14 +387,19 @@ def build_router(deps: ApiDeps) -> APIRouter:
     async def revoke_token(ctx: CtxDep, token_id: IdPath) -> Any:
         return await users.revoke_token(ctx, token_id)
 
-    # ------------------------------------------------------------------ generic resources
-    for res in catalog.TENANT_RESOURCES + catalog.PLATFORM_RESOURCES:
-        _mount(router, res, CtxDep)
-    return router
+
+# ---------------------------------------------------------------------- generic resources
+@dataclass(frozen=True)
+class _Mounting:
+    """Where a catalog resource's routes go: its base path and the name its page model and
+    routes carry. Its tenant scope (a dependency) is passed alongside, as `Scope`."""
+
+    res: Resource
+    base: str
+    page_name: str
 
 
-def _mount(router: APIRouter, res: Resource, CtxDep: Any) -> None:  # noqa: N803 - a type alias
-    tag = res.name
+def _mounting(res: Resource) -> tuple[_Mounting, Any]:
     if res.tenant_scoped:
         base = f"/tenants/{{tenant_id}}/{res.name}"
         page_name = f"Tenant{res.read_model.__name__}{res.name.title().replace('-', '')}"
@@ -374,9 +413,24 @@ def _mount(router: APIRouter, res: Resource, CtxDep: Any) -> None:  # noqa: N803
         def tenant_of() -> int | None:
             return None
 
-    Scope = Annotated[int | None, Depends(tenant_of)]
+    return _Mounting(res, base, page_name), Annotated[int | None, Depends(tenant_of)]
+
+
+def _mount(router: APIRouter, res: Resource, CtxDep: Any) -> None:  # noqa: N803 - a type alias
+    m, Scope = _mounting(res)
+    _mount_reads(router, m, CtxDep, Scope)
+    if res.create_model is not None:
+        _mount_create(router, m, CtxDep, Scope)
+    if res.update_model is not None:
+        _mount_update(router, m, CtxDep, Scope)
+    if res.deletable and res.create_model is not None:
+        _mount_delete(router, m, CtxDep, Scope)
+
+
+def _mount_reads(router: APIRouter, m: _Mounting, CtxDep: Any, Scope: Any) -> None:  # noqa: N803 - type aliases
+    res = m.res
     Read = res.read_model
-    Page = _page_model(Read, page_name)
+    Page = _page_model(Read, m.page_name)
     filters_doc = f"Filters (exact match): {', '.join(res.filters)}." if res.filters else ""
 
     async def list_(
@@ -394,87 +448,93 @@ def _mount(router: APIRouter, res: Resource, CtxDep: Any) -> None:  # noqa: N803
         return out
 
     router.add_api_route(
-        base,
+        m.base,
         list_,
         methods=["GET"],
         response_model=Page,
-        tags=[tag],
+        tags=[res.name],
         summary=f"List {res.name}",
         description=filters_doc,
-        name=f"list_{page_name}",
+        name=f"list_{m.page_name}",
     )
     router.add_api_route(
-        f"{base}/{{item_id}}",
+        f"{m.base}/{{item_id}}",
         get_,
         methods=["GET"],
         response_model=Read,
-        tags=[tag],
+        tags=[res.name],
         summary=f"Read one of {res.name}",
-        name=f"get_{page_name}",
+        name=f"get_{m.page_name}",
     )
 
-    if res.create_model is not None:
-        CreateModel = res.create_model
 
-        async def create_(ctx: CtxDep, tenant_id: Scope, data: CreateModel, response: Response) -> Any:  # type: ignore[valid-type]
-            ctx.tenant_id = tenant_id
-            out = await engine.create_row(ctx, res, data)
-            response.headers["ETag"] = _etag(out.version)  # type: ignore[attr-defined]
-            return out
+def _mount_create(router: APIRouter, m: _Mounting, CtxDep: Any, Scope: Any) -> None:  # noqa: N803 - type aliases
+    res = m.res
+    CreateModel = res.create_model
 
-        router.add_api_route(
-            base,
-            create_,
-            methods=["POST"],
-            response_model=Read,
-            status_code=201,
-            tags=[tag],
-            summary=f"Create one of {res.name}",
-            name=f"create_{page_name}",
-        )
+    async def create_(ctx: CtxDep, tenant_id: Scope, data: CreateModel, response: Response) -> Any:  # type: ignore[valid-type]
+        ctx.tenant_id = tenant_id
+        out = await engine.create_row(ctx, res, data)
+        response.headers["ETag"] = _etag(out.version)  # type: ignore[attr-defined]
+        return out
 
-    if res.update_model is not None:
-        UpdateModel = res.update_model
+    router.add_api_route(
+        m.base,
+        create_,
+        methods=["POST"],
+        response_model=res.read_model,
+        status_code=201,
+        tags=[res.name],
+        summary=f"Create one of {res.name}",
+        name=f"create_{m.page_name}",
+    )
 
-        async def update_(
-            ctx: CtxDep,
-            tenant_id: Scope,
-            item_id: IdPath,
-            data: UpdateModel,  # type: ignore[valid-type]
-            response: Response,
-            if_match: Annotated[str | None, Header()] = None,
-        ) -> Any:
-            ctx.tenant_id = tenant_id
-            out = await engine.update_row(ctx, res, item_id, data, _if_match(if_match))
-            response.headers["ETag"] = _etag(out.version)  # type: ignore[attr-defined]
-            return out
 
-        router.add_api_route(
-            f"{base}/{{item_id}}",
-            update_,
-            methods=["PATCH"],
-            response_model=Read,
-            tags=[tag],
-            summary=f"Change one of {res.name} (If-Match required)",
-            name=f"update_{page_name}",
-        )
+def _mount_update(router: APIRouter, m: _Mounting, CtxDep: Any, Scope: Any) -> None:  # noqa: N803 - type aliases
+    res = m.res
+    UpdateModel = res.update_model
 
-    if res.deletable and res.create_model is not None:
+    async def update_(
+        ctx: CtxDep,
+        tenant_id: Scope,
+        item_id: IdPath,
+        data: UpdateModel,  # type: ignore[valid-type]
+        response: Response,
+        if_match: Annotated[str | None, Header()] = None,
+    ) -> Any:
+        ctx.tenant_id = tenant_id
+        out = await engine.update_row(ctx, res, item_id, data, _if_match(if_match))
+        response.headers["ETag"] = _etag(out.version)  # type: ignore[attr-defined]
+        return out
 
-        async def delete_(
-            ctx: CtxDep, tenant_id: Scope, item_id: IdPath, if_match: Annotated[str | None, Header()] = None
-        ) -> Response:
-            ctx.tenant_id = tenant_id
-            await engine.delete_row(ctx, res, item_id, _if_match(if_match))
-            return Response(status_code=204)
+    router.add_api_route(
+        f"{m.base}/{{item_id}}",
+        update_,
+        methods=["PATCH"],
+        response_model=res.read_model,
+        tags=[res.name],
+        summary=f"Change one of {res.name} (If-Match required)",
+        name=f"update_{m.page_name}",
+    )
 
-        router.add_api_route(
-            f"{base}/{{item_id}}",
-            delete_,
-            methods=["DELETE"],
-            status_code=204,
-            tags=[tag],
-            summary=f"Delete one of {res.name} (If-Match required)",
-            name=f"delete_{page_name}",
-            response_class=Response,
-        )
+
+def _mount_delete(router: APIRouter, m: _Mounting, CtxDep: Any, Scope: Any) -> None:  # noqa: N803 - type aliases
+    res = m.res
+
+    async def delete_(
+        ctx: CtxDep, tenant_id: Scope, item_id: IdPath, if_match: Annotated[str | None, Header()] = None
+    ) -> Response:
+        ctx.tenant_id = tenant_id
+        await engine.delete_row(ctx, res, item_id, _if_match(if_match))
+        return Response(status_code=204)
+
+    router.add_api_route(
+        f"{m.base}/{{item_id}}",
+        delete_,
+        methods=["DELETE"],
+        status_code=204,
+        tags=[res.name],
+        summary=f"Delete one of {res.name} (If-Match required)",
+        name=f"delete_{m.page_name}",
+        response_class=Response,
+    )

@@ -30,6 +30,19 @@ log = logging.getLogger(__name__)
 
 async def load_snapshot(conn: Any, generation: int, clock: Clock) -> ConfigSnapshot:
     """Everything the hot path reads, in one consistent read (the caller's transaction)."""
+    tenants = await _load_tenants(conn)
+    numbers = await _load_numbers(conn, {t.id: t.timezone for t in tenants})
+    blacklist = await _load_blacklist(conn)
+    extensions = await _load_extensions(conn)
+    routes = await _load_trunk_routes(conn)
+    menus = await _load_menus(conn)
+    return ConfigSnapshot.build(
+        tenants, numbers, clock.now(), generation, blacklist, extensions, routes, menus
+    )
+
+
+async def _load_tenants(conn: Any) -> list[Tenant]:
+    """Tenants, each with its active numbers usable as caller id (caller_id kind first)."""
     tenants_rows = await conn.fetch(
         "SELECT id, name, state, timezone, outbound_cli_policy, recording_policy, recording_announce "
         "FROM tenants"
@@ -40,7 +53,7 @@ async def load_snapshot(conn: Any, generation: int, clock: Clock) -> ConfigSnaps
         "ORDER BY (kind = 'caller_id') DESC, id"
     ):
         cli.setdefault(r["tenant_id"], []).append(r["number"])
-    tenants = [
+    return [
         Tenant(
             r["id"],
             r["name"],
@@ -53,7 +66,11 @@ async def load_snapshot(conn: Any, generation: int, clock: Clock) -> ConfigSnaps
         )
         for r in tenants_rows
     ]
-    tz_of = {t.id: t.timezone for t in tenants}
+
+
+async def _load_numbers(conn: Any, tz_of: dict[int, str]) -> list[UnifiedNumber]:
+    """Unified numbers with their bound destinations, time and region policies and PINs;
+    a time policy reads in its tenant's time zone (`tz_of`)."""
     dests: dict[int, list[BoundDestination]] = {}
     for r in await conn.fetch(
         "SELECT number_id, destination, ring_timeout_s, group_name, weight, kind "
@@ -101,11 +118,18 @@ async def load_snapshot(conn: Any, generation: int, clock: Clock) -> ConfigSnaps
                 recording_policy=r["recording_policy"],
             )
         )
-    blacklist = Blacklist.build(
+    return numbers
+
+
+async def _load_blacklist(conn: Any) -> Blacklist:
+    return Blacklist.build(
         BlacklistEntry(r["tenant_id"], r["pattern"], r["match_kind"], r["direction"])
         for r in await conn.fetch("SELECT tenant_id, pattern, match_kind, direction FROM blacklist_entries")
     )
-    extensions = [
+
+
+async def _load_extensions(conn: Any) -> list[Extension]:
+    return [
         Extension(
             r["tenant_id"],
             r["extension"],
@@ -119,13 +143,21 @@ async def load_snapshot(conn: Any, generation: int, clock: Clock) -> ConfigSnaps
             "FROM sip_extensions"
         )
     ]
-    routes = [
+
+
+async def _load_trunk_routes(conn: Any) -> list[TrunkRoute]:
+    """The platform's outbound trunk routes (tenant-owned trunks are not routed here)."""
+    return [
         TrunkRoute(r["name"], r["prefix"], r["priority"], r["weight"], r["enabled"])
         for r in await conn.fetch(
             "SELECT t.name, t.enabled, r.prefix, r.priority, r.weight "
             "FROM trunk_routes r JOIN trunks t ON t.id = r.trunk_id WHERE t.tenant_id IS NULL"
         )
     ]
+
+
+async def _load_menus(conn: Any) -> dict[int, MenuSet]:
+    """Each tenant's IVR menus; a tenant whose menus do not validate gets none (logged)."""
     menu_rows: dict[int, list[Any]] = {}
     for r in await conn.fetch("SELECT tenant_id, name, definition FROM ivr_menus ORDER BY id"):
         menu_rows.setdefault(r["tenant_id"], []).append({"name": r["name"], "definition": r["definition"]})
@@ -143,9 +175,7 @@ async def load_snapshot(conn: Any, generation: int, clock: Clock) -> ConfigSnaps
             len(invalid),
             *first,
         )
-    return ConfigSnapshot.build(
-        tenants, numbers, clock.now(), generation, blacklist, extensions, routes, menus
-    )
+    return menus
 
 
 def _parsed(row: Any, parse: Any, *args: Any) -> Any:
