@@ -7,9 +7,13 @@ from typing import Any
 
 from dialplan.region import RegionPolicy
 from dialplan.time_policy import TimePolicy
+from ivr.menu import MenuSet
 from provisioning import schemas as s
+from provisioning.billing_cycle import run_billing_cycle
 from provisioning.engine import Ctx, Invalid, PrepareHook, Resource, Values
+from provisioning.numbers import TENANT_NUMBERS
 from provisioning.places import PlaceError, canonical_region_definition
+from provisioning.prompts import PromptStore
 from provisioning.roles import ADMINS, EVERYONE, OPERATORS, TENANT_WRITERS
 from provisioning.rules import documents_due, hash_pin, mask_id_number
 from provisioning.sip import after_extension_write, after_trunk_write, prepare_extension
@@ -53,15 +57,6 @@ async def _trunk_route_parent(ctx: Ctx, values: Values, before: Mapping[str, Any
     return values
 
 
-async def _number_routing(ctx: Ctx, values: Values, before: Mapping[str, Any] | None) -> Values:
-    for key, table in (("time_policy_id", "time_policies"), ("region_policy_id", "region_policies")):
-        if values.get(key) is not None and not await ctx.conn.fetchval(
-            f"SELECT 1 FROM {table} WHERE id = $1 AND tenant_id = $2", values[key], ctx.tenant_id
-        ):
-            raise Invalid(f"{key} {values[key]} is not a policy of this tenant", key)
-    return values
-
-
 def _policy_check(parse: Callable[..., object]) -> PrepareHook:
     """A policy that would not parse is refused on save, never met by a live call."""
 
@@ -89,18 +84,6 @@ async def _region_policy_check(ctx: Ctx, values: Values, before: Mapping[str, An
     return await _policy_check(RegionPolicy.parse)(ctx, values, before)
 
 
-# Numbers are assigned and moved through their life cycle by their own actions; a tenant's
-# admin sets how they route.
-TENANT_NUMBERS = Resource(
-    "numbers",
-    "numbers",
-    s.NumberRead,
-    None,
-    s.NumberRoutingUpdate,
-    deletable=False,
-    filters=("state", "kind"),
-    prepare=_number_routing,
-)
 POOL_NUMBERS = Resource(
     "numbers",
     "numbers",
@@ -151,7 +134,6 @@ async def _apply_subscription(
     """A subscription takes effect at once: the billing cycle for this tenant charges the
     (prorated) first rent and sets the account's channels, rate and allowance — the same
     code path as the monthly run, so doing it again is a no-op."""
-    from provisioning.billing_cycle import run_billing_cycle
 
     if after is not None and after["state"] == "active":
         report = await run_billing_cycle(ctx.conn, ctx.clock.now(), tenant_ids=[after["tenant_id"]])
@@ -194,8 +176,6 @@ async def _validate_menus(ctx: Ctx, values: Values, before: Mapping[str, Any] | 
     """The tenant's whole menu set, with this change, must validate: no dangling targets,
     no loop without an exit, depth within the limit, every prompt present (a tenant's
     own, the platform's, or an Asterisk sound), transfers to known extensions and groups."""
-    from ivr.menu import MenuSet
-    from provisioning.prompts import PromptStore
 
     rows = [
         {"name": r["name"], "definition": r["definition"]}

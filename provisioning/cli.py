@@ -37,6 +37,7 @@ from provisioning.schemas import (
     TokenCreate,
 )
 from softswitch.core.clock import clock_from_setting
+from softswitch.core.db import connect
 from softswitch.core.settings import load_settings
 
 T = TypeVar("T")
@@ -73,7 +74,6 @@ def _os_user() -> str:
 def run(work: Callable[[Ctx], Awaitable[T]], tenant_id: int | None = None) -> T:
     """Open a connection, build the operator's Ctx (scoped to tenant_id) and run `work`.
     A ProvisioningError becomes `error: <message> (<field>)` and exit code 1."""
-    from softswitch.core.db import connect
 
     settings = load_settings()
     actor = Principal(user_id=None, name=f"cli:{_os_user()}", role=Role.PLATFORM_ADMIN)

@@ -5,7 +5,9 @@ operator approves it only when the tenant's onboarding documents are approved.""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 
@@ -15,6 +17,8 @@ from provisioning.engine import (
     Forbidden,
     Invalid,
     NotFound,
+    Resource,
+    Values,
     audit,
     authorize,
     db_error,
@@ -22,7 +26,7 @@ from provisioning.engine import (
 )
 from provisioning.roles import OPERATORS, TENANT_WRITERS
 from provisioning.rules import NUMBER_COOLDOWN, next_number_state
-from provisioning.schemas import NumberCreate, NumberRead
+from provisioning.schemas import NumberCreate, NumberRead, NumberRoutingUpdate
 
 # Who may take each step: a tenant submits its reserved number for approval; the rest is
 # the operator's.
@@ -35,16 +39,33 @@ ACTION_ROLES = {
 }
 
 
-def _resource():  # type: ignore[no-untyped-def]
-    from provisioning.catalog import TENANT_NUMBERS
+async def _number_routing(ctx: Ctx, values: Values, before: Mapping[str, Any] | None) -> Values:
+    for key, table in (("time_policy_id", "time_policies"), ("region_policy_id", "region_policies")):
+        if values.get(key) is not None and not await ctx.conn.fetchval(
+            f"SELECT 1 FROM {table} WHERE id = $1 AND tenant_id = $2", values[key], ctx.tenant_id
+        ):
+            raise Invalid(f"{key} {values[key]} is not a policy of this tenant", key)
+    return values
 
-    return TENANT_NUMBERS
+
+# Numbers are assigned and moved through their life cycle by their own actions; a tenant's
+# admin sets how they route.
+TENANT_NUMBERS = Resource(
+    "numbers",
+    "numbers",
+    NumberRead,
+    None,
+    NumberRoutingUpdate,
+    deletable=False,
+    filters=("state", "kind"),
+    prepare=_number_routing,
+)
 
 
 async def assign_number(ctx: Ctx, data: NumberCreate) -> NumberRead:
     """Give the tenant a number: from the pool if it is there and out of its cool-down,
     else a new one. It starts reserved."""
-    res = _resource()
+    res = TENANT_NUMBERS
     await authorize(ctx, res, write=True)
     if not ctx.actor.may(OPERATORS):
         raise Forbidden("only operators assign numbers")
@@ -93,7 +114,7 @@ async def missing_documents(conn: asyncpg.Connection, tenant_id: int) -> list[st
 
 
 async def number_action(ctx: Ctx, number_id: int, action: str) -> NumberRead:
-    res = _resource()
+    res = TENANT_NUMBERS
     await authorize(ctx, res, write=False)
     if action not in ACTION_ROLES:
         raise NotFound(f"no action {action!r} on numbers", "action")

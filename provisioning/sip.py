@@ -11,6 +11,7 @@ import asyncpg
 
 from provisioning.engine import Ctx, Values
 from provisioning.rules import sip_md5_cred
+from trunks.selection import endpoint_for
 
 DEFAULT_REALM = "softswitch"
 EXTENSION_CONTEXT = "from-extensions"
@@ -117,7 +118,6 @@ async def after_trunk_write(
 ) -> None:
     """A trunk is an outbound PJSIP endpoint `trunk-<name>` with a static contact; calls
     leave through it as PJSIP/<number>@trunk-<name> (trunks/selection.py)."""
-    from trunks.selection import endpoint_for
 
     if before is not None:
         await remove_pjsip(ctx.conn, endpoint_for(before["name"]))

@@ -14,11 +14,14 @@ from provisioning.engine import (
     Forbidden,
     Invalid,
     NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
     Values,
     audit,
     db_error,
     keyset_page,
 )
+from provisioning.numbers import release_all_numbers
 from provisioning.roles import OPERATORS
 from provisioning.rules import category_refusal, documents_due, hash_pin, mask_id_number, required_documents
 from provisioning.schemas import TenantCreate, TenantRead, TenantUpdate
@@ -98,7 +101,6 @@ async def get_tenant(ctx: Ctx, tenant_id: int) -> TenantRead:
 
 
 async def update_tenant(ctx: Ctx, tenant_id: int, data: TenantUpdate, if_match: int | None) -> TenantRead:
-    from provisioning.engine import PreconditionFailed, PreconditionRequired
 
     await _row(ctx, tenant_id)
     # A tenant's admin keeps contact data current; legal identity is the operator's to change.
@@ -171,7 +173,6 @@ async def change_tenant_state(ctx: Ctx, tenant_id: int, action: str) -> TenantRe
         await sync_tenant_accounts(ctx.conn, tenant_id, active=(target == "active"))
         if target == "terminated":
             # The contract ends: numbers go back to the pool after the cool-down.
-            from provisioning.numbers import release_all_numbers
 
             await release_all_numbers(ctx, tenant_id)
         out = present_tenant(row)

@@ -13,7 +13,13 @@ from typing import Annotated
 
 import typer
 
+from provisioning.billing_cycle import CycleReport, run_billing_cycle
+from provisioning.cli import register
+from provisioning.recordings import PurgeReport, purge_recordings
+from softswitch.core.clock import clock_from_setting
+from softswitch.core.db import connect, migrate_and_grant
 from softswitch.core.settings import Settings, load_settings
+from softswitch.service import run_service
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
@@ -26,7 +32,6 @@ app.add_typer(recordings_app, name="recordings")
 
 def _operator_commands() -> None:
     """The operator's daily tasks (tenants, numbers, extensions, money, calls, users)."""
-    from provisioning.cli import register
 
     register(app)
 
@@ -41,7 +46,6 @@ def configure_logging(level: str) -> None:
 @app.command()
 def serve() -> None:
     """Run the control plane: FastAGI server, AMI client, HTTP (/healthz /readyz /metrics)."""
-    from softswitch.service import run_service
 
     settings = load_settings()
     configure_logging(settings.log_level)
@@ -51,7 +55,6 @@ def serve() -> None:
 @db_app.command("migrate")
 def db_migrate() -> None:
     """Apply pending SQL migrations (recorded in schema_migrations)."""
-    from softswitch.core.db import migrate_and_grant
 
     done = asyncio.run(migrate_and_grant(load_settings()))
     for mig in done:
@@ -61,7 +64,6 @@ def db_migrate() -> None:
 
 def _moment(at: str, settings: Settings) -> datetime:
     """--at (ISO 8601 with a UTC offset), or the service clock's now."""
-    from softswitch.core.clock import clock_from_setting
 
     try:
         now = datetime.fromisoformat(at) if at else clock_from_setting(settings.fixed_now).now()
@@ -83,8 +85,6 @@ def billing_run(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Run the billing cycle once (idempotent: re-running the same period changes nothing)."""
-    from provisioning.billing_cycle import CycleReport, run_billing_cycle
-    from softswitch.core.db import connect
 
     settings = load_settings()
     now = _moment(at, settings)
@@ -110,8 +110,6 @@ def recordings_purge(
     ] = None,
 ) -> None:
     """Delete recordings past their tenant's retention (legal holds stay; idempotent)."""
-    from softswitch.callpath.recorder import PurgeReport, purge_recordings
-    from softswitch.core.db import connect
 
     settings = load_settings()
     now = _moment(at, settings)

@@ -24,6 +24,7 @@ from dialplan.reasons import Reason
 from ivr import machine
 from ivr import selfservice as ss
 from ivr.actions import Collect, Digits, Hangup, Play, SayDigits, SayNumber, Timeout, Transfer, Voicemail
+from provisioning.cards import CardRefused, redeem_card
 from provisioning.prompts import PromptStore
 from provisioning.rules import hash_pin, pin_matches
 from softswitch.callpath.control import CallChannel
@@ -164,8 +165,6 @@ class IvrLine:
             )
             return ss.Balance(Decimal(amount if amount is not None else 0))
         if isinstance(action, ss.RedeemCard):
-            from provisioning.cards import CardRefused, redeem_card
-
             try:
                 entry, _created = await redeem_card(
                     conn,
