@@ -1,36 +1,33 @@
-"""Call recording at the edge: the plan handed to the dialplan, the file's metadata stored
-at hang-up (off the hot path), disk usage against a high-water mark, and the retention purge.
+"""Call recording on the call path: the plan handed to the dialplan when a call is routed,
+the file's metadata stored at hang-up (off the hot path), disk usage against a high-water
+mark, and the hourly run of the retention purge (provisioning/recordings.py, which also
+serves search, download, legal holds and export).
 
 Files live inside the Asterisk chroot at <spool>/<tenant_id>/<linkedid>.wav (settings
 recording.spool). MixMonitor writes them (option b: only the bridged part). On-demand
 recordings are started by the DTMF feature code (features.conf automixmon), which writes
 to Asterisk's monitor directory as ss<tenant>-<epoch>-<linkedid>.wav; at hang-up they are
-moved into the tenant's directory as <linkedid>-<n>.wav, one row per segment.
-
-Purging deletes the file and keeps the row with purged_at set: the metadata (size,
-duration, sha256) stays as the record of what existed and when it went."""
+moved into the tenant's directory as <linkedid>-<n>.wav, one row per segment."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import re
 import shutil
 import wave
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path, PurePosixPath
-from typing import Any
+from pathlib import Path
 
 import asyncpg
 
 from dialplan.recording import RecordingDecision, decide_recording
 from dialplan.snapshot import ConfigSnapshot
+from provisioning.recordings import CALL_ID, PurgeReport, host_path, purge_recordings
 from softswitch.callpath.registry import LiveCall
 from softswitch.core.clock import Clock
 from softswitch.core.metrics import Metrics
@@ -41,24 +38,10 @@ log = logging.getLogger(__name__)
 ANNOUNCEMENT = "softswitch/system/recording/notice"  # rendered by PromptStore.render_system
 MONITOR_DIR = "/var/spool/asterisk/monitor"  # where automixmon writes (Asterisk's default)
 WAV_HEADER = 44
-# Asterisk's linkedid is "[<systemname>-]<epoch>.<sequence>": only such names become files.
-CALL_ID_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9_-]{0,62}-)?[0-9]{1,20}\.[0-9]{1,12}$"
-CALL_ID = re.compile(CALL_ID_PATTERN)
 _ON_DEMAND = re.compile(r"^ss(\d+)-(\d+)-(.+)\.wav$")
 
 
-# ---------------------------------------------------------------------------- paths
-def host_path(root: Path, spool: str, path: str) -> Path | None:
-    """The host path of a file Asterisk sees at `path` (inside the chroot), or None if it
-    does not lie inside the recording spool: database rows are trusted only that far."""
-    inside = PurePosixPath(path)
-    if not inside.is_absolute() or ".." in inside.parts:
-        return None
-    base = (root / spool.lstrip("/")).resolve()
-    full = (root / str(inside).lstrip("/")).resolve()
-    return full if full.is_relative_to(base) and full != base else None
-
-
+# ---------------------------------------------------------------------------- files
 @dataclass(frozen=True, slots=True)
 class RecordingVars:
     """What the dialplan needs: the file's base name (no extension), the announcement."""
@@ -386,114 +369,3 @@ class Recorder:
                 raise
             except Exception:  # noqa: BLE001 - the supervisor keeps running
                 log.exception("recording supervisor step failed")
-
-
-# ---------------------------------------------------------------------------- retention
-@dataclass
-class PurgeReport:
-    at: datetime
-    purged: int = 0  # files deleted
-    already_gone: int = 0  # rows whose file was no longer there (marked purged too)
-    on_hold: int = 0  # expired, kept: legal hold
-    errors: list[str] = field(default_factory=list)
-    ids: list[int] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "at": self.at.isoformat(),
-            "purged": self.purged,
-            "already_gone": self.already_gone,
-            "on_hold": self.on_hold,
-            "errors": self.errors,
-            "ids": self.ids[:1000],
-        }
-
-
-_EXPIRED = """
-SELECT r.id, r.path FROM recordings r JOIN tenants t ON t.id = r.tenant_id
-WHERE r.purged_at IS NULL AND NOT r.legal_hold
-  AND r.started_at < $1::timestamptz - make_interval(days => t.recording_retention_days)
-  AND ($2::bigint[] IS NULL OR r.tenant_id = ANY($2))
-  AND NOT (r.id = ANY($3::bigint[]))
-ORDER BY r.id LIMIT $4
-FOR UPDATE OF r SKIP LOCKED
-"""
-_HELD = """
-SELECT count(*) FROM recordings r JOIN tenants t ON t.id = r.tenant_id
-WHERE r.purged_at IS NULL AND r.legal_hold
-  AND r.started_at < $1::timestamptz - make_interval(days => t.recording_retention_days)
-  AND ($2::bigint[] IS NULL OR r.tenant_id = ANY($2))
-"""
-
-
-async def purge_recordings(
-    conn: asyncpg.Connection,
-    now: datetime,
-    root: Path,
-    spool: str,
-    *,
-    batch: int = 500,
-    tenant_ids: Iterable[int] | None = None,
-    actor: str = "system:recording-purge",
-    metrics: Metrics | None = None,
-) -> PurgeReport:
-    """Delete the files of recordings older than their tenant's retention (as of `now`),
-    then mark their rows purged; a file already gone is fine; recordings on legal hold
-    stay. Idempotent, in batches of `batch` rows per transaction; one audit entry per run."""
-    tenants = list(tenant_ids) if tenant_ids is not None else None
-    report = PurgeReport(now)
-    failed: list[int] = []  # files that could not be deleted: left for the next run
-    try:
-        while True:
-            async with conn.transaction():
-                rows = await conn.fetch(_EXPIRED, now, tenants, failed, batch)
-                done = []
-                for r in rows:
-                    path = host_path(root, spool, r["path"])
-                    if path is None:
-                        report.errors.append(f"recording {r['id']}: path {r['path']!r} outside the spool")
-                        failed.append(r["id"])
-                        continue
-                    try:
-                        path.unlink()
-                        report.purged += 1
-                    except FileNotFoundError:
-                        report.already_gone += 1
-                    except OSError as exc:
-                        report.errors.append(f"recording {r['id']}: {exc}")
-                        failed.append(r["id"])
-                        continue
-                    done.append(r["id"])
-                if done:
-                    await conn.execute(
-                        "UPDATE recordings SET purged_at = $1 WHERE id = ANY($2::bigint[])", now, done
-                    )
-                report.ids += done
-            if len(rows) < batch:
-                break
-        report.on_hold = await conn.fetchval(_HELD, now, tenants)
-        await conn.execute(
-            "INSERT INTO audit_log (at, actor, entity, entity_id, action, after) "
-            "VALUES ($1, $2, 'recordings', 'retention', 'purge', $3::text::jsonb)",
-            now,
-            actor,
-            json.dumps(report.as_dict()),
-        )
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        if metrics is not None:
-            metrics.recording_purge_runs.labels("error").inc()
-        log.error("recording purge failed: %s", exc)
-        raise
-    if metrics is not None:
-        metrics.recording_purge_runs.labels("error" if report.errors else "ok").inc()
-        metrics.recordings_purged.inc(report.purged)
-    if report.errors:
-        log.error("recording purge: %d file(s) not deleted: %s", len(report.errors), report.errors[:5])
-    log.info(
-        "recording purge as of %s: %d deleted, %d already gone, %d on legal hold",
-        now.isoformat(),
-        report.purged,
-        report.already_gone,
-        report.on_hold,
-    )
-    return report

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import asyncpg
 
-from softswitch.callpath.recorder import purge_recordings
+from provisioning.recordings import purge_recordings
 from softswitch.core.metrics import Metrics
 from tests.db.conftest import new_tenant
 
