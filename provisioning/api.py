@@ -76,6 +76,7 @@ def _etag(version: int) -> str:
 
 
 def error_response(exc: ProvisioningError) -> JSONResponse:
+    loc: list[str | int]
     if exc.field in ("If-Match", "Idempotency-Key"):
         loc = ["header"]
     elif exc.field in ("from", "to"):  # the report and statement periods
@@ -100,7 +101,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def _page_model(read: type[BaseModel], name: str) -> type[BaseModel]:
-    return create_model(f"{name}Page", items=(list[read], ...), next_after=(int | None, None))  # type: ignore[call-overload]
+    items: Any = list[read]  # type: ignore[valid-type]  # a model made at run time
+    return create_model(f"{name}Page", items=(items, ...), next_after=(int | None, None))
 
 
 def _context(deps: ApiDeps) -> Any:
@@ -404,16 +406,17 @@ def _mounting(res: Resource) -> tuple[_Mounting, Any]:
         base = f"/tenants/{{tenant_id}}/{res.name}"
         page_name = f"Tenant{res.read_model.__name__}{res.name.title().replace('-', '')}"
 
-        def tenant_of(tenant_id: IdPath) -> int | None:
+        def tenant_scope(tenant_id: IdPath) -> int | None:
             return tenant_id
-    else:
-        base = f"/{res.name}"
-        page_name = f"Platform{res.read_model.__name__}{res.name.title().replace('-', '')}"
 
-        def tenant_of() -> int | None:
-            return None
+        return _Mounting(res, base, page_name), Annotated[int | None, Depends(tenant_scope)]
+    base = f"/{res.name}"
+    page_name = f"Platform{res.read_model.__name__}{res.name.title().replace('-', '')}"
 
-    return _Mounting(res, base, page_name), Annotated[int | None, Depends(tenant_of)]
+    def platform_scope() -> int | None:
+        return None
+
+    return _Mounting(res, base, page_name), Annotated[int | None, Depends(platform_scope)]
 
 
 def _mount(router: APIRouter, res: Resource, CtxDep: Any) -> None:  # noqa: N803 - a type alias

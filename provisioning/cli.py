@@ -270,7 +270,7 @@ def number_list(
 ) -> None:
     """List the tenant's numbers."""
     filters = {"state": state} if state else {}
-    show(run(lambda ctx: _all_rows(ctx, catalog.TENANT_NUMBERS, filters), tenant_id), as_json, NUMBER_COLUMNS)
+    show(run(lambda ctx: _all_rows(ctx, numbers.TENANT_NUMBERS, filters), tenant_id), as_json, NUMBER_COLUMNS)
 
 
 # ---------------------------------------------------------------------------- documents
