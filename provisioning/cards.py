@@ -17,15 +17,17 @@ are only ever told "card invalid or already used"."""
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 
+from provisioning import audit as audit_log
+from provisioning import ledger
 from provisioning.engine import (
     Conflict,
     Ctx,
@@ -39,6 +41,7 @@ from provisioning.engine import (
 from provisioning.roles import OPERATORS, TENANT_WRITERS
 from provisioning.rules import hash_pin, pin_matches
 from provisioning.schemas import CardBatchRead, LedgerRead
+from rating.money import CENT
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +49,6 @@ CARD_DIGITS = 16
 PIN_DIGITS = 8
 MAX_BATCH = 10_000
 MAX_FACE_VALUE = Decimal("100000")
-CENT = Decimal("0.01")
 GENERIC_REFUSAL = "card invalid or already used"
 REASONS = ("unknown_card", "wrong_pin", "expired", "already_used", "void")
 # Checked against when the card does not exist, so an unknown card costs what a real one does.
@@ -182,28 +184,145 @@ async def list_batches(ctx: Ctx, limit: int, after: int | None) -> tuple[list[Ca
 
 
 # ---------------------------------------------------------------------------- redemption
-async def _audit_raw(
+@dataclass(frozen=True, slots=True)
+class Card:
+    """A recharge card as redemption reads it (its row locked)."""
+
+    id: int
+    batch_id: int
+    pin_sha256: str
+    state: str  # 'unused' | 'redeemed' | 'void'
+    expires_at: datetime
+    face_value: Decimal
+
+    @classmethod
+    def of(cls, row: asyncpg.Record) -> Card:
+        return cls(
+            row["id"], row["batch_id"], row["pin_sha256"], row["state"], row["expires_at"], row["face_value"]
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Redeemer:
+    """Who redeems, and when: the audit entries and the ledger entry name them."""
+
+    actor: str
+    actor_user_id: int | None
+    now: datetime
+
+
+def refusal_of(card: Card, pin: str, now: datetime) -> str | None:
+    """Why ``card`` cannot be redeemed with ``pin`` at ``now`` (PIN first), or None."""
+    if not pin_matches(pin, card.pin_sha256):
+        return "wrong_pin"
+    if card.state == "redeemed":
+        return "already_used"
+    if card.state == "void":
+        return "void"
+    if card.expires_at <= now:
+        return "expired"
+    return None
+
+
+async def _audit_card(
     conn: asyncpg.Connection,
-    now: datetime,
-    actor: str,
-    actor_user_id: int | None,
+    who: Redeemer,
     tenant_id: int,
     entity_id: object,
     action: str,
     after: dict[str, Any],
 ) -> None:
-    """``engine.audit`` for callers that hold a connection and an actor, not a Ctx."""
-    await conn.execute(
-        "INSERT INTO audit_log (at, actor_user_id, actor, tenant_id, entity, entity_id, action, after) "
-        "VALUES ($1, $2, $3, $4, 'recharge_cards', $5, $6, $7::text::jsonb)",
-        now,
-        actor_user_id,
-        actor,
-        tenant_id,
-        str(entity_id),
-        action,
-        json.dumps(after),
+    await audit_log.record(
+        conn,
+        at=who.now,
+        actor=who.actor,
+        actor_user_id=who.actor_user_id,
+        tenant_id=tenant_id,
+        entity="recharge_cards",
+        entity_id=entity_id,
+        action=action,
+        after=after,
     )
+
+
+async def _replayed(
+    conn: asyncpg.Connection, prior: ledger.Entry, card_number: str, pin: str, idempotency_key: str
+) -> LedgerRead:
+    """The first redemption under this key, if it was of this card (and the PIN is right)."""
+    used = await conn.fetchrow(
+        "SELECT card_number, pin_sha256 FROM recharge_cards WHERE ledger_entry_id = $1", prior.id
+    )
+    if used is None or not secrets.compare_digest(used["card_number"], card_number):
+        raise Conflict(
+            f"Idempotency-Key {idempotency_key!r} was used for another recharge", "Idempotency-Key"
+        )
+    if not pin_matches(pin, used["pin_sha256"]):
+        raise CardRefused("wrong_pin")
+    return LedgerRead.model_validate(prior)
+
+
+async def _redeemable_card(conn: asyncpg.Connection, card_number: str, pin: str, now: datetime) -> Card:
+    """The card, locked, if it may be redeemed now; CardRefused otherwise."""
+    if len(card_number) != CARD_DIGITS or not luhn_ok(card_number):
+        raise CardRefused("unknown_card")
+    row = await conn.fetchrow("SELECT * FROM recharge_cards WHERE card_number = $1 FOR UPDATE", card_number)
+    if row is None:
+        pin_matches(pin, _DUMMY_PIN_HASH)
+        raise CardRefused("unknown_card")
+    card = Card.of(row)
+    reason = refusal_of(card, pin, now)
+    if reason is not None:
+        raise CardRefused(reason)
+    return card
+
+
+async def _credit(
+    conn: asyncpg.Connection,
+    tenant_id: int,
+    card: Card,
+    card_number: str,
+    idempotency_key: str,
+    who: Redeemer,
+) -> ledger.Entry:
+    """Credit the card's face value, mark the card redeemed by that entry, audit it."""
+    done = await ledger.post(
+        conn,
+        tenant_id,
+        ledger.Kind.RECHARGE,
+        card.face_value,
+        idempotency_key,
+        f"card {mask_card(card_number)} batch {card.batch_id}",
+        who.now,
+        actor_user_id=who.actor_user_id,
+    )
+    # No entry under the key was there, with the account row locked: this one is new.
+    assert isinstance(done, ledger.Posted), done
+    await conn.execute(
+        "UPDATE recharge_cards SET state = 'redeemed', redeemed_at = $2, redeemed_by_tenant_id = $3, "
+        "redeem_key = $4, ledger_entry_id = $5 WHERE id = $1",
+        card.id,
+        who.now,
+        tenant_id,
+        f"{tenant_id}:{idempotency_key}",
+        done.entry.id,
+    )
+    after = {
+        "card": mask_card(card_number),
+        "batch_id": card.batch_id,
+        "amount": str(card.face_value),
+        "ledger_entry_id": done.entry.id,
+    }
+    await _audit_card(conn, who, tenant_id, card.id, "redeem", after)
+    return done.entry
+
+
+async def _refused(
+    conn: asyncpg.Connection, who: Redeemer, tenant_id: int, card_number: str, exc: CardRefused
+) -> None:
+    """The transaction is rolled back; the refusal is kept, for spotting PIN guessing."""
+    masked = mask_card(card_number)
+    log.warning("recharge card %s refused for tenant %s by %s: %s", masked, tenant_id, who.actor, exc.reason)
+    await _audit_card(conn, who, tenant_id, masked, "redeem_refused", {"card": masked, "reason": exc.reason})
 
 
 async def redeem_card(
@@ -223,116 +342,26 @@ async def redeem_card(
     another card, or a key the tenant used for an operator recharge, it is a Conflict.
     Refusals raise CardRefused (its ``reason`` is audited, its message generic). Whoever
     calls this has already decided that ``actor`` may act for ``tenant_id``."""
-    redeem_key = f"{tenant_id}:{idempotency_key}"
+    who = Redeemer(actor, actor_user_id, now)
     try:
         async with conn.transaction():
             # The account row lock orders concurrent money operations on one tenant.
             if not await conn.fetchval("SELECT 1 FROM accounts WHERE tenant_id = $1 FOR UPDATE", tenant_id):
                 raise NotFound(f"tenant {tenant_id} not found", "tenant_id")
-            prior = await conn.fetchrow(
-                "SELECT * FROM ledger_entries WHERE tenant_id = $1 AND kind = 'recharge' "
-                "AND idempotency_key = $2",
-                tenant_id,
-                idempotency_key,
-            )
+            prior = await ledger.posted_under(conn, tenant_id, ledger.Kind.RECHARGE, idempotency_key)
             if prior is not None:
-                used = await conn.fetchrow(
-                    "SELECT card_number, pin_sha256 FROM recharge_cards WHERE ledger_entry_id = $1",
-                    prior["id"],
-                )
-                if used is None or not secrets.compare_digest(used["card_number"], card_number):
-                    raise Conflict(
-                        f"Idempotency-Key {idempotency_key!r} was used for another recharge",
-                        "Idempotency-Key",
-                    )
-                if not pin_matches(pin, used["pin_sha256"]):
-                    raise CardRefused("wrong_pin")
-                return LedgerRead.model_validate(dict(prior)), False
-            if len(card_number) != CARD_DIGITS or not luhn_ok(card_number):
-                raise CardRefused("unknown_card")
-            card = await conn.fetchrow(
-                "SELECT * FROM recharge_cards WHERE card_number = $1 FOR UPDATE", card_number
-            )
-            if card is None:
-                pin_matches(pin, _DUMMY_PIN_HASH)
-                raise CardRefused("unknown_card")
-            if not pin_matches(pin, card["pin_sha256"]):
-                raise CardRefused("wrong_pin")
-            if card["state"] == "redeemed":
-                raise CardRefused("already_used")
-            if card["state"] == "void":
-                raise CardRefused("void")
-            if card["expires_at"] <= now:
-                raise CardRefused("expired")
-            amount: Decimal = card["face_value"]
-            balance = await conn.fetchval(
-                "UPDATE accounts SET balance = balance + $2, version = version + 1 WHERE tenant_id = $1 "
-                "RETURNING balance",
-                tenant_id,
-                amount,
-            )
-            entry = await conn.fetchrow(
-                "INSERT INTO ledger_entries (tenant_id, kind, amount, balance_after, reference, "
-                "idempotency_key, actor_user_id, created_at) VALUES ($1, 'recharge', $2, $3, $4, $5, $6, $7) "
-                "RETURNING *",
-                tenant_id,
-                amount,
-                balance,
-                f"card {mask_card(card_number)} batch {card['batch_id']}",
-                idempotency_key,
-                actor_user_id,
-                now,
-            )
-            assert entry is not None
-            await conn.execute(
-                "UPDATE recharge_cards SET state = 'redeemed', redeemed_at = $2, redeemed_by_tenant_id = $3, "
-                "redeem_key = $4, ledger_entry_id = $5 WHERE id = $1",
-                card["id"],
-                now,
-                tenant_id,
-                redeem_key,
-                entry["id"],
-            )
-            out = LedgerRead.model_validate(dict(entry))
-            await _audit_raw(
-                conn,
-                now,
-                actor,
-                actor_user_id,
-                tenant_id,
-                card["id"],
-                "redeem",
-                {
-                    "card": mask_card(card_number),
-                    "batch_id": card["batch_id"],
-                    "amount": str(amount),
-                    "ledger_entry_id": entry["id"],
-                },
-            )
+                return await _replayed(conn, prior, card_number, pin, idempotency_key), False
+            card = await _redeemable_card(conn, card_number, pin, now)
+            entry = await _credit(conn, tenant_id, card, card_number, idempotency_key, who)
     except CardRefused as exc:
-        # The transaction is rolled back; the refusal is kept, for spotting PIN guessing.
-        log.warning(
-            "recharge card %s refused for tenant %s by %s: %s",
-            mask_card(card_number),
-            tenant_id,
-            actor,
-            exc.reason,
-        )
-        await _audit_raw(
-            conn,
-            now,
-            actor,
-            actor_user_id,
-            tenant_id,
-            mask_card(card_number),
-            "redeem_refused",
-            {"card": mask_card(card_number), "reason": exc.reason},
-        )
+        await _refused(conn, who, tenant_id, card_number, exc)
         raise
     except asyncpg.PostgresError as exc:
         raise db_error(exc) from exc
-    log.info("recharge card %s redeemed into tenant %s: %s", mask_card(card_number), tenant_id, amount)
-    return out, True
+    log.info(
+        "recharge card %s redeemed into tenant %s: %s", mask_card(card_number), tenant_id, card.face_value
+    )
+    return LedgerRead.model_validate(entry), True
 
 
 async def redeem_for(ctx: Ctx, card_number: str, pin: str, idempotency_key: str) -> tuple[LedgerRead, bool]:

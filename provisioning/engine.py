@@ -5,7 +5,6 @@ errors that name the field. The REST API and the CLI both call these functions."
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel
 
+from provisioning import audit as audit_log
 from provisioning.roles import EVERYONE, TENANT_WRITERS, Principal, Role
 from softswitch.core.clock import Clock
 
@@ -123,27 +123,18 @@ async def audit(
     after: BaseModel | Mapping[str, Any] | None,
     tenant_id: int | None = None,
 ) -> None:
-    def dump(v: BaseModel | Mapping[str, Any] | None) -> str | None:
-        if v is None:
-            return None
-        if isinstance(v, BaseModel):
-            return v.model_dump_json()
-        return json.dumps(v, default=str)
-
-    # Passed as text and cast in SQL, so the JSON is stored as an object whether or not the
-    # connection has a jsonb codec (one would encode the string again, as a JSON string).
-    await ctx.conn.execute(
-        "INSERT INTO audit_log (at, actor_user_id, actor, tenant_id, entity, entity_id, action, "
-        "before, after) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::jsonb, $9::text::jsonb)",
-        ctx.clock.now(),
-        ctx.actor.user_id,
-        ctx.actor.name,
-        tenant_id if tenant_id is not None else ctx.tenant_id,
-        entity,
-        str(entity_id),
-        action,
-        dump(before),
-        dump(after),
+    """``provisioning.audit.record`` for a service call: its clock, its actor, its tenant."""
+    await audit_log.record(
+        ctx.conn,
+        at=ctx.clock.now(),
+        actor=ctx.actor.name,
+        actor_user_id=ctx.actor.user_id,
+        tenant_id=tenant_id if tenant_id is not None else ctx.tenant_id,
+        entity=entity,
+        entity_id=entity_id,
+        action=action,
+        before=before,
+        after=after,
     )
 
 

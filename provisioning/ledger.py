@@ -1,5 +1,6 @@
 """Real-time prepaid at the database edge: reserve at call set-up, renew by slices, settle
-once at hang-up, release what was not used.
+once at hang-up, release what was not used — and the one writer of the ledger: every
+change of an account's balance and every ledger entry is written here.
 
 Authorisation reserves, it never only looks. Opening a reservation is ONE statement that
 locks the tenant's account row, checks the channel cap and the money and included
@@ -11,12 +12,19 @@ the money available — while debits that are not reservations (rent, fees) may 
 an account into debt, which the billing cycle then suspends.
 A reservation is cumulative: having granted G seconds it holds the settled charge of a
 G-second call (rating.prepaid.reserved_for), so no charge can exceed it whatever the slice
-and the increments; the charge at settlement is computed by rating/ and rounded once."""
+and the increments; the charge at settlement is computed by rating/ and rounded once.
+
+The ledger's invariant: an account's balance changes only in the statement that appends
+the ledger entry recording the change, with ``balance_after`` the balance that statement
+left. ``post`` is that statement for every money movement but a call's (recharges, cards,
+rent, fees, adjustments), idempotent on its (tenant, kind, key); the settlement of a call
+is one statement of its own (it also closes the reservation and the call record) and
+appends its entry with the same SQL (``_APPEND``)."""
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
 
@@ -24,6 +32,112 @@ import asyncpg
 
 from rating.rate import Charge, rate_call
 from rating.tariff import Tariff
+
+
+class Kind(enum.StrEnum):
+    """What a ledger entry records (the CHECK of ledger_entries.kind)."""
+
+    RECHARGE = "recharge"
+    CALL = "call"
+    RENT = "rent"
+    MINIMUM = "minimum"
+    LATE_FEE = "late_fee"
+    ADJUSTMENT = "adjustment"
+    FEE = "fee"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One ledger entry, as stored (append-only)."""
+
+    id: int
+    tenant_id: int
+    kind: str
+    amount: Decimal  # + credit, - debit
+    balance_after: Decimal
+    reference: str
+    idempotency_key: str | None
+    actor_user_id: int | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: asyncpg.Record) -> Entry:
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """The entry was appended by this call, and the balance moved with it."""
+
+    entry: Entry
+
+
+@dataclass(frozen=True, slots=True)
+class AlreadyPosted:
+    """The key was posted before: that first entry; nothing changed now."""
+
+    entry: Entry
+
+
+# The entry-writing SQL every writer of the ledger shares: a SELECT yielding these columns
+# follows it.
+_APPEND = """INSERT INTO ledger_entries
+        (tenant_id, kind, amount, balance_after, reference, idempotency_key, actor_user_id, created_at)"""
+
+# ONE statement: the entry already there under the key, or the balance moved and the entry
+# appended with the balance that update left. A zero amount appends without touching the
+# account row's version (it is a marker: the allowance reset, the expiry of seconds).
+# Concurrent posts of one key are ordered by the caller's lock on the account row (every
+# caller takes it first, as it orders all money operations of a tenant); without it, the
+# loser of a race fails on the unique key and changes nothing.
+_POST = f"""
+WITH prior AS (
+    SELECT * FROM ledger_entries WHERE tenant_id = $1 AND kind = $2 AND idempotency_key = $5
+), moved AS (
+    UPDATE accounts
+    SET balance = balance + $3, version = version + CASE WHEN $3 = 0 THEN 0 ELSE 1 END
+    WHERE tenant_id = $1 AND NOT EXISTS (SELECT 1 FROM prior)
+    RETURNING tenant_id, balance
+), appended AS (
+    {_APPEND}
+    SELECT moved.tenant_id, $2::text, $3::numeric, moved.balance, $4::text, $5::text, $6::bigint,
+           $7::timestamptz FROM moved
+    RETURNING *
+)
+SELECT true AS posted, * FROM appended
+UNION ALL
+SELECT false AS posted, * FROM prior
+"""
+
+
+async def post(
+    conn: asyncpg.Connection,
+    tenant_id: int,
+    kind: Kind,
+    amount: Decimal,
+    key: str,
+    reference: str,
+    at: datetime,
+    actor_user_id: int | None = None,
+) -> Posted | AlreadyPosted:
+    """Move the tenant's balance by ``amount`` (signed) and append the entry saying so, once
+    per (tenant, kind, key). Raises LookupError if the tenant has no account."""
+    row = await conn.fetchrow(_POST, tenant_id, kind.value, amount, reference, key, actor_user_id, at)
+    if row is None:
+        raise LookupError(f"tenant {tenant_id} has no account")
+    entry = Entry.of(row)
+    return Posted(entry) if row["posted"] else AlreadyPosted(entry)
+
+
+async def posted_under(conn: asyncpg.Connection, tenant_id: int, kind: Kind, key: str) -> Entry | None:
+    """The entry posted under (tenant, kind, key), if any."""
+    row = await conn.fetchrow(
+        "SELECT * FROM ledger_entries WHERE tenant_id = $1 AND kind = $2 AND idempotency_key = $3",
+        tenant_id,
+        kind.value,
+        key,
+    )
+    return None if row is None else Entry.of(row)
 
 
 class Refusal(enum.StrEnum):
@@ -177,7 +291,7 @@ class Settlement:
     balance_after: Decimal
 
 
-_SETTLE = """
+_SETTLE = f"""
 WITH r AS (
     UPDATE reservations
     SET state = 'settled', closed_at = $2, charged = $3, billsec = $4, close_reason = $5
@@ -192,9 +306,8 @@ WITH r AS (
     FROM r WHERE acc.tenant_id = r.tenant_id
     RETURNING acc.tenant_id, acc.balance
 ), ledger AS (
-    INSERT INTO ledger_entries
-        (tenant_id, kind, amount, balance_after, reference, idempotency_key, created_at)
-    SELECT a.tenant_id, 'call', -$3::numeric, a.balance, $7, $1, $2 FROM a
+    {_APPEND}
+    SELECT a.tenant_id, 'call', -$3::numeric, a.balance, $7, $1, NULL::bigint, $2 FROM a
     RETURNING id
 ), call AS (
     UPDATE calls SET billsec = $8, billable_s = $9, minutes = $10, included_used_s = $6,

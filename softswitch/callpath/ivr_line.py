@@ -24,6 +24,7 @@ from dialplan.reasons import Reason
 from ivr import machine
 from ivr import selfservice as ss
 from ivr.actions import Collect, Digits, Hangup, Play, SayDigits, SayNumber, Timeout, Transfer, Voicemail
+from provisioning import audit as audit_log
 from provisioning.cards import CardRefused, redeem_card
 from provisioning.prompts import PromptStore
 from provisioning.rules import hash_pin, pin_matches
@@ -212,15 +213,13 @@ def _is_effect(action: Any) -> bool:
 async def _audit(
     conn: asyncpg.Connection, now: Any, tenant_id: int, action: str, linkedid: str, after: dict[str, Any]
 ) -> None:
-    import json
-
-    await conn.execute(
-        "INSERT INTO audit_log (at, actor, tenant_id, entity, entity_id, action, after) "
-        "VALUES ($1, $2, $3, 'tenants', $4, $5, $6::text::jsonb)",
-        now,
-        f"phone:selfservice:{linkedid}",
-        tenant_id,
-        str(tenant_id),
-        action,
-        json.dumps(after),
+    await audit_log.record(
+        conn,
+        at=now,
+        actor=f"phone:selfservice:{linkedid}",
+        tenant_id=tenant_id,
+        entity="tenants",
+        entity_id=tenant_id,
+        action=action,
+        after=after,
     )
