@@ -10,7 +10,7 @@ from types import MappingProxyType
 
 from dialplan.blacklist import Blacklist
 from dialplan.region import RegionPolicy
-from dialplan.time_policy import TimePolicy
+from dialplan.time_policy import DEFAULT_TIMEZONE, TimePolicy
 from ivr.menu import MenuSet
 from trunks.selection import TrunkRoute
 
@@ -22,7 +22,7 @@ class Tenant:
     id: int
     name: str
     state: str  # active | suspended | terminated
-    timezone: str = "Asia/Shanghai"
+    timezone: str = DEFAULT_TIMEZONE
     outbound_cli_policy: str = "replace"  # replace | refuse
     # numbers the tenant owns and may present as caller ID, in preference order
     caller_ids: tuple[str, ...] = ()

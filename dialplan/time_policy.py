@@ -21,6 +21,9 @@ from zoneinfo import ZoneInfo
 
 from dialplan.targets import DEFAULT_GROUP, Target
 
+# Every tenant has a time zone; this is the default (the one place it is written).
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -106,7 +109,7 @@ class TimePolicy:
     default: Target
 
     @staticmethod
-    def parse(raw: Mapping[str, Any], tenant_timezone: str = "Asia/Shanghai") -> TimePolicy:
+    def parse(raw: Mapping[str, Any], tenant_timezone: str = DEFAULT_TIMEZONE) -> TimePolicy:
         tz = str(raw.get("timezone") or tenant_timezone)
         ZoneInfo(tz)  # raises for an unknown zone
         weekly: dict[str, list[Window]] = {d: [] for d in DAYS}

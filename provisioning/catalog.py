@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from dialplan.region import RegionPolicy
@@ -17,6 +18,7 @@ from provisioning.prompts import PromptStore
 from provisioning.roles import ADMINS, EVERYONE, OPERATORS, TENANT_WRITERS
 from provisioning.rules import documents_due, hash_pin, mask_id_number
 from provisioning.sip import after_extension_write, after_trunk_write, prepare_extension
+from softswitch.core.settings import Settings
 
 
 async def _number_of_tenant(ctx: Ctx, values: Values, before: Mapping[str, Any] | None) -> Values:
@@ -220,13 +222,9 @@ async def _validate_menus(ctx: Ctx, values: Values, before: Mapping[str, Any] | 
     return values
 
 
-def _sounds_dir(ctx: Ctx) -> Any:
-    from pathlib import Path
-
-    chroot = getattr(
-        getattr(ctx.settings, "asterisk", None), "chroot", Path("/opt/softswitch-stack/asterisk-root")
-    )
-    return Path(chroot) / "usr" / "share" / "asterisk" / "sounds"
+def _sounds_dir(ctx: Ctx) -> Path:
+    settings = ctx.settings if isinstance(ctx.settings, Settings) else Settings()
+    return settings.asterisk.sounds_dir
 
 
 IVR_MENUS = Resource(

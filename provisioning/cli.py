@@ -23,6 +23,7 @@ import asyncpg
 import typer
 from pydantic import BaseModel, ValidationError
 
+from dialplan.time_policy import DEFAULT_TIMEZONE
 from provisioning import catalog, engine, money, numbers, tenants, users
 from provisioning.engine import Ctx, ProvisioningError, Resource
 from provisioning.roles import Principal, Role
@@ -167,7 +168,7 @@ def tenant_create(
     category: Annotated[str, typer.Option(help="Business category, e.g. general, tea, finance.")] = "general",
     after_sales: Annotated[bool, typer.Option("--after-sales", help="Only an after-sales line.")] = False,
     entity_kind: Annotated[str, typer.Option(help="company or sole_trader.")] = "company",
-    timezone: Annotated[str, typer.Option(help="IANA time zone.")] = "Asia/Shanghai",
+    timezone: Annotated[str, typer.Option(help="IANA time zone.")] = DEFAULT_TIMEZONE,
     credit_code: Annotated[str | None, typer.Option(help="Unified social credit code (18).")] = None,
     legal_person: Annotated[str, typer.Option(help="Legal person's name.")] = "",
     id_number: Annotated[str, typer.Option(help="Legal person's ID number (shown masked).")] = "",

@@ -12,7 +12,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from dialplan.time_policy import DEFAULT_TIMEZONE
+
 Digits = Field(pattern=r"^[0-9]+$")
+# The largest id the API accepts: ids beyond it are not ours, and not representable in JSON
+# clients (a double holds integers exactly up to 2**53).
+MAX_ID = 2**53
 
 
 class _In(BaseModel):
@@ -41,7 +46,7 @@ RecordingPolicy = Literal["all", "inbound", "outbound", "none", "on_demand"]
 
 class TenantCreate(_In):
     name: str = Field(min_length=1, max_length=200)
-    timezone: str = "Asia/Shanghai"
+    timezone: str = DEFAULT_TIMEZONE
     credit_code: str | None = Field(None, pattern=r"^[0-9A-HJ-NPQRTUWXY]{18}$")
     entity_kind: EntityKind = "company"
     legal_person_name: str = Field("", max_length=100)

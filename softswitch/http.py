@@ -49,7 +49,7 @@ def create_app(deps: HttpDeps) -> FastAPI:
     install_error_handlers(app)
     app.include_router(build_router(ApiDeps(deps.pool, deps.clock, deps.settings)))
     if deps.settings is not None:
-        sounds = deps.settings.asterisk.chroot / "usr" / "share" / "asterisk" / "sounds"
+        sounds = deps.settings.asterisk.sounds_dir
         app.include_router(build_prompts_router(deps.pool, deps.clock, sounds))
         app.include_router(
             build_recordings_router(

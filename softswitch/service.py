@@ -151,7 +151,7 @@ class Service:
         routing = CallRouting(
             self.snapshots, self.clock, self.metrics, self.records, self.money, recorder=self.recorder
         )
-        prompts = PromptStore(s.asterisk.chroot / "usr" / "share" / "asterisk" / "sounds")
+        prompts = PromptStore(s.asterisk.sounds_dir)
         ivr = IvrLine(self.snapshots, self.clock, self.pool, prompts, routing.deliver)
         routing.selfservice = ivr.selfservice
         routing.selfservice_numbers = frozenset(s.ivr.selfservice_numbers)

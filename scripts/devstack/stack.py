@@ -351,7 +351,7 @@ class LocalStack:
         # The platform's own prompts (Mandarin, espeak-ng): cached, quick when done.
         from provisioning.prompts import PromptStore
 
-        PromptStore(self.root / "usr" / "share" / "asterisk" / "sounds").render_system()
+        PromptStore(self.s.asterisk.sounds_dir).render_system()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_dir / "asterisk.log", "ab") as log:
             proc = subprocess.Popen(

@@ -19,7 +19,7 @@ from dialplan.snapshot import (
     Tenant,
     UnifiedNumber,
 )
-from dialplan.time_policy import TimePolicy
+from dialplan.time_policy import DEFAULT_TIMEZONE, TimePolicy
 from ivr.menu import MenuSet
 from softswitch.core.clock import Clock
 from softswitch.core.metrics import Metrics
@@ -107,7 +107,7 @@ async def _load_numbers(conn: Any, tz_of: dict[int, str]) -> list[UnifiedNumber]
                 time_policy=_parsed(
                     time_policies.get(r["time_policy_id"]),
                     TimePolicy.parse,
-                    tz_of.get(r["tenant_id"], "Asia/Shanghai"),
+                    tz_of.get(r["tenant_id"], DEFAULT_TIMEZONE),
                 ),
                 region_policy=_parsed(region_policies.get(r["region_policy_id"]), RegionPolicy.parse),
                 pin=pins.get(r["id"]),

@@ -84,6 +84,11 @@ class AsteriskSettings(_Section):
     db_user: str = "asterisk"
     db_password: SecretStr = SecretStr("asterisk")
 
+    @property
+    def sounds_dir(self) -> Path:
+        """Asterisk's sounds, where the platform's and tenants' prompts are kept too."""
+        return self.chroot / "usr" / "share" / "asterisk" / "sounds"
+
 
 class PrepaidSettings(_Section):
     # Talk time reserved at set-up and by each renewal; a lost control plane costs at most
