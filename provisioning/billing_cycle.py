@@ -68,9 +68,9 @@ Readings of the contracts (``../shared/MISSION.md``, "Money rules"):
   free and the money available would not pay one first increment at the account's rate
   (package used up, nothing for overage), or no ``active`` subscription runs today or
   later (the contract ended without renewal).
-* **Resumption**: a tenant the billing cycle suspended (its latest ``suspend`` in the
-  audit log is by ``system:billing``) is resumed as soon as none of those reasons holds.
-  Tenants suspended by an operator are left alone.
+* **Resumption**: a tenant the billing cycle suspended (``tenants.suspended_by`` is
+  ``system:billing``, written when the cycle suspends; migration 0013) is resumed as soon
+  as none of those reasons holds. Tenants suspended by an operator are left alone.
 * **Termination**: a tenant suspended by the billing cycle for ``SUSPENSION_GRACE``
   (7 days) whose reasons still hold is terminated (numbers released with the cool-down);
   its subscriptions are set ``ended``.
@@ -81,10 +81,16 @@ Readings of the contracts (``../shared/MISSION.md``, "Money rules"):
   ``ends_on``, once each; ``suspended`` once per suspension; ``resumed``; ``terminated``.
 
 Tenants without any subscription are not touched (nothing is charged, nothing suspended).
+
+The rows a run works with are read once into frozen dataclasses (``Tenant``,
+``Subscription`` and its ``Package``, ``Account``); the decisions on them (``primary``,
+``billed_in``, ``suspension_reasons``, ``next_step``) are pure functions, and the steps
+of a tenant's run apply them. Every ledger entry is posted by ``provisioning.ledger.post``.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -96,6 +102,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from provisioning import ledger
 from provisioning.engine import Ctx
 from provisioning.roles import Principal, Role
 from provisioning.tenants import change_tenant_state
@@ -189,6 +196,122 @@ def _local_midnight(day: date, tz: ZoneInfo) -> datetime:
     return datetime.combine(day, time(), tz)
 
 
+# ---------------------------------------------------------------------------- what a run reads
+@dataclass(frozen=True, slots=True)
+class Package:
+    """The terms of a package (a row of ``packages``)."""
+
+    code: str
+    kind: str
+    channels: int
+    included_minutes: int
+    monthly_rent: Decimal
+    overage_rate: Decimal
+    first_increment_s: int
+    increment_s: int
+    package_total: Decimal | None  # a contract total with a monthly minimum, or None
+    period_months: int
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> Package:
+        total = row["package_total"]
+        return cls(
+            code=row["code"],
+            kind=row["kind"],
+            channels=int(row["channels"]),
+            included_minutes=int(row["included_minutes"]),
+            monthly_rent=Decimal(row["monthly_rent"]),
+            overage_rate=Decimal(row["overage_rate"]),
+            first_increment_s=int(row["first_increment_s"]),
+            increment_s=int(row["increment_s"]),
+            package_total=None if total is None else Decimal(total),
+            period_months=int(row["period_months"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    id: int
+    starts_on: date
+    ends_on: date | None
+    state: str  # 'active' | 'suspended' | 'ended'
+    package: Package
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> Subscription:
+        return cls(row["sub_id"], row["starts_on"], row["ends_on"], row["sub_state"], Package.of(row))
+
+    def runs_on(self, day: date) -> bool:
+        return self.state == "active" and (self.ends_on is None or self.ends_on >= day)
+
+
+_SUBS = (
+    "SELECT s.id AS sub_id, s.starts_on, s.ends_on, s.state AS sub_state, p.code, p.kind, p.channels, "
+    "p.included_minutes, p.monthly_rent, p.overage_rate, p.first_increment_s, p.increment_s, "
+    "p.package_total, p.period_months "
+    "FROM subscriptions s JOIN packages p ON p.id = s.package_id WHERE s.tenant_id = $1 ORDER BY s.id"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A prepaid account's money and allowance, as read at one step of a run."""
+
+    balance: Decimal
+    reserved: Decimal
+    credit_limit: Decimal
+    included_seconds_left: int
+    included_reserved_s: int
+    rate_per_minute: Decimal
+    first_increment_s: int
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> Account:
+        return cls(
+            row["balance"],
+            row["reserved"],
+            row["credit_limit"],
+            row["included_seconds_left"],
+            row["included_reserved_s"],
+            row["rate_per_minute"],
+            row["first_increment_s"],
+        )
+
+    @property
+    def available(self) -> Decimal:
+        return self.balance - self.reserved
+
+    @property
+    def free_s(self) -> int:
+        return self.included_seconds_left - self.included_reserved_s
+
+
+async def _account(conn: asyncpg.Connection, tenant_id: int) -> Account:
+    row = await conn.fetchrow(
+        "SELECT balance, reserved, credit_limit, included_seconds_left, included_reserved_s, "
+        "rate_per_minute, first_increment_s FROM accounts WHERE tenant_id = $1",
+        tenant_id,
+    )
+    if row is None:
+        raise LookupError(f"tenant {tenant_id} has no account")
+    return Account.of(row)
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    """What one tenant's run works with: the tenant, its dates, its subscriptions."""
+
+    id: int
+    state: str  # 'active' | 'suspended' (a run never works on a terminated tenant)
+    suspended_at: datetime | None
+    suspended_by: str | None  # SYSTEM_ACTOR_NAME when the billing cycle suspended it
+    tz: ZoneInfo
+    now: datetime
+    today: date
+    month: date  # the 1st of today's month
+    subs: tuple[Subscription, ...]
+
+
 # ---------------------------------------------------------------------------- package terms
 @dataclass(frozen=True)
 class Allowance:
@@ -217,22 +340,16 @@ async def account_period(conn: asyncpg.Connection, tenant_id: int, other_than: d
     return await conn.fetchval(_ACCOUNT_PERIOD, tenant_id, other_than.replace(day=1))
 
 
-def month_terms(package: Mapping[str, Any], starts_on: date, month: date) -> tuple[Decimal, int]:
+def month_terms(package: Package, starts_on: date, month: date) -> tuple[Decimal, int]:
     """(rent, included minutes) a subscription starting ``starts_on`` owes/gets for
     ``month`` (its first day): the month of ``starts_on`` prorated by day (seed 001)."""
-    rent = Decimal(package["monthly_rent"])
-    minutes = int(package["included_minutes"])
     if (starts_on.year, starts_on.month) == (month.year, month.month):
-        return prorate_first_month(rent, minutes, starts_on)
-    return to_charge(rent), minutes
+        return prorate_first_month(package.monthly_rent, package.included_minutes, starts_on)
+    return to_charge(package.monthly_rent), package.included_minutes
 
 
 async def apply_package(
-    conn: asyncpg.Connection,
-    tenant_id: int,
-    package_row: Mapping[str, Any],
-    month_start: date,
-    prorate: bool,
+    conn: asyncpg.Connection, tenant_id: int, package: Package, month_start: date, prorate: bool
 ) -> Allowance:
     """Give the tenant's account the tariff and the included allowance of a package.
 
@@ -259,14 +376,13 @@ async def apply_package(
     ``prorate=True`` (the cycle's own first-month rent entry will then apply it again the
     same month, so prefer letting ``run_billing_cycle(..., tenant_ids=[tid])`` do both).
     """
-    minutes = int(package_row["included_minutes"])
+    minutes = package.included_minutes
     if prorate:
-        _, minutes = prorate_first_month(Decimal(package_row["monthly_rent"]), minutes, month_start)
+        _, minutes = prorate_first_month(package.monthly_rent, minutes, month_start)
     allowance_s = minutes * 60
     period = month_start.replace(day=1)
     acct = await conn.fetchrow(
-        "SELECT included_seconds_left, included_reserved_s, channels_in_use, allowance_month "
-        "FROM accounts WHERE tenant_id = $1 FOR UPDATE",
+        "SELECT included_seconds_left, included_reserved_s FROM accounts WHERE tenant_id = $1 FOR UPDATE",
         tenant_id,
     )
     if acct is None:
@@ -282,10 +398,10 @@ async def apply_package(
         "channel_cap = GREATEST($5, channels_in_use), included_seconds_left = $6 + included_reserved_s, "
         "allowance_month = $7, version = version + 1 WHERE tenant_id = $1",
         tenant_id,
-        Decimal(package_row["overage_rate"]),
-        int(package_row["first_increment_s"]),
-        int(package_row["increment_s"]),
-        int(package_row["channels"]),
+        package.overage_rate,
+        package.first_increment_s,
+        package.increment_s,
+        package.channels,
         allowance_s,
         period,
     )
@@ -297,34 +413,18 @@ async def _post(
     conn: asyncpg.Connection,
     report: CycleReport,
     tenant_id: int,
-    kind: str,
+    kind: ledger.Kind,
     amount: Decimal,
     key: str,
     reference: str,
     now: datetime,
 ) -> bool:
-    """Post a ledger entry once (per tenant, kind and key) and move the balance with it.
+    """Post a ledger entry once (per tenant, kind and key), the balance moving with it.
     Returns whether it was posted by this call."""
-    balance = await conn.fetchval("SELECT balance FROM accounts WHERE tenant_id = $1 FOR UPDATE", tenant_id)
-    after = balance + amount
-    entry = await conn.fetchval(
-        "INSERT INTO ledger_entries (tenant_id, kind, amount, balance_after, reference, idempotency_key, "
-        "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING id",
-        tenant_id,
-        kind,
-        amount,
-        after,
-        reference,
-        key,
-        now,
-    )
-    if entry is None:
+    done = await ledger.post(conn, tenant_id, kind, amount, key, reference, now)
+    if isinstance(done, ledger.AlreadyPosted):
         return False
-    if amount != 0:
-        await conn.execute(
-            "UPDATE accounts SET balance = $2, version = version + 1 WHERE tenant_id = $1", tenant_id, after
-        )
-    report.actions.append(Action(tenant_id, "ledger", kind, key, amount, reference))
+    report.actions.append(Action(tenant_id, "ledger", kind.value, key, amount, reference))
     return True
 
 
@@ -353,80 +453,111 @@ async def _notify(
     return True
 
 
-# ---------------------------------------------------------------------------- one tenant
-def _primary(subs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+# ---------------------------------------------------------------------------- decisions (pure)
+def primary(subs: Sequence[Subscription]) -> Subscription | None:
     """The subscription whose package sets the account's tariff and allowance."""
     if not subs:
         return None
-    main = [s for s in subs if s["kind"] not in _SECONDARY_KINDS] or list(subs)
-    return max(main, key=lambda s: (s["channels"], s["included_minutes"], s["starts_on"], s["sub_id"]))
+    main = [s for s in subs if s.package.kind not in _SECONDARY_KINDS] or list(subs)
+    return max(main, key=lambda s: (s.package.channels, s.package.included_minutes, s.starts_on, s.id))
 
 
-def _billed_in(sub: Mapping[str, Any], month: date, today: date) -> bool:
-    return (
-        sub["sub_state"] == "active"
-        and sub["starts_on"] <= today
-        and (sub["ends_on"] is None or sub["ends_on"] >= month)
-    )
+def billed_in(sub: Subscription, month: date, today: date) -> bool:
+    return sub.state == "active" and sub.starts_on <= today and (sub.ends_on is None or sub.ends_on >= month)
 
 
-@dataclass
-class _Tenant:
-    """What one tenant's run works with (the tenant's dates, its account after charges)."""
-
-    id: int
-    row: asyncpg.Record
-    tz: ZoneInfo
-    now: datetime
-    today: date
-    month: date
-    subs: list[asyncpg.Record]
+def minimum_month(sub: Subscription, month: date) -> int | None:
+    """Which month of its contract ``month`` is (1..period_months) for a subscription owing
+    a monthly minimum then, or None."""
+    if sub.package.package_total is None or sub.state not in ("active", "ended"):
+        return None
+    k = month_index(sub.starts_on, month)
+    covered = sub.ends_on is None or sub.ends_on >= month
+    return k if 1 <= k <= sub.package.period_months and covered else None
 
 
-async def _monthly(conn: asyncpg.Connection, t: _Tenant, report: CycleReport) -> int:
-    """Rent of the month (and the allowance reset), minimum consumption of the month
-    before. Returns the month's allowance of the primary subscription (seconds)."""
-    billed = [s for s in t.subs if _billed_in(s, t.month, t.today)]
-    primary = _primary(billed)
+def suspension_reasons(account: Account, subs: Sequence[Subscription], today: date) -> list[str]:
+    reasons = []
+    money = account.available + account.credit_limit
+    if money < 0:
+        reasons.append("balance_exhausted")
+    elif account.free_s <= 0 and money < cost_of_seconds(account.first_increment_s, account.rate_per_minute):
+        reasons.append("package_exhausted")
+    if not any(s.runs_on(today) for s in subs):
+        reasons.append("contract_ended")
+    return reasons
+
+
+class Step(enum.Enum):
+    STAY = "stay"
+    SUSPEND = "suspend"
+    RESUME = "resume"
+    TERMINATE = "terminate"
+
+
+def next_step(tenant: Tenant, reasons: Sequence[str]) -> Step:
+    """The life-cycle step of a tenant the suspension ``reasons`` hold for (or not)."""
+    if tenant.state == "active":
+        return Step.SUSPEND if reasons else Step.STAY
+    if tenant.state != "suspended" or tenant.suspended_by != SYSTEM_ACTOR_NAME:
+        return Step.STAY  # an operator's suspension is the operator's to lift
+    if not reasons:
+        return Step.RESUME
+    if tenant.suspended_at is not None and tenant.now - tenant.suspended_at >= SUSPENSION_GRACE:
+        return Step.TERMINATE
+    return Step.STAY
+
+
+# ---------------------------------------------------------------------------- monthly effects
+async def _rent(conn: asyncpg.Connection, t: Tenant, report: CycleReport) -> int:
+    """Rent of the month, and the allowance reset with the primary subscription's first
+    rent entry of the month. Returns the month's allowance of the primary (seconds)."""
+    billed = [s for s in t.subs if billed_in(s, t.month, t.today)]
+    main = primary(billed)
     allowance_s = 0
     for sub in billed:
-        rent, minutes = month_terms(sub, sub["starts_on"], t.month)
-        first = sub["starts_on"] >= t.month
-        if sub is primary:
+        rent, minutes = month_terms(sub.package, sub.starts_on, t.month)
+        first = sub.starts_on >= t.month
+        is_primary = main is not None and sub.id == main.id
+        if is_primary:
             allowance_s = minutes * 60
-        ref = f"rent {sub['code']} {t.month:%Y-%m}" + (
-            f" (from {sub['starts_on']:%d}, {minutes} min included)" if first else ""
+        ref = f"rent {sub.package.code} {t.month:%Y-%m}" + (
+            f" (from {sub.starts_on:%d}, {minutes} min included)" if first else ""
         )
-        key = f"rent:{sub['sub_id']}:{t.month:%Y-%m}"
-        if not await _post(conn, report, t.id, "rent", -rent, key, ref, t.now):
-            continue
-        if sub is primary:
-            start = sub["starts_on"] if first else t.month
-            got = await apply_package(conn, t.id, sub, start, prorate=first)
-            if got.applied:
-                report.actions.append(
-                    Action(t.id, "allowance", "included_s", key, Decimal(got.included_s), sub["code"])
-                )
-            if got.expired_s > 0 and got.expired_month is not None:
-                ended = got.expired_month
-                await _post(
-                    conn,
-                    report,
-                    t.id,
-                    "adjustment",
-                    ZERO,
-                    f"expired:{t.id}:{ended:%Y-%m}",
-                    f"expired {got.expired_s} s of {ended:%Y-%m}",
-                    t.now,
-                )
+        key = f"rent:{sub.id}:{t.month:%Y-%m}"
+        if await _post(conn, report, t.id, ledger.Kind.RENT, -rent, key, ref, t.now) and is_primary:
+            await _reset_allowance(conn, t, sub, first, key, report)
+    return allowance_s
 
+
+async def _reset_allowance(
+    conn: asyncpg.Connection, t: Tenant, sub: Subscription, first: bool, key: str, report: CycleReport
+) -> None:
+    got = await apply_package(conn, t.id, sub.package, sub.starts_on if first else t.month, prorate=first)
+    if got.applied:
+        report.actions.append(
+            Action(t.id, "allowance", "included_s", key, Decimal(got.included_s), sub.package.code)
+        )
+    if got.expired_s > 0 and got.expired_month is not None:
+        ended = got.expired_month
+        await _post(
+            conn,
+            report,
+            t.id,
+            ledger.Kind.ADJUSTMENT,
+            ZERO,
+            f"expired:{t.id}:{ended:%Y-%m}",
+            f"expired {got.expired_s} s of {ended:%Y-%m}",
+            t.now,
+        )
+
+
+async def _minimums(conn: asyncpg.Connection, t: Tenant, report: CycleReport) -> None:
+    """Minimum consumption of the month before."""
     previous = add_months(t.month, -1)
     for sub in t.subs:
-        if sub["package_total"] is None or sub["sub_state"] not in ("active", "ended"):
-            continue
-        k = month_index(sub["starts_on"], previous)
-        covered = sub["ends_on"] is None or sub["ends_on"] >= previous
-        if not (1 <= k <= sub["period_months"]) or not covered:
+        k = minimum_month(sub, previous)
+        if k is None or sub.package.package_total is None:
             continue
         usage = await conn.fetchval(
             "SELECT COALESCE(sum(amount), 0) FROM calls WHERE tenant_id = $1 "
@@ -435,22 +566,21 @@ async def _monthly(conn: asyncpg.Connection, t: _Tenant, report: CycleReport) ->
             _local_midnight(previous, t.tz),
             _local_midnight(t.month, t.tz),
         )
-        due = monthly_minimum_due(Decimal(sub["package_total"]), sub["period_months"], k, max(usage, ZERO))
+        due = monthly_minimum_due(sub.package.package_total, sub.package.period_months, k, max(usage, ZERO))
         if due > 0:
             await _post(
                 conn,
                 report,
                 t.id,
-                "minimum",
+                ledger.Kind.MINIMUM,
                 -due,
-                f"minimum:{sub['sub_id']}:{previous:%Y-%m}",
+                f"minimum:{sub.id}:{previous:%Y-%m}",
                 f"minimum consumption {previous:%Y-%m} (month {k}): usage {to_charge(usage)}",
                 t.now,
             )
-    return allowance_s
 
 
-async def _unanswered(conn: asyncpg.Connection, t: _Tenant, report: CycleReport) -> None:
+async def _unanswered(conn: asyncpg.Connection, t: Tenant, report: CycleReport) -> None:
     rows = await conn.fetch(
         "SELECT (decided_at AT TIME ZONE $2)::date AS day, "
         "array_agg(GREATEST(0, floor(extract(epoch FROM COALESCE(ended_at, decided_at) - decided_at)))"
@@ -466,9 +596,10 @@ async def _unanswered(conn: asyncpg.Connection, t: _Tenant, report: CycleReport)
     )
     if not rows:
         return
-    rate = await conn.fetchval("SELECT rate_per_minute FROM accounts WHERE tenant_id = $1", t.id)
+    rate = (await _account(conn, t.id)).rate_per_minute
     for r in rows:
-        rings = list(r["rings"])
+        day: date = r["day"]
+        rings: list[int] = list(r["rings"])
         fee = unanswered_penalty(rings, Tariff(rate), UNANSWERED_THRESHOLD)
         minutes = sum(max(1, minutes_rounded_up(s)) for s in rings)
         if fee > 0:
@@ -476,17 +607,17 @@ async def _unanswered(conn: asyncpg.Connection, t: _Tenant, report: CycleReport)
                 conn,
                 report,
                 t.id,
-                "fee",
+                ledger.Kind.FEE,
                 -fee,
-                f"unanswered:{t.id}:{r['day']}",
-                f"unanswered calls {r['day']}: {len(rings)} calls, {minutes} min at {rate}",
+                f"unanswered:{t.id}:{day}",
+                f"unanswered calls {day}: {len(rings)} calls, {minutes} min at {rate}",
                 t.now,
             )
 
 
-async def _late_fee(conn: asyncpg.Connection, t: _Tenant, report: CycleReport) -> None:
-    acct = await conn.fetchrow("SELECT balance, credit_limit FROM accounts WHERE tenant_id = $1", t.id)
-    if acct["balance"] >= -acct["credit_limit"]:
+async def _late_fee(conn: asyncpg.Connection, t: Tenant, report: CycleReport) -> None:
+    account = await _account(conn, t.id)
+    if account.balance >= -account.credit_limit:
         return
     streak_fees = await conn.fetchval(
         "SELECT COALESCE(-sum(amount), 0) FROM ledger_entries WHERE tenant_id = $1 AND kind = 'late_fee' "
@@ -494,14 +625,14 @@ async def _late_fee(conn: asyncpg.Connection, t: _Tenant, report: CycleReport) -
         "WHERE tenant_id = $1 AND balance_after >= 0), 0)",
         t.id,
     )
-    due = max(-acct["balance"] - streak_fees, ZERO)
+    due = max(-account.balance - streak_fees, ZERO)
     fee = late_fee(due, 1)
     if fee > 0:
         await _post(
             conn,
             report,
             t.id,
-            "late_fee",
+            ledger.Kind.LATE_FEE,
             -fee,
             f"late:{t.id}:{t.today}",
             f"late fee {t.today}: 3‰ of {to_charge(due)} due",
@@ -509,161 +640,138 @@ async def _late_fee(conn: asyncpg.Connection, t: _Tenant, report: CycleReport) -
         )
 
 
-async def _suspension_reasons(conn: asyncpg.Connection, t: _Tenant) -> list[str]:
-    a = await conn.fetchrow("SELECT * FROM accounts WHERE tenant_id = $1", t.id)
-    reasons = []
-    money = a["balance"] - a["reserved"] + a["credit_limit"]
-    if money < 0:
-        reasons.append("balance_exhausted")
-    elif a["included_seconds_left"] - a["included_reserved_s"] <= 0 and money < cost_of_seconds(
-        a["first_increment_s"], a["rate_per_minute"]
-    ):
-        reasons.append("package_exhausted")
-    if not any(
-        s["sub_state"] == "active" and (s["ends_on"] is None or s["ends_on"] >= t.today) for s in t.subs
-    ):
-        reasons.append("contract_ended")
-    return reasons
-
-
-async def _life_cycle(conn: asyncpg.Connection, t: _Tenant, report: CycleReport) -> str:
+# ---------------------------------------------------------------------------- the life cycle
+async def _life_cycle(conn: asyncpg.Connection, t: Tenant, report: CycleReport) -> str:
+    """Apply the tenant's next life-cycle step. Returns the tenant's state after it."""
+    reasons = suspension_reasons(await _account(conn, t.id), t.subs, t.today)
+    step = next_step(t, reasons)
     ctx = Ctx(conn, Principal(None, SYSTEM_ACTOR_NAME, Role.PLATFORM_ADMIN), FixedClock(t.now), t.id)
-    state = t.row["state"]
-    reasons = await _suspension_reasons(conn, t)
-    if state == "active":
-        if reasons:
-            out = await change_tenant_state(ctx, t.id, "suspend")
-            report.actions.append(Action(t.id, "state", "suspended", "", None, ",".join(reasons)))
-            stamp = out.suspended_at or t.now
+    if step is Step.SUSPEND:
+        return await _suspend(ctx, t, reasons, report)
+    if step is Step.RESUME:
+        return await _resume(ctx, t, report)
+    if step is Step.TERMINATE:
+        return await _terminate(ctx, t, reasons, report)
+    return t.state
+
+
+async def _suspend(ctx: Ctx, t: Tenant, reasons: list[str], report: CycleReport) -> str:
+    out = await change_tenant_state(ctx, t.id, "suspend")
+    # The cycle's own suspension, so the cycle may lift it (migration 0013).
+    await ctx.conn.execute("UPDATE tenants SET suspended_by = $2 WHERE id = $1", t.id, SYSTEM_ACTOR_NAME)
+    report.actions.append(Action(t.id, "state", "suspended", "", None, ",".join(reasons)))
+    stamp = out.suspended_at or t.now
+    payload = {"reasons": reasons, "at": stamp}
+    await _notify(
+        ctx.conn, report, t.id, "suspended", f"suspended:{t.id}:{stamp.isoformat()}", payload, t.now
+    )
+    return "suspended"
+
+
+async def _resume(ctx: Ctx, t: Tenant, report: CycleReport) -> str:
+    assert t.suspended_at is not None  # the cycle suspended it, and stamped it
+    await change_tenant_state(ctx, t.id, "resume")
+    report.actions.append(Action(t.id, "state", "active", "", None, "recovered"))
+    key = f"resumed:{t.id}:{t.suspended_at.isoformat()}"
+    await _notify(ctx.conn, report, t.id, "resumed", key, {"suspended_at": t.suspended_at}, t.now)
+    return "active"
+
+
+async def _terminate(ctx: Ctx, t: Tenant, reasons: list[str], report: CycleReport) -> str:
+    await change_tenant_state(ctx, t.id, "terminate")
+    await ctx.conn.execute(
+        "UPDATE subscriptions SET state = 'ended', version = version + 1 "
+        "WHERE tenant_id = $1 AND state <> 'ended'",
+        t.id,
+    )
+    report.actions.append(Action(t.id, "state", "terminated", "", None, ",".join(reasons)))
+    payload = {"reasons": reasons, "suspended_at": t.suspended_at}
+    await _notify(ctx.conn, report, t.id, "terminated", f"terminated:{t.id}", payload, t.now)
+    return "terminated"
+
+
+# ---------------------------------------------------------------------------- notices
+async def _notices(
+    conn: asyncpg.Connection, t: Tenant, report: CycleReport, allowance_s: int, low_balance: Decimal
+) -> None:
+    a = await _account(conn, t.id)
+    if a.available < low_balance:
+        payload = {"balance": a.balance, "reserved": a.reserved, "threshold": low_balance}
+        await _notify(conn, report, t.id, "low_balance", f"low_balance:{t.id}:{t.today}", payload, t.now)
+    if allowance_s > 0 and a.free_s * 10 < allowance_s:
+        payload = {"included_seconds_left": a.free_s, "allowance_s": allowance_s}
+        await _notify(
+            conn, report, t.id, "package_low", f"package_low:{t.id}:{t.month:%Y-%m}", payload, t.now
+        )
+    for sub in t.subs:
+        await _expiry_notices(conn, t, sub, report)
+
+
+async def _expiry_notices(
+    conn: asyncpg.Connection, t: Tenant, sub: Subscription, report: CycleReport
+) -> None:
+    ends = sub.ends_on
+    if sub.state != "active" or ends is None or ends < t.today:
+        return
+    for months in EXPIRY_NOTICE_MONTHS:
+        if ends <= add_months(t.today, months):
             await _notify(
                 conn,
                 report,
                 t.id,
-                "suspended",
-                f"suspended:{t.id}:{stamp.isoformat()}",
-                {"reasons": reasons, "at": stamp},
+                "contract_expiring",
+                f"contract_expiring:{sub.id}:{ends}:{months}m",
+                {
+                    "subscription_id": sub.id,
+                    "package": sub.package.code,
+                    "ends_on": ends,
+                    "months_ahead": months,
+                },
                 t.now,
             )
-            return "suspended"
-        return state
-    if state != "suspended":
-        return state
-    by = await conn.fetchval(
-        "SELECT actor FROM audit_log WHERE tenant_id = $1 AND entity = 'tenants' AND action = 'suspend' "
-        "ORDER BY id DESC LIMIT 1",
-        t.id,
+
+
+# ---------------------------------------------------------------------------- one tenant
+async def _load_tenant(conn: asyncpg.Connection, tenant_id: int, now: datetime) -> Tenant | None:
+    """The tenant a run works on, its rows locked; None if there is nothing to bill."""
+    # Lock order: the account row, then the tenant row (as the prepaid hot path and
+    # recharges lock only the account, and state changes only the tenant).
+    if await conn.fetchval("SELECT 1 FROM accounts WHERE tenant_id = $1 FOR UPDATE", tenant_id) is None:
+        return None
+    row = await conn.fetchrow(
+        "SELECT state, timezone, suspended_at, suspended_by FROM tenants WHERE id = $1 FOR UPDATE", tenant_id
     )
-    if by != SYSTEM_ACTOR_NAME:
-        return state  # an operator's suspension is the operator's to lift
-    if not reasons:
-        await change_tenant_state(ctx, t.id, "resume")
-        report.actions.append(Action(t.id, "state", "active", "", None, "recovered"))
-        await _notify(
-            conn,
-            report,
-            t.id,
-            "resumed",
-            f"resumed:{t.id}:{t.row['suspended_at'].isoformat()}",
-            {"suspended_at": t.row["suspended_at"]},
-            t.now,
-        )
-        return "active"
-    suspended_at = t.row["suspended_at"]
-    if suspended_at is not None and t.now - suspended_at >= SUSPENSION_GRACE:
-        await change_tenant_state(ctx, t.id, "terminate")
-        await conn.execute(
-            "UPDATE subscriptions SET state = 'ended', version = version + 1 "
-            "WHERE tenant_id = $1 AND state <> 'ended'",
-            t.id,
-        )
-        report.actions.append(Action(t.id, "state", "terminated", "", None, ",".join(reasons)))
-        await _notify(
-            conn,
-            report,
-            t.id,
-            "terminated",
-            f"terminated:{t.id}",
-            {"reasons": reasons, "suspended_at": suspended_at},
-            t.now,
-        )
-        return "terminated"
-    return state
-
-
-async def _notices(
-    conn: asyncpg.Connection, t: _Tenant, report: CycleReport, allowance_s: int, low_balance: Decimal
-) -> None:
-    a = await conn.fetchrow("SELECT * FROM accounts WHERE tenant_id = $1", t.id)
-    available = a["balance"] - a["reserved"]
-    if available < low_balance:
-        await _notify(
-            conn,
-            report,
-            t.id,
-            "low_balance",
-            f"low_balance:{t.id}:{t.today}",
-            {"balance": a["balance"], "reserved": a["reserved"], "threshold": low_balance},
-            t.now,
-        )
-    free_s = a["included_seconds_left"] - a["included_reserved_s"]
-    if allowance_s > 0 and free_s * 10 < allowance_s:
-        await _notify(
-            conn,
-            report,
-            t.id,
-            "package_low",
-            f"package_low:{t.id}:{t.month:%Y-%m}",
-            {"included_seconds_left": free_s, "allowance_s": allowance_s},
-            t.now,
-        )
-    for sub in t.subs:
-        ends = sub["ends_on"]
-        if sub["sub_state"] != "active" or ends is None or ends < t.today:
-            continue
-        for months in EXPIRY_NOTICE_MONTHS:
-            if ends <= add_months(t.today, months):
-                await _notify(
-                    conn,
-                    report,
-                    t.id,
-                    "contract_expiring",
-                    f"contract_expiring:{sub['sub_id']}:{ends}:{months}m",
-                    {
-                        "subscription_id": sub["sub_id"],
-                        "package": sub["code"],
-                        "ends_on": ends,
-                        "months_ahead": months,
-                    },
-                    t.now,
-                )
-
-
-_SUBS = (
-    "SELECT s.id AS sub_id, s.starts_on, s.ends_on, s.state AS sub_state, p.* "
-    "FROM subscriptions s JOIN packages p ON p.id = s.package_id WHERE s.tenant_id = $1 ORDER BY s.id"
-)
+    if row is None or row["state"] == "terminated":
+        return None
+    subs = tuple(Subscription.of(r) for r in await conn.fetch(_SUBS, tenant_id))
+    if not subs:
+        return None
+    tz = ZoneInfo(row["timezone"])
+    today = now.astimezone(tz).date()
+    return Tenant(
+        tenant_id,
+        row["state"],
+        row["suspended_at"],
+        row["suspended_by"],
+        tz,
+        now,
+        today,
+        today.replace(day=1),
+        subs,
+    )
 
 
 async def _run_tenant(
     conn: asyncpg.Connection, tenant_id: int, now: datetime, report: CycleReport, low_balance: Decimal
 ) -> None:
     async with conn.transaction():
-        # Lock order: the account row, then the tenant row (as the prepaid hot path and
-        # recharges lock only the account, and state changes only the tenant).
-        if await conn.fetchval("SELECT 1 FROM accounts WHERE tenant_id = $1 FOR UPDATE", tenant_id) is None:
+        t = await _load_tenant(conn, tenant_id, now)
+        if t is None:
             return
-        row = await conn.fetchrow("SELECT * FROM tenants WHERE id = $1 FOR UPDATE", tenant_id)
-        if row is None or row["state"] == "terminated":
-            return
-        tz = ZoneInfo(row["timezone"])
-        today = now.astimezone(tz).date()
-        subs = list(await conn.fetch(_SUBS, tenant_id))
-        if not subs:
-            return
-        t = _Tenant(tenant_id, row, tz, now, today, today.replace(day=1), subs)
         report.tenants.append(tenant_id)
         held = await account_period(conn, tenant_id, t.month)
-        allowance_s = await _monthly(conn, t, report)
+        allowance_s = await _rent(conn, t, report)
+        await _minimums(conn, t, report)
         await _unanswered(conn, t, report)
         if held is not None and held > t.month:
             # A run for a month before the account's current one (a catch-up, a re-run):

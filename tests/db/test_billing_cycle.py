@@ -17,6 +17,7 @@ from provisioning.engine import Ctx, create_row
 from provisioning.money import recharge
 from provisioning.roles import Principal, Role
 from provisioning.schemas import RechargeCreate, SubscriptionCreate
+from provisioning.tenants import change_tenant_state
 from softswitch.core.clock import FixedClock
 from tests.db.conftest import new_tenant
 
@@ -428,6 +429,26 @@ async def test_recharge_resumes_a_tenant_the_cycle_suspended(pool: asyncpg.Pool)
 
     # A suspension the cycle did not make is not lifted (nor turned into a termination).
     report = await _run(pool, operator_suspended, at(2026, 11, 20))
+    assert report.of("state") == []
+
+
+async def test_who_suspended_is_the_tenant_s_data_not_the_audit_log_s(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        tenant = await new_tenant(conn, balance=Decimal("10"))
+        await _subscribe(conn, tenant, "A59", date(2026, 11, 1))
+    await _run(pool, tenant, at(2026, 11, 2))
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT state, suspended_by FROM tenants WHERE id = $1", tenant)
+        assert (row["state"], row["suspended_by"]) == ("suspended", "system:billing")
+        # An operator lifts the cycle's suspension, then suspends the tenant again: that
+        # suspension is the operator's, whoever suspended before.
+        ctx = Ctx(conn, Principal(None, "ops", Role.PLATFORM_ADMIN), FixedClock(at(2026, 11, 3)), tenant)
+        await change_tenant_state(ctx, tenant, "resume")
+        assert await conn.fetchval("SELECT suspended_by FROM tenants WHERE id = $1", tenant) is None
+        await recharge(ctx, RechargeCreate(amount=Decimal("100")), f"rc-{tenant}")
+        await change_tenant_state(ctx, tenant, "suspend")
+        assert await conn.fetchval("SELECT suspended_by FROM tenants WHERE id = $1", tenant) == "operator"
+    report = await _run(pool, tenant, at(2026, 11, 4))
     assert report.of("state") == []
 
 
