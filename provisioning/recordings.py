@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import json
 import logging
 import re
 import tempfile
@@ -30,6 +29,7 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel, Field
 
+from provisioning import audit as audit_log
 from provisioning.engine import Ctx, Forbidden, Invalid, NotFound, ProvisioningError, audit
 from provisioning.roles import TENANT_WRITERS
 from softswitch.core.metrics import Metrics
@@ -391,12 +391,14 @@ async def purge_recordings(
             if len(rows) < batch:
                 break
         report.on_hold = await conn.fetchval(_HELD, now, tenants)
-        await conn.execute(
-            "INSERT INTO audit_log (at, actor, entity, entity_id, action, after) "
-            "VALUES ($1, $2, 'recordings', 'retention', 'purge', $3::text::jsonb)",
-            now,
-            actor,
-            json.dumps(report.as_dict()),
+        await audit_log.record(
+            conn,
+            at=now,
+            actor=actor,
+            entity="recordings",
+            entity_id="retention",
+            action="purge",
+            after=report.as_dict(),
         )
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         if metrics is not None:
