@@ -337,7 +337,8 @@ async def account_period(conn: asyncpg.Connection, tenant_id: int, other_than: d
     """The month (its 1st) whose allowance the account holds: ``accounts.allowance_month``,
     or — for an account whose allowance was set before that column existed — the latest
     month rent was posted for, not counting the month ``other_than``. None: no period yet."""
-    return await conn.fetchval(_ACCOUNT_PERIOD, tenant_id, other_than.replace(day=1))
+    held: date | None = await conn.fetchval(_ACCOUNT_PERIOD, tenant_id, other_than.replace(day=1))
+    return held
 
 
 def month_terms(package: Package, starts_on: date, month: date) -> tuple[Decimal, int]:
@@ -696,7 +697,7 @@ async def _notices(
 ) -> None:
     a = await _account(conn, t.id)
     if a.available < low_balance:
-        payload = {"balance": a.balance, "reserved": a.reserved, "threshold": low_balance}
+        payload: dict[str, Any] = {"balance": a.balance, "reserved": a.reserved, "threshold": low_balance}
         await _notify(conn, report, t.id, "low_balance", f"low_balance:{t.id}:{t.today}", payload, t.now)
     if allowance_s > 0 and a.free_s * 10 < allowance_s:
         payload = {"included_seconds_left": a.free_s, "allowance_s": allowance_s}

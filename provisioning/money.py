@@ -29,6 +29,9 @@ async def recharge(ctx: Ctx, data: RechargeCreate, idempotency_key: str) -> tupl
     if not ctx.actor.may(OPERATORS):
         raise Forbidden("only operators credit accounts (tenants recharge with recharge cards)")
     amount = data.amount.quantize(CENT)
+    tenant_id = ctx.tenant_id
+    if tenant_id is None:
+        raise NotFound("tenant None not found", "tenant_id")
     async with ctx.conn.transaction():
         # The account row lock orders concurrent money operations on one tenant.
         if not await ctx.conn.fetchval(
@@ -37,7 +40,7 @@ async def recharge(ctx: Ctx, data: RechargeCreate, idempotency_key: str) -> tupl
             raise NotFound(f"tenant {ctx.tenant_id} not found", "tenant_id")
         done = await ledger.post(
             ctx.conn,
-            ctx.tenant_id,
+            tenant_id,
             ledger.Kind.RECHARGE,
             amount,
             idempotency_key,
