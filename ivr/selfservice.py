@@ -243,9 +243,9 @@ class ToggleTimePolicy:
     on: bool
 
 
-SelfServiceAction = (
-    ChannelAction | CheckPassword | LockAccount | GetBalance | RedeemCard | ChangePassword | ToggleTimePolicy
-)
+# What the adapter must do outside the channel (the database), each answered by an event.
+Effect = CheckPassword | LockAccount | GetBalance | RedeemCard | ChangePassword | ToggleTimePolicy
+SelfServiceAction = ChannelAction | Effect
 
 
 # Events: the results of those effects.
