@@ -16,6 +16,7 @@ run: bootstrap
 test: bootstrap
 	$(VENV)/python -m scripts.devstack stack up
 	$(VENV)/ruff check .
+	$(VENV)/mypy
 	$(VENV)/pytest
 
 stop:
@@ -36,3 +37,4 @@ bench-all: bootstrap
 lint:
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
+	$(VENV)/mypy

@@ -23,6 +23,7 @@ from provisioning import cards, catalog, engine, money, numbers, reports, tenant
 from provisioning.engine import Ctx, ProvisioningError, Resource
 from provisioning.roles import Principal
 from provisioning.schemas import (
+    MAX_ID,
     AccountRead,
     CardBatchCreate,
     CardBatchIssued,
@@ -45,7 +46,6 @@ from provisioning.schemas import (
 )
 from softswitch.core.clock import Clock
 
-MAX_ID = 2**53  # ids beyond this are not ours, and not representable in JSON clients
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 Limit = Annotated[int, Query(ge=1, le=500, description="page size")]
 After = Annotated[int | None, Query(ge=0, le=MAX_ID, description="the next_after of the previous page")]

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from provisioning.engine import Forbidden, Invalid
 from provisioning.prompts import NAME, PromptError, PromptStore
 from provisioning.roles import TENANT_WRITERS, Principal
+from provisioning.schemas import MAX_ID
 from provisioning.users import principal_for
 from softswitch.core.clock import Clock
 
@@ -36,7 +37,7 @@ def build_prompts_router(pool: asyncpg.Pool, clock: Clock, sounds: Path) -> APIR
     store = PromptStore(sounds)
 
     async def writer(
-        tenant_id: Annotated[int, PathParam(ge=1, le=2**53)],
+        tenant_id: Annotated[int, PathParam(ge=1, le=MAX_ID)],
         authorization: Annotated[str | None, Header()] = None,
     ) -> Principal:
         async with pool.acquire() as conn:

@@ -31,10 +31,10 @@ from provisioning.recordings import (
     RecordingSpool,
 )
 from provisioning.roles import Principal
+from provisioning.schemas import MAX_ID
 from provisioning.users import principal_for
 from softswitch.core.clock import Clock
 
-MAX_ID = 2**53
 RecId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
 
 

@@ -135,7 +135,7 @@ class Recorder:
         self.spool_dir = chroot / settings.spool.lstrip("/")
         self.storage_full = False
         self._pending: dict[str, Pending] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[object]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._tenants_seen: set[str] = set()
 
@@ -270,7 +270,7 @@ class Recorder:
         self, p: Pending, segment: int, inside: str, facts: WavFacts, started: datetime
     ) -> int | None:
         async with self._pool.acquire() as conn, conn.transaction():
-            rec_id = await conn.fetchval(
+            rec_id: int | None = await conn.fetchval(
                 "INSERT INTO recordings (tenant_id, call_linkedid, segment, mode, path, status, size_bytes, "
                 "duration_s, sha256, caller, called, direction, started_at, created_at) "
                 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) "
