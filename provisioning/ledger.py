@@ -145,6 +145,7 @@ class Refusal(enum.StrEnum):
     CHANNEL_LIMIT = "CHANNEL_LIMIT"
     NO_BALANCE = "NO_BALANCE"
     ALREADY_OPEN = "ALREADY_OPEN"
+    UNAVAILABLE = "UNAVAILABLE"  # the database did not answer in time: refused (fail closed)
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,6 @@ from softswitch.core.settings import PrepaidSettings
 
 log = logging.getLogger(__name__)
 
-UNAVAILABLE = "unavailable"
 # A reservation younger than this may belong to a call still being set up.
 _GRACE = timedelta(seconds=10)
 
@@ -79,7 +78,7 @@ class CallMoney:
         self._loop_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ set-up
-    async def authorize(self, tenant_id: int, call_id: str, channel: str) -> Grant | Refusal | str:
+    async def authorize(self, tenant_id: int, call_id: str, channel: str) -> Grant | Refusal:
         started = self._clock.now()
         try:
             async with asyncio.timeout(self._s.timeout_s):
@@ -90,7 +89,7 @@ class CallMoney:
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.error("prepaid check failed for call %s, refusing it (fail closed): %s", call_id, exc)
             self._metrics.reservations.labels("unavailable").inc()
-            return UNAVAILABLE
+            return Refusal.UNAVAILABLE
         if isinstance(result, Grant):
             self._tracked[call_id] = TrackedCall(call_id, tenant_id, result.seconds)
             self._metrics.reservations.labels("granted").inc()

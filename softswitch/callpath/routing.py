@@ -21,7 +21,7 @@ from dialplan.reasons import Reason
 from provisioning.ledger import Grant, Refusal
 from provisioning.rules import pin_matches
 from softswitch.callpath.control import CallChannel
-from softswitch.callpath.prepaid import UNAVAILABLE, CallMoney
+from softswitch.callpath.prepaid import CallMoney
 from softswitch.callpath.recorder import Recorder
 from softswitch.callpath.records import CallRecordWriter, DecisionRecord
 from softswitch.callpath.snapshots import SnapshotStore
@@ -211,7 +211,7 @@ class CallRouting:
         grant = await self._money.authorize(decision.tenant_id, call_id, channel)
         if isinstance(grant, Grant):
             return dataclasses.replace(decision, limit_s=grant.seconds)
-        reason = _REFUSALS.get(grant, Reason.BILLING_UNAVAILABLE)
+        reason = _REFUSALS[grant]
         return Reject(reason, decision.tenant_id, decision.number_id)
 
     async def _pin_dialogue(self, session: CallChannel, called: str, ask: AskPin) -> bool:
@@ -250,9 +250,10 @@ class CallRouting:
         )
 
 
-_REFUSALS = {
+_REFUSALS: dict[Refusal, Reason] = {
     Refusal.NO_BALANCE: Reason.NO_BALANCE,
     Refusal.NO_ACCOUNT: Reason.NO_BALANCE,
     Refusal.CHANNEL_LIMIT: Reason.CHANNEL_LIMIT,
-    UNAVAILABLE: Reason.BILLING_UNAVAILABLE,
+    Refusal.UNAVAILABLE: Reason.BILLING_UNAVAILABLE,
+    Refusal.ALREADY_OPEN: Reason.BILLING_UNAVAILABLE,
 }
