@@ -282,7 +282,7 @@ async def serve_until_signalled(
 
 def run_service(settings: Settings, after_start: Callable[[Service], Awaitable[None]] | None = None) -> None:
     try:
-        import uvloop
+        import uvloop  # here, so a machine without it still runs (on the stock loop)
     except ImportError:  # pragma: no cover - uvloop is optional off Linux
         asyncio.run(serve_until_signalled(settings, after_start))
     else:
