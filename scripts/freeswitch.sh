@@ -3,7 +3,7 @@
 # source tarballs into "$SOFTSWITCH_STACK__DIR/freeswitch" (default /opt/softswitch-stack).
 # Idempotent: a stamp file $P/.built-1.10.12-<hash> is written only after `make install`
 # succeeded; when it is present the script exits at once. About 3 minutes on 2 cores.
-#   FREESWITCH_VENDOR  folder with the tarballs (default /work/shared/vendor/freeswitch)
+#   FREESWITCH_VENDOR  folder with the tarballs (default ../shared/vendor/freeswitch beside the checkout)
 #   FREESWITCH_JOBS    make -j (default 2)
 set -euo pipefail
 
@@ -40,7 +40,7 @@ if [ -f "$STAMP" ]; then
   exit 0
 fi
 
-VENDOR="${FREESWITCH_VENDOR:-/work/shared/vendor/freeswitch}"
+VENDOR="${FREESWITCH_VENDOR:-$(cd "$(dirname "$0")/../.." && pwd)/shared/vendor/freeswitch}"
 JOBS="${FREESWITCH_JOBS:-2}"
 BUILD="$STACK_DIR/freeswitch-build"
 LOG="$STACK_DIR/logs/freeswitch-build.log"

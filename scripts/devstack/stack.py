@@ -1,4 +1,5 @@
-"""The local real stack: a PostgreSQL 15 cluster and Asterisk 22 in a chroot, on 127.0.0.1.
+"""The local real stack: a PostgreSQL 15 cluster, Asterisk 22 in a chroot and FreeSWITCH
+1.10 (built from the vendored sources), on 127.0.0.1.
 
 Installing (apt, debootstrap, the venv) is scripts/bootstrap.sh's job; this module renders
 configuration from the repo's templates and starts, stops and reports the processes,
@@ -23,6 +24,7 @@ from softswitch.core.settings import Settings
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 TEMPLATES = Path(__file__).resolve().parents[2] / "docker" / "asterisk"
+FREESWITCH_TEMPLATES = TEMPLATES.parent / "freeswitch"
 # Debian's stock files we keep verbatim: tone tables for ringback and congestion, and the
 # defaults of modules we load but do not configure (without a file they log errors).
 DEBIAN_KEPT = (
@@ -390,6 +392,182 @@ class LocalStack:
                 pass
         (self.run_dir / "asterisk.pid").unlink(missing_ok=True)
 
+    # ---------------------------------------------------------------- FreeSWITCH
+    @property
+    def fs_prefix(self) -> Path:
+        return self.s.freeswitch.prefix
+
+    def fs_built(self) -> bool:
+        return (self.fs_prefix / "bin" / "freeswitch").exists()
+
+    def fs_pid(self) -> int | None:
+        try:
+            pid = int((self.run_dir / "freeswitch.pid").read_text())
+        except (OSError, ValueError):
+            return None
+        return pid if _pid_runs(pid, "freeswitch") else None
+
+    def render_freeswitch_config(self) -> dict[str, str]:
+        """docker/freeswitch/*.xml with their @@NAME@@ filled from the settings."""
+        fs, a = self.s.freeswitch, self.s.asterisk
+        top = self.s.stack.dir
+        values = {
+            "FS_SIP_HOST": fs.sip_host,
+            "FS_CARRIER_PORT": str(fs.carrier_port),
+            "FS_PHONES_PORT": str(fs.phones_port),
+            "FS_RTP_START": str(fs.rtp_start),
+            "FS_RTP_END": str(fs.rtp_end),
+            "FS_ESL_PORT": str(fs.esl_port),
+            "FS_ESL_PASSWORD": fs.esl_password.get_secret_value(),
+            "FS_SOCKET_ADDR": f"{fs.socket_host}:{fs.socket_port}",
+            "FS_DIRECTORY_URL": f"http://{self.s.http.host}:{self.s.http.port}/v1/freeswitch/directory",
+            "FS_CORE_DB": str(top / "freeswitch-db" / "core.db"),
+            "FS_MOH_DIR": str(top / "freeswitch-sounds" / "moh"),
+            "CARRIER_IN_HOST": a.carrier_in_host,
+            "CARRIER_OUT_HOST": a.carrier_out_host,
+            "CARRIER_OUT_PORT": str(a.carrier_out_port),
+            "BASELINE_IN_HOST": a.baseline_in_host,
+        }
+        files = {}
+        for tpl in sorted(FREESWITCH_TEMPLATES.glob("*.xml")):
+            text = tpl.read_text()
+            for key, val in values.items():
+                text = text.replace(f"@@{key}@@", val)
+            if "@@" in text:
+                raise StackError(f"unrendered placeholder left in {tpl.name}")
+            files[tpl.name] = text
+        return files
+
+    def fs_up(self) -> None:
+        """Start FreeSWITCH (flags and pitfalls: ../shared/FREESWITCH.md); a no-op when
+        it is running with the configuration rendered now."""
+        if not self.fs_built():
+            raise StackError(f"FreeSWITCH is not built in {self.fs_prefix}: run scripts/freeswitch.sh")
+        top = self.s.stack.dir
+        conf, run, db, logs = (
+            top / n for n in ("freeswitch-conf", "freeswitch-run", "freeswitch-db", "logs")
+        )
+        files = self.render_freeswitch_config()
+        digest = hashlib.sha256(repr(sorted(files.items())).encode()).hexdigest()
+        stamp = self.run_dir / "freeswitch.confhash"
+        if self.fs_pid() is not None:
+            if stamp.exists() and stamp.read_text() == digest:
+                return
+            self.fs_down()
+        shutil.rmtree(conf, ignore_errors=True)
+        conf.mkdir(parents=True)
+        for name, text in files.items():
+            (conf / name).write_text(text)
+        moh = top / "freeswitch-sounds" / "moh"
+        moh.mkdir(parents=True, exist_ok=True)
+        if not any(moh.iterdir()):  # local_stream needs one file to load: a quiet tone
+            subprocess.run(
+                [
+                    "sox",
+                    "-n",
+                    "-r",
+                    "8000",
+                    "-c",
+                    "1",
+                    "-b",
+                    "16",
+                    str(moh / "tone.wav"),
+                    "synth",
+                    "4",
+                    "sine",
+                    "440",
+                    "vol",
+                    "0.1",
+                ],
+                check=True,
+            )
+        for d in (run, db, logs):
+            d.mkdir(parents=True, exist_ok=True)
+        (run / "freeswitch.pid").unlink(missing_ok=True)  # a stale pid file blocks start-up
+        with open(logs / "freeswitch-stdout.log", "ab") as log:
+            proc = subprocess.Popen(
+                # ulimit -s 240: else FreeSWITCH re-executes itself to set its stack (a new PID)
+                [
+                    "bash",
+                    "-c",
+                    'ulimit -s 240 && exec "$0" "$@"',
+                    str(self.fs_prefix / "bin" / "freeswitch"),
+                    "-nonat",
+                    "-nonatmap",
+                    "-np",
+                    "-nc",
+                    "-nf",
+                    "-base",
+                    str(self.fs_prefix),
+                    "-conf",
+                    str(conf),
+                    "-run",
+                    str(run),
+                    "-db",
+                    str(db),
+                    "-log",
+                    str(logs),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        (self.run_dir / "freeswitch.pid").write_text(str(proc.pid))
+        deadline = time.monotonic() + 30
+        while not self._fs_answers():
+            if proc.poll() is not None:
+                raise StackError(f"FreeSWITCH exited at start; see {logs / 'freeswitch-stdout.log'}")
+            if time.monotonic() > deadline:
+                raise StackError("FreeSWITCH did not answer on its Event Socket within 30 s")
+            time.sleep(0.2)
+        stamp.write_text(digest)
+
+    def fs_cli(self, command: str, timeout: float = 10.0) -> str:
+        fs = self.s.freeswitch
+        res = subprocess.run(
+            [
+                str(self.fs_prefix / "bin" / "fs_cli"),
+                "-H",
+                fs.esl_host,
+                "-P",
+                str(fs.esl_port),
+                "-p",
+                fs.esl_password.get_secret_value(),
+                "-x",
+                command,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if res.returncode != 0:
+            raise StackError(f"fs_cli -x {command!r} failed: {res.stderr.strip() or res.stdout.strip()}")
+        return res.stdout
+
+    def _fs_answers(self) -> bool:
+        try:
+            return "UP" in self.fs_cli("status", timeout=3)
+        except (StackError, subprocess.TimeoutExpired):
+            return False
+
+    def fs_down(self, timeout: float = 15.0) -> None:
+        pid = self.fs_pid()
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _pid_alive(pid):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+            time.sleep(0.05)
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+        (self.run_dir / "freeswitch.pid").unlink(missing_ok=True)
+
     # ---------------------------------------------------------------- whole stack
     def up(self) -> None:
         import asyncio
@@ -400,14 +578,18 @@ class LocalStack:
         # Asterisk reads its realtime and CDR tables at start: they must exist first.
         asyncio.run(migrate_and_grant(self.s))
         self.asterisk_up()
+        if self.fs_built():  # scripts/bootstrap.sh builds it (scripts/freeswitch.sh)
+            self.fs_up()
 
     def down(self) -> None:
+        self.fs_down()
         self.asterisk_down()
         self.pg_down()
 
     def status(self) -> list[ComponentStatus]:
         pg = self.pg_pid()
         ast = self.asterisk_pid()
+        fs = self.fs_pid()
         return [
             ComponentStatus(
                 "postgresql",
@@ -421,5 +603,13 @@ class LocalStack:
                 ast,
                 f"sip={self.s.asterisk.sip_host}:{self.s.asterisk.sip_port} "
                 f"ami={self.s.ami.host}:{self.s.ami.port} chroot={self.root}",
+            ),
+            ComponentStatus(
+                "freeswitch",
+                fs is not None,
+                fs,
+                f"sip={self.s.freeswitch.sip_host}:{self.s.freeswitch.carrier_port} "
+                f"phones=:{self.s.freeswitch.phones_port} esl={self.s.freeswitch.esl_host}:"
+                f"{self.s.freeswitch.esl_port}" + ("" if self.fs_built() else " (not built)"),
             ),
         ]

@@ -90,6 +90,25 @@ class AsteriskSettings(_Section):
         return self.chroot / "usr" / "share" / "asterisk" / "sounds"
 
 
+class FreeSwitchSettings(_Section):
+    """Where the local FreeSWITCH 1.10 listens (built by scripts/freeswitch.sh)."""
+
+    prefix: Path = DEFAULT_STACK_DIR / "freeswitch"
+    sip_host: str = "127.0.0.1"
+    # Calls from the carrier (127.0.0.2) to unified numbers; SIP phones register here.
+    carrier_port: int = 5080
+    phones_port: int = 5070
+    # Not overlapping Asterisk's 20000-29999.
+    rtp_start: int = 30000
+    rtp_end: int = 30999
+    esl_host: str = "127.0.0.1"
+    esl_port: int = 8021
+    esl_password: SecretStr = SecretStr("softswitch-esl")  # never the stock ClueCon
+    # The control plane's outbound Event Socket listener: FreeSWITCH hands every call here.
+    socket_host: str = "127.0.0.1"
+    socket_port: int = 8084
+
+
 class PrepaidSettings(_Section):
     # Talk time reserved at set-up and by each renewal; a lost control plane costs at most
     # one slice, because the switch hangs up when the reserved time runs out.
@@ -142,6 +161,7 @@ class Settings(BaseSettings):
     ivr: IvrSettings = Field(default_factory=IvrSettings)
     recording: RecordingSettings = Field(default_factory=RecordingSettings)
     asterisk: AsteriskSettings = Field(default_factory=AsteriskSettings)
+    freeswitch: FreeSwitchSettings = Field(default_factory=FreeSwitchSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
     log_level: str = "INFO"
     # Pins the service clock (ISO 8601 with offset) for tests and demos; empty = real time.
