@@ -1,4 +1,5 @@
-"""The development tooling's command: the local stack (PostgreSQL, Asterisk) and the demo.
+"""The development tooling's command: the local stack (PostgreSQL, Asterisk, FreeSWITCH)
+and the demo.
 
 .venv/bin/python -m scripts.devstack stack up|down|status|restart-asterisk
 .venv/bin/python -m scripts.devstack demo seed|run
