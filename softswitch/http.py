@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import secrets
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 import asyncpg
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Response
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from provisioning.api import ApiDeps, build_router, install_error_handlers
 from provisioning.engine import Forbidden
+from provisioning.freeswitch_directory import directory as freeswitch_directory_document
 from provisioning.prompts_api import build_prompts_router
 from provisioning.recordings_api import build_recordings_router
 from provisioning.users import principal_for
@@ -57,6 +61,9 @@ def create_app(deps: HttpDeps) -> FastAPI:
             )
         )
 
+    if deps.settings is not None:
+        _mount_freeswitch_directory(app, deps)
+
     async def operator(authorization: str | None = Header(None)) -> None:
         """The live call registry spans every tenant: operators only."""
         async with deps.pool.acquire() as conn:
@@ -101,3 +108,21 @@ def create_app(deps: HttpDeps) -> FastAPI:
         return call.as_dict()
 
     return app
+
+
+def _mount_freeswitch_directory(app: FastAPI, deps: HttpDeps) -> None:
+    """POST /v1/freeswitch/directory: FreeSWITCH's mod_xml_curl asks who may register
+    (HTTP basic auth "freeswitch:<freeswitch.esl_password>"; not in the public API)."""
+    assert deps.settings is not None
+    secret = deps.settings.freeswitch.esl_password.get_secret_value()
+    expected = "Basic " + base64.b64encode(f"freeswitch:{secret}".encode()).decode()
+
+    @app.post("/v1/freeswitch/directory", include_in_schema=False)
+    async def freeswitch_directory(request: Request) -> Response:
+        if not secrets.compare_digest(request.headers.get("authorization", ""), expected):
+            return Response(status_code=401, headers={"WWW-Authenticate": 'Basic realm="freeswitch"'})
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        fields = {k: v[0] for k, v in form.items() if v}
+        async with deps.pool.acquire() as conn:
+            body = await freeswitch_directory_document(conn, fields)
+        return Response(body, media_type="text/xml")

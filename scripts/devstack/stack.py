@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from provisioning.sip import DEFAULT_REALM
 from softswitch.core.settings import Settings
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -419,6 +420,7 @@ class LocalStack:
             "FS_RTP_END": str(fs.rtp_end),
             "FS_ESL_PORT": str(fs.esl_port),
             "FS_ESL_PASSWORD": fs.esl_password.get_secret_value(),
+            "FS_REALM": DEFAULT_REALM,
             "FS_SOCKET_ADDR": f"{fs.socket_host}:{fs.socket_port}",
             "FS_DIRECTORY_URL": f"http://{self.s.http.host}:{self.s.http.port}/v1/freeswitch/directory",
             "FS_CORE_DB": str(top / "freeswitch-db" / "core.db"),

@@ -5,14 +5,18 @@ refused at once with 503 — never a silent hang (issue 13, groundwork)."""
 from __future__ import annotations
 
 import asyncio
+import random
+import secrets
 import time
 
 import pytest
 
-from scripts.devstack.sipp import run_uac
+from scripts.devstack.process import ServiceProcess
+from scripts.devstack.sipp import run_register, run_uac
 from scripts.devstack.stack import LocalStack
 from softswitch.core.settings import Settings
 from softswitch.engines.freeswitch.esl.client import EslClient
+from tests.e2e.conftest import api_ok
 
 pytestmark = pytest.mark.stack
 
@@ -68,3 +72,58 @@ async def test_a_call_freeswitch_cannot_hand_over_gets_503_at_once(
     )
     assert result.final_status == 503, result.message_log[-1500:]
     assert time.monotonic() - started < 6
+
+
+async def _register_fs(settings: Settings, username: str, password: str) -> int:
+    fs = settings.freeswitch
+    result = await asyncio.to_thread(
+        run_register, username, password, target=f"{fs.sip_host}:{fs.phones_port}", local_ip="127.0.0.6"
+    )
+    assert result.statuses, f"no answer to REGISTER (rc={result.returncode})"
+    return result.final_status
+
+
+async def test_sip_accounts_are_live_on_freeswitch_from_the_same_provisioning(
+    service: ServiceProcess, settings: Settings
+) -> None:
+    """The directory is served to FreeSWITCH on demand (mod_xml_curl) from PostgreSQL, with
+    the account's a1-hash: REGISTER works right after the API creates the extension, and
+    fails with a wrong password, while the tenant is suspended and after delete."""
+    tenant_id = api_ok(
+        service.request("POST", "/v1/tenants", json={"name": f"fs {secrets.token_hex(4)}"}), 201
+    )["id"]
+    password = secrets.token_hex(8)
+    ext = api_ok(
+        service.request(
+            "POST",
+            f"/v1/tenants/{tenant_id}/extensions",
+            json={
+                "extension": str(random.randint(8000, 8999)),
+                "display_name": "FS phone",
+                "password": password,
+            },
+        ),
+        201,
+    )
+    eid = ext["endpoint_id"]
+    assert await _register_fs(settings, eid, password) == 200
+    assert await _register_fs(settings, eid, password + "x") in (401, 403)
+
+    api_ok(service.request("POST", f"/v1/tenants/{tenant_id}/suspend"))
+    assert await _register_fs(settings, eid, password) in (401, 403, 404)
+    api_ok(service.request("POST", f"/v1/tenants/{tenant_id}/resume"))
+    assert await _register_fs(settings, eid, password) == 200
+
+    current = api_ok(service.request("GET", f"/v1/tenants/{tenant_id}/extensions/{ext['id']}"))
+    deleted = service.request(
+        "DELETE",
+        f"/v1/tenants/{tenant_id}/extensions/{ext['id']}",
+        headers={"If-Match": f'"{current["version"]}"'},
+    )
+    assert deleted.status_code == 204, deleted.text
+    assert await _register_fs(settings, eid, password) in (401, 403, 404)
+
+
+def test_the_directory_answers_only_freeswitch(service: ServiceProcess) -> None:
+    form = {"section": "directory", "user": "t1x801", "domain": "127.0.0.1"}
+    assert service.request("POST", "/v1/freeswitch/directory", data=form).status_code == 401
