@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,6 +103,19 @@ def _pid_runs(pid: int, program: str) -> bool:
             return program.encode() in f.read()
     except OSError:
         return False
+
+
+def _render(templates: Iterable[Path], values: Mapping[str, str]) -> dict[str, str]:
+    """Template files with every @@NAME@@ filled, by file name; a placeholder left is an error."""
+    files = {}
+    for tpl in sorted(templates):
+        text = tpl.read_text()
+        for key, val in values.items():
+            text = text.replace(f"@@{key}@@", val)
+        if "@@" in text:
+            raise StackError(f"unrendered placeholder left in {tpl.name}")
+        files[tpl.name] = text
+    return files
 
 
 def _sql_literal(value: str) -> str:
@@ -269,22 +282,35 @@ class LocalStack:
             "ASTERISK_DB_USER": s.asterisk.db_user,
             "ASTERISK_DB_PASSWORD": s.asterisk.db_password.get_secret_value(),
         }
-        files = {}
-        for tpl in sorted(TEMPLATES.glob("*.conf")):
-            text = tpl.read_text()
-            for key, val in values.items():
-                text = text.replace(f"@@{key}@@", val)
-            if "@@" in text:
-                raise StackError(f"unrendered placeholder left in {tpl.name}")
-            files[tpl.name] = text
-        return files
+        return _render(TEMPLATES.glob("*.conf"), values)
 
-    def asterisk_pid(self) -> int | None:
+    def _recorded_pid(self, program: str) -> int | None:
+        """The PID recorded for ``program``, if that process still is one."""
         try:
-            pid = int((self.run_dir / "asterisk.pid").read_text())
+            pid = int((self.run_dir / f"{program}.pid").read_text())
         except (OSError, ValueError):
             return None
-        return pid if _pid_runs(pid, "asterisk") else None
+        return pid if _pid_runs(pid, program) else None
+
+    def _stop_recorded(self, program: str, timeout: float) -> None:
+        """SIGTERM to the recorded PID, SIGKILL past ``timeout``; forget the PID."""
+        pid = self._recorded_pid(program)
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _pid_alive(pid):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+            time.sleep(0.05)
+            try:  # reap it if it is our own child (stack restarted by this process)
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+        (self.run_dir / f"{program}.pid").unlink(missing_ok=True)
+
+    def asterisk_pid(self) -> int | None:
+        return self._recorded_pid("asterisk")
 
     def _install_config(self) -> bool:
         """Write the rendered config into the chroot; True if it changed."""
@@ -378,20 +404,7 @@ class LocalStack:
                 time.sleep(0.2)
 
     def asterisk_down(self, timeout: float = 15.0) -> None:
-        pid = self.asterisk_pid()
-        if pid is None:
-            return
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while _pid_alive(pid):
-            if time.monotonic() > deadline:
-                os.kill(pid, signal.SIGKILL)
-            time.sleep(0.05)
-            try:  # reap it if it is our own child (stack restarted by this process)
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
-        (self.run_dir / "asterisk.pid").unlink(missing_ok=True)
+        self._stop_recorded("asterisk", timeout)
 
     # ---------------------------------------------------------------- FreeSWITCH
     @property
@@ -402,11 +415,7 @@ class LocalStack:
         return (self.fs_prefix / "bin" / "freeswitch").exists()
 
     def fs_pid(self) -> int | None:
-        try:
-            pid = int((self.run_dir / "freeswitch.pid").read_text())
-        except (OSError, ValueError):
-            return None
-        return pid if _pid_runs(pid, "freeswitch") else None
+        return self._recorded_pid("freeswitch")
 
     def render_freeswitch_config(self) -> dict[str, str]:
         """docker/freeswitch/*.xml with their @@NAME@@ filled from the settings."""
@@ -430,15 +439,7 @@ class LocalStack:
             "CARRIER_OUT_PORT": str(a.carrier_out_port),
             "BASELINE_IN_HOST": a.baseline_in_host,
         }
-        files = {}
-        for tpl in sorted(FREESWITCH_TEMPLATES.glob("*.xml")):
-            text = tpl.read_text()
-            for key, val in values.items():
-                text = text.replace(f"@@{key}@@", val)
-            if "@@" in text:
-                raise StackError(f"unrendered placeholder left in {tpl.name}")
-            files[tpl.name] = text
-        return files
+        return _render(FREESWITCH_TEMPLATES.glob("*.xml"), values)
 
     def fs_up(self) -> None:
         """Start FreeSWITCH (flags and pitfalls: ../shared/FREESWITCH.md); a no-op when
@@ -555,20 +556,7 @@ class LocalStack:
             return False
 
     def fs_down(self, timeout: float = 15.0) -> None:
-        pid = self.fs_pid()
-        if pid is None:
-            return
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while _pid_alive(pid):
-            if time.monotonic() > deadline:
-                os.kill(pid, signal.SIGKILL)
-            time.sleep(0.05)
-            try:
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
-        (self.run_dir / "freeswitch.pid").unlink(missing_ok=True)
+        self._stop_recorded("freeswitch", timeout)
 
     # ---------------------------------------------------------------- whole stack
     def up(self) -> None:
