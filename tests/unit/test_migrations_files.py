@@ -43,7 +43,8 @@ def test_sql_is_the_file_content_and_checksums_are_stable() -> None:
 def test_migrations_are_not_empty() -> None:
     for mig in available_migrations():
         sql = mig.sql.upper()
-        assert any(ddl in sql for ddl in ("CREATE TABLE", "ALTER TABLE", "CREATE FUNCTION")), mig.name
+        ddl_kinds = ("CREATE TABLE", "ALTER TABLE", "CREATE FUNCTION", "CREATE INDEX")
+        assert any(ddl in sql for ddl in ddl_kinds), mig.name
 
 
 # --- 0002: Asterisk 22 realtime PJSIP tables ----------------------------------------------
