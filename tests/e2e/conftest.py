@@ -99,6 +99,8 @@ async def provision(
     """A fresh tenant and 400 number, live in the service's snapshot when this returns."""
     before = service.metric("softswitch_snapshot_generation")
     number = "400" + "".join(random.choices("0123456789", k=7))
+    while await conn.fetchval("SELECT 1 FROM numbers WHERE number = $1", number):  # kept from earlier runs
+        number = "400" + "".join(random.choices("0123456789", k=7))
     async with conn.transaction():
         tenant_id = await conn.fetchval(
             "INSERT INTO tenants (name, state) VALUES ($1, $2) RETURNING id",
@@ -151,11 +153,15 @@ def active_number(service: ServiceProcess) -> tuple[int, int, str]:
     tenant_id = api_ok(
         service.request("POST", "/v1/tenants", json={"name": f"e2e live {secrets.token_hex(4)}"}), 201
     )["id"]
-    number = "400" + "".join(random.choices("0123456789", k=7))
     base = f"/v1/tenants/{tenant_id}"
-    number_id = api_ok(
-        service.request("POST", f"{base}/numbers", json={"number": number, "kind": "unified_400"}), 201
-    )["id"]
+    # Numbers are drawn at random and the stack's database keeps every earlier run's: draw
+    # again when one is taken already.
+    for _ in range(5):
+        number = "400" + "".join(random.choices("0123456789", k=7))
+        resp = service.request("POST", f"{base}/numbers", json={"number": number, "kind": "unified_400"})
+        if resp.status_code != 409:
+            break
+    number_id = api_ok(resp, 201)["id"]
     assert (
         api_ok(service.request("POST", f"{base}/numbers/{number_id}/submit"))["state"] == "pending_approval"
     )
