@@ -23,6 +23,7 @@ from softswitch.callpath.registry import CallRegistry
 from softswitch.core.clock import Clock
 from softswitch.core.metrics import Metrics
 from softswitch.engines.asterisk.ami.client import AmiClient
+from softswitch.engines.freeswitch.esl.client import EslClient
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class HttpDeps:
     registry: CallRegistry
     clock: Clock
     settings: Any = None
+    esl: EslClient | None = None  # None: FreeSWITCH is not driven
 
 
 async def _database_ok(pool: asyncpg.Pool) -> tuple[bool, str]:
@@ -79,11 +81,17 @@ def create_app(deps: HttpDeps) -> FastAPI:
     async def readyz() -> Response:
         db_ok, db_detail = await _database_ok(deps.pool)
         ami_ok = deps.ami.connected
+        # Ready when every engine the service drives is connected.
+        esl_ok = deps.esl is None or deps.esl.connected
         body: dict[str, Any] = {
-            "ready": db_ok and ami_ok,
+            "ready": db_ok and ami_ok and esl_ok,
             "database": db_detail,
             "ami": "connected" if ami_ok else f"disconnected: {deps.ami.last_error or 'connecting'}",
         }
+        if deps.esl is not None:
+            body["freeswitch"] = (
+                "connected" if esl_ok else f"disconnected: {deps.esl.last_error or 'connecting'}"
+            )
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
     @app.get("/metrics")

@@ -14,6 +14,7 @@ import asyncpg
 import uvicorn
 
 from provisioning.prompts import PromptStore
+from provisioning.sip import DEFAULT_REALM
 from softswitch.callpath.audit import EngineAudit
 from softswitch.callpath.ivr_line import IvrLine
 from softswitch.callpath.prepaid import CallMoney
@@ -31,6 +32,12 @@ from softswitch.engines.asterisk.ami.client import AmiClient
 from softswitch.engines.asterisk.channel import agi_scripts
 from softswitch.engines.asterisk.control import AmiCallControl
 from softswitch.engines.asterisk.events import AmiChannelEvents
+from softswitch.engines.dispatch import EngineControls
+from softswitch.engines.freeswitch.channel import CHANNEL_PREFIX, FsActions, FsPlan, esl_handler
+from softswitch.engines.freeswitch.control import BARRIER_SUBCLASS, EslCallControl
+from softswitch.engines.freeswitch.esl.client import EslClient
+from softswitch.engines.freeswitch.events import CHANNEL_EVENTS, EslChannelEvents
+from softswitch.engines.freeswitch.outbound import OutboundServer
 from softswitch.http import HttpDeps, create_app
 
 log = logging.getLogger(__name__)
@@ -104,6 +111,21 @@ class Service:
             backoff_initial=a.backoff_initial,
             backoff_max=a.backoff_max,
         )
+        f = settings.freeswitch
+        self.esl: EslClient | None = None
+        if f.enabled:
+            self.esl = EslClient(
+                f.esl_host,
+                f.esl_port,
+                f.esl_password.get_secret_value(),
+                command_timeout=f.command_timeout,
+                heartbeat_timeout=f.heartbeat_timeout,
+                backoff_initial=f.backoff_initial,
+                backoff_max=f.backoff_max,
+                events=(*CHANNEL_EVENTS, "BACKGROUND_JOB", "HEARTBEAT", "CUSTOM", BARRIER_SUBCLASS),
+            )
+        self.esl_server: OutboundServer | None = None
+        self._esl_logged_in_once = False
         self.pool: asyncpg.Pool | None = None
         self.snapshots: SnapshotStore | None = None
         self.records: CallRecordWriter | None = None
@@ -126,9 +148,14 @@ class Service:
         self.registry.add_end_listener(self._on_call_end)
 
         self.ami.add_event_listener(AmiChannelEvents(self.registry).on_event)
-        self.control = AmiCallControl(self.ami)
+        self.control: AmiCallControl | EngineControls = AmiCallControl(self.ami)
         self.ami.add_state_listener(self._on_ami_state)
         await self.ami.start()
+        if self.esl is not None:
+            self.esl.add_event_listener(EslChannelEvents(self.registry).on_event)
+            self.control = EngineControls(self.control, [(CHANNEL_PREFIX, EslCallControl(self.esl))])
+            self.esl.add_state_listener(self._on_esl_state)
+            await self.esl.start()
         watch = asyncio.get_running_loop().create_task(self._watch_database(), name="db-watch")
         self._background.add(watch)
 
@@ -166,9 +193,28 @@ class Service:
             observer=_AgiMetrics(self.metrics),
         )
         await self.agi.start()
+        if self.esl is not None:
+            f = s.freeswitch
+            plan = FsPlan(
+                carrier_out=f"{s.asterisk.carrier_out_host}:{s.asterisk.carrier_out_port}",
+                phones_profile=f.phones_profile,
+                realm=DEFAULT_REALM,
+                sounds=f.sounds_dir,
+                custom_sounds=s.asterisk.sounds_dir,
+                files_root=s.asterisk.chroot,  # the recorder's paths are inside Asterisk's tree
+            )
+            handler = esl_handler(routing.route, routing.extension, FsActions(plan, ivr.menu), plan)
+            self.esl_server = OutboundServer(
+                handler,
+                f.socket_host,
+                f.socket_port,
+                command_timeout=f.command_timeout,
+                on_session=lambda outcome: self.metrics.esl_sessions.labels(outcome).inc(),
+            )
+            await self.esl_server.start()
 
         app = create_app(
-            HttpDeps(self.metrics, self.ami, self.pool, self.registry, self.clock, self.settings)
+            HttpDeps(self.metrics, self.ami, self.pool, self.registry, self.clock, self.settings, self.esl)
         )
         config = uvicorn.Config(
             app,
@@ -198,6 +244,8 @@ class Service:
         """Stop taking calls; let live AGI sessions finish their current step; flush."""
         if self.agi is not None:
             await self.agi.stop(grace)
+        if self.esl_server is not None:
+            await self.esl_server.stop(grace)
         if self._http is not None and self._http_task is not None:
             self._http.should_exit = True
             await asyncio.gather(self._http_task, return_exceptions=True)
@@ -206,6 +254,8 @@ class Service:
         if self.money is not None:
             await self.money.stop()
         await self.ami.stop()
+        if self.esl is not None:
+            await self.esl.stop()
         if self.recorder is not None:
             await self.recorder.stop()
         for task in list(self._background):
@@ -239,6 +289,17 @@ class Service:
             self.metrics.ami_reconnects.inc()
         self._logged_in_once = True
         task = asyncio.get_running_loop().create_task(self._reconcile(), name="ami-reconcile")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _on_esl_state(self, up: bool) -> None:
+        self.metrics.esl_connected.set(1 if up else 0)
+        if not up:
+            return
+        if self._esl_logged_in_once:
+            self.metrics.esl_reconnects.inc()
+        self._esl_logged_in_once = True
+        task = asyncio.get_running_loop().create_task(self._reconcile(), name="esl-reconcile")
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

@@ -45,6 +45,9 @@ class ServiceProcess:
         else:
             raise RuntimeError(f"another service already answers on {self.base_url}")
         env = {**os.environ, **self.env}
+        if not (self.settings.freeswitch.prefix / "bin" / "freeswitch").exists():
+            # No FreeSWITCH built here (a laptop): the service drives Asterisk alone.
+            env.setdefault("SOFTSWITCH_FREESWITCH__ENABLED", "false")
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "softswitch.cli", "serve"],

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -434,6 +435,7 @@ class LocalStack:
             "FS_DIRECTORY_URL": f"http://{self.s.http.host}:{self.s.http.port}/v1/freeswitch/directory",
             "FS_CORE_DB": str(top / "freeswitch-db" / "core.db"),
             "FS_MOH_DIR": str(top / "freeswitch-sounds" / "moh"),
+            "FS_SOUNDS_DIR": str(fs.sounds_dir),
             "CARRIER_IN_HOST": a.carrier_in_host,
             "CARRIER_OUT_HOST": a.carrier_out_host,
             "CARRIER_OUT_PORT": str(a.carrier_out_port),
@@ -484,6 +486,7 @@ class LocalStack:
                 ],
                 check=True,
             )
+        self.render_freeswitch_sounds()
         for d in (run, db, logs):
             d.mkdir(parents=True, exist_ok=True)
         (run / "freeswitch.pid").unlink(missing_ok=True)  # a stale pid file blocks start-up
@@ -525,6 +528,39 @@ class LocalStack:
                 raise StackError("FreeSWITCH did not answer on its Event Socket within 30 s")
             time.sleep(0.2)
         stamp.write_text(digest)
+
+    def _in_chroot(self, path: Path) -> Path:
+        """``path`` with the chroot's absolute symlinks (en -> /etc/alternatives/...)
+        followed inside the chroot, not on the host."""
+        for _ in range(10):
+            if not path.is_symlink():
+                return path
+            target = Path(os.readlink(path))
+            path = self.root / str(target).lstrip("/") if target.is_absolute() else path.parent / target
+        return path
+
+    def render_freeswitch_sounds(self) -> int:
+        """Asterisk's English sounds (GSM) as 8 kHz WAV for FreeSWITCH, which plays no GSM:
+        the same prompts and digits on both engines. Only missing files are made, so quick
+        when done; returns how many were."""
+        src = self._in_chroot(self.s.asterisk.sounds_dir / "en")
+        dst = self.s.freeswitch.sounds_dir
+        todo = [
+            (f, dst / f.relative_to(src).with_suffix(".wav"))
+            for f in src.rglob("*.gsm")
+            if not (dst / f.relative_to(src).with_suffix(".wav")).exists()
+        ]
+
+        def convert(pair: tuple[Path, Path]) -> None:
+            source, target = pair
+            target.parent.mkdir(parents=True, exist_ok=True)
+            part = target.with_suffix(".part.wav")
+            subprocess.run(["sox", str(source), "-r", "8000", "-c", "1", "-b", "16", str(part)], check=True)
+            part.replace(target)
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(convert, todo))
+        return len(todo)
 
     def fs_cli(self, command: str, timeout: float = 10.0) -> str:
         fs = self.s.freeswitch

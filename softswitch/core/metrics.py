@@ -59,6 +59,18 @@ class Metrics:
             "softswitch_ami_connected", "1 while logged in to Asterisk's AMI", registry=r
         )
         self.ami_reconnects = Counter("softswitch_ami_reconnects", "AMI logins after the first", registry=r)
+        self.esl_connected = Gauge(
+            "softswitch_esl_connected", "1 while subscribed to FreeSWITCH's Event Socket", registry=r
+        )
+        self.esl_reconnects = Counter(
+            "softswitch_esl_reconnects", "Event Socket sessions with FreeSWITCH after the first", registry=r
+        )
+        self.esl_sessions = Counter(
+            "softswitch_esl_sessions",
+            "Calls FreeSWITCH handed over on the outbound Event Socket, by outcome",
+            ["outcome"],
+            registry=r,
+        )
         self.calls_active = Gauge(
             "softswitch_calls_active", "Calls (by linkedid) with a live channel", registry=r
         )

@@ -107,6 +107,16 @@ class FreeSwitchSettings(_Section):
     # The control plane's outbound Event Socket listener: FreeSWITCH hands every call here.
     socket_host: str = "127.0.0.1"
     socket_port: int = 8084
+    # Off: the service drives Asterisk alone (no Event Socket connection, no listener).
+    enabled: bool = True
+    # The platform's sounds as WAV (FreeSWITCH plays no GSM): rendered by `stack up` from
+    # Asterisk's, so both engines say the same prompts.
+    sounds_dir: Path = DEFAULT_STACK_DIR / "freeswitch-sounds" / "en"
+    phones_profile: str = "phones"
+    command_timeout: float = 5.0
+    heartbeat_timeout: float = 45.0  # FreeSWITCH sends HEARTBEAT every 20 s
+    backoff_initial: float = 0.2
+    backoff_max: float = 5.0
 
 
 class PrepaidSettings(_Section):

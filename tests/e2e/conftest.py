@@ -23,7 +23,7 @@ from scripts.devstack.sipp import SippUas
 from scripts.devstack.stack import LocalStack, exclusive_use
 from softswitch.core.db import connect, migrate_and_grant
 from softswitch.core.settings import Settings
-from tests.conftest import require_stack
+from tests.conftest import IN_CI, require_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,6 +48,40 @@ async def _admin_token(settings: Settings) -> str:
         return await bootstrap_admin(conn, "e2e-admin", datetime.now(UTC))
     finally:
         await conn.close()
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One switching engine of the local stack, as the e2e tests call through it."""
+
+    name: str  # asterisk | freeswitch
+    carrier: str  # where the carrier (127.0.0.2) sends calls to unified numbers
+    phones: str  # where SIP phones register and call from
+
+    @property
+    def is_asterisk(self) -> bool:
+        return self.name == "asterisk"
+
+
+ENGINES = ("asterisk", "freeswitch")
+
+
+def engine_of(settings: Settings, name: str) -> Engine:
+    if name == "asterisk":
+        a = settings.asterisk
+        return Engine(name, f"{a.sip_host}:{a.sip_port}", f"{a.sip_host}:{a.sip_port}")
+    fs = settings.freeswitch
+    return Engine(name, f"{fs.sip_host}:{fs.carrier_port}", f"{fs.sip_host}:{fs.phones_port}")
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest, settings: Settings, stack: LocalStack) -> Engine:
+    """Each test of the call path that applies to both engines runs through each."""
+    if request.param == "freeswitch" and stack.fs_pid() is None:
+        if IN_CI:
+            pytest.fail("CI=true and FreeSWITCH is not running (scripts/freeswitch.sh, stack up)")
+        pytest.skip("FreeSWITCH is not built here (scripts/freeswitch.sh)")
+    return engine_of(settings, request.param)
 
 
 @pytest.fixture(scope="session")

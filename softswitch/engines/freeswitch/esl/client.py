@@ -172,6 +172,7 @@ class EslClient(SupervisedClient):
         backoff_max: float = 30.0,
         job_timeout: float = 120.0,
         rng: random.Random | None = None,
+        events: tuple[str, ...] = SUBSCRIBED_EVENTS,
     ) -> None:
         # Fail at construction rather than on every auth attempt forever; the message
         # never quotes the value.
@@ -195,6 +196,11 @@ class EslClient(SupervisedClient):
         self._command_timeout = command_timeout
         self._heartbeat_timeout = heartbeat_timeout
         self._job_timeout = job_timeout
+        # Liveness and bgapi depend on HEARTBEAT and BACKGROUND_JOB; after CUSTOM, every
+        # word is a subclass name.
+        if not {"HEARTBEAT", "BACKGROUND_JOB"} <= set(events):
+            raise ValueError("the ESL subscription must include HEARTBEAT and BACKGROUND_JOB")
+        self._subscription = " ".join(events)
 
         self._conn: _Connection | None = None
 
@@ -366,7 +372,7 @@ class EslClient(SupervisedClient):
         conn.writer.write(encode_command(f"auth {self._password}"))
         logger.debug("ESL %s:%s: authenticating", self._host, self._port)
         await self._handshake_step(conn, "auth")
-        subscribe = "event plain " + " ".join(SUBSCRIBED_EVENTS)
+        subscribe = "event plain " + self._subscription
         conn.writer.write(encode_command(subscribe))
         logger.debug("ESL -> %s", subscribe)
         await self._handshake_step(conn, "event plain")

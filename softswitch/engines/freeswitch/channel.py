@@ -1,0 +1,277 @@
+"""A call FreeSWITCH handed over on an outbound Event Socket, as the call path's
+``CallChannel``; and what FreeSWITCH does with the decision.
+
+Asterisk acts on a decision in its own dialplan (the SS_* variables and [ss-act] of
+docker/asterisk/extensions.conf). FreeSWITCH's dialplan only hands the call over, so the
+same steps are driven from here over the call's socket, one application at a time:
+``act`` is [ss-act] in Python — reject with the reason's announcement and SIP status,
+dial the steps in order with failover (ring-all within a step), the greeting, the
+recording notice and recording of the bridged part, the whisper to the answering party,
+the prepaid hard stop on the answering leg (``sched_hangup``, extended over the inbound
+socket by softswitch.engines.freeswitch.control), voicemail, and an IVR that ends in a
+new decision acted on from the top.
+
+The call's id across its legs (the registry's linkedid) is the caller's channel UUID: it
+is set as ``call_uuid`` on that channel and on every leg it dials, so FreeSWITCH's
+``Channel-Call-UUID`` names it on every event (softswitch.engines.freeswitch.events).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from dialplan.distribution import DialStep
+from dialplan.inbound import AskPin, Reject, Route, RunIvr, Voicemail
+from dialplan.legs import CallerName, Leg
+from dialplan.reasons import Reason
+from softswitch.callpath.control import CallChannel, CallFacts
+from softswitch.callpath.recorder import RecordingVars
+from softswitch.engines.freeswitch.outbound import ChannelGone, OutboundSession
+
+log = logging.getLogger(__name__)
+
+CHANNEL_PREFIX = "freeswitch/"  # the registry's channel names: freeswitch/<uuid>
+WITHHELD = frozenset({"", "0000000000", "anonymous", "unknown"})
+# What the SIP caller gets for a Q.850 cause: the status Asterisk's chan_pjsip sends for
+# it (RFC 3398), so a refusal sounds the same on both engines. FreeSWITCH's own mapping
+# differs for 21 (603 there, 403 here).
+SIP_STATUS = {1: 404, 2: 404, 3: 404, 17: 486, 18: 408, 19: 480, 21: 403, 22: 410, 27: 502, 28: 484, 34: 503}
+# DIALSTATUS values (switch_ivr_originate.c) after which "next_on: congestion" stops:
+# the destination was reached and said no, or nobody answered.
+_REACHED = frozenset({"ANSWER", "BUSY", "NOANSWER", "CANCEL", "NO_USER_RESPONSE", "DONTCALL"})
+
+
+def channel_name(uuid: str) -> str:
+    return CHANNEL_PREFIX + uuid
+
+
+@dataclass(frozen=True, slots=True)
+class FsPlan:
+    """Where FreeSWITCH sends what the decisions name (from the settings)."""
+
+    carrier_out: str  # host:port the bound destinations leave towards
+    phones_profile: str  # the SIP profile the extensions register on
+    realm: str  # the extensions' registration domain
+    sounds: Path  # the platform's sounds, as FreeSWITCH plays them (WAV)
+    custom_sounds: Path  # prompts of the platform and the tenants (PromptStore's root's parent)
+    files_root: Path  # recordings and voicemail: the paths the recorder names live below this
+
+
+def facts_of(session: OutboundSession, args: tuple[str, ...] = ()) -> CallFacts:
+    d = session.data
+    caller = d.get("Caller-Caller-ID-Number", "")
+    endpoint = ""
+    if d.get("Caller-Context") == "default":  # the phones profile: an authenticated account
+        endpoint = session.var("sip_auth_username") or session.var("user_name")
+    return CallFacts(
+        linkedid=session.var("call_uuid") or session.uuid,
+        uniqueid=session.uuid,
+        channel=channel_name(session.uuid),
+        caller="" if caller in WITHHELD else caller,
+        called=d.get("Caller-Destination-Number", ""),
+        endpoint=endpoint,
+        args=args,
+    )
+
+
+class EslCallChannel:
+    """The CallChannel of one call on its socket. ``deliver`` keeps the decision; the
+    handler acts on it once the call path has returned (``act``), as Asterisk's dialplan
+    acts after the AGI script."""
+
+    def __init__(self, session: OutboundSession, facts: CallFacts, plan: FsPlan) -> None:
+        self._s = session
+        self._facts = facts
+        self._plan = plan
+        self.leg: Leg | None = None
+        self.recording: RecordingVars | None = None
+
+    @property
+    def facts(self) -> CallFacts:
+        return self._facts
+
+    def sound(self, prompt: str) -> str:
+        """A prompt name (as Asterisk plays it, no extension) as a file FreeSWITCH plays."""
+        custom = self._plan.custom_sounds / f"{prompt}.wav"
+        if custom.is_file():
+            return str(custom)
+        return str(self._plan.sounds / f"{prompt}.wav")
+
+    async def answer(self) -> None:
+        await self._s.execute("answer")
+
+    async def play(self, prompt: str) -> None:
+        await self._s.execute("playback", self.sound(prompt))
+
+    async def collect(self, prompt: str, timeout_ms: int, max_digits: int) -> tuple[str, bool]:
+        # min max tries timeout terminators file invalid_file var regexp digit_timeout
+        sound = self.sound(prompt)
+        args = f"1 {max_digits} 1 {timeout_ms} # {sound} silence_stream://1 ss_digits \\d+ {timeout_ms}"
+        done = await self._s.execute("play_and_get_digits", args)
+        digits = done.get("variable_ss_digits") or ""
+        return digits, not digits
+
+    async def say_digits(self, digits: str) -> None:
+        if digits:
+            await self._s.execute("say", f"en number iterated {digits}")
+
+    async def say_number(self, number: int) -> None:
+        await self._s.execute("say", f"en number pronounced {number}")
+
+    async def deliver(self, leg: Leg, recording: RecordingVars | None) -> None:
+        self.leg, self.recording = leg, recording
+
+
+IvrHandler = Callable[[CallChannel], Awaitable[None]]
+
+
+class FsActions:
+    """[ss-act] for FreeSWITCH: carries out a delivered decision on the call's socket."""
+
+    def __init__(self, plan: FsPlan, ivr: IvrHandler) -> None:
+        self._plan = plan
+        self._ivr = ivr
+
+    async def act(self, channel: EslCallChannel, session: OutboundSession) -> bool:
+        """Carry out the channel's decision; False when there is none (the socket is then
+        closed with the call still up, and the dialplan's fallback answers 503)."""
+        while True:
+            leg = channel.leg
+            if leg is None:
+                return False
+            decision = leg.decision
+            assert not isinstance(decision, AskPin), "a PIN step is a dialogue, not a decision"
+            await self._set(
+                session, ss_reason=decision.reason.code, ss_tenant_id=str(decision.tenant_id or "")
+            )
+            if isinstance(decision, RunIvr):
+                facts = dataclasses.replace(
+                    channel.facts, args=(decision.menu, str(decision.tenant_id or ""))
+                )
+                channel = EslCallChannel(session, facts, self._plan)
+                await self._ivr(channel)  # ends in a new decision, acted on from the top
+                continue
+            if isinstance(decision, Reject):
+                await self._reject(channel, session, decision)
+            elif isinstance(decision, Voicemail):
+                await self._voicemail(channel, session, decision.tenant_id)
+            elif isinstance(decision, Route):
+                await self._dial(channel, session, decision, leg.caller_name)
+            return True
+
+    async def _set(self, session: OutboundSession, **variables: str) -> None:
+        # multiset with "|" between the pairs: values may hold spaces; they never hold "|"
+        # (reason codes, digits, the control plane's own file names).
+        await session.execute("multiset", "^^|" + "|".join(f"{k}={v}" for k, v in variables.items()))
+
+    async def _refuse(self, session: OutboundSession, cause: int) -> None:
+        status = SIP_STATUS.get(cause)
+        if status is not None:
+            try:
+                await session.execute("respond", str(status))
+            except ChannelGone:
+                return
+        await session.hangup(str(cause))
+
+    async def _reject(self, channel: EslCallChannel, session: OutboundSession, decision: Reject) -> None:
+        if decision.announcement:
+            await session.execute("pre_answer")
+            await session.execute("playback", channel.sound(decision.announcement))
+        await self._refuse(session, decision.reason.cause)
+
+    async def _voicemail(
+        self, channel: EslCallChannel, session: OutboundSession, tenant_id: int | None
+    ) -> None:
+        await session.execute("answer")
+        await session.execute("playback", channel.sound("vm-intro"))
+        spool = self._plan.files_root / "var/spool/asterisk/softswitch-vm"
+        # record <path> <max seconds> <silence threshold> <silence seconds>
+        await session.execute("record", f"{spool}/{tenant_id or ''}-{channel.facts.linkedid}.wav 120 200 3")
+        await session.hangup()
+
+    async def _dial(
+        self, channel: EslCallChannel, session: OutboundSession, route: Route, caller_name: CallerName
+    ) -> None:
+        rec = channel.recording or RecordingVars()
+        variables = {
+            "call_uuid": channel.facts.linkedid,
+            "hangup_after_bridge": "false",
+            "continue_on_fail": "true",
+        }
+        if route.caller_id:
+            variables["effective_caller_id_number"] = route.caller_id
+        if caller_name is CallerName.NONE:
+            variables["effective_caller_id_name"] = "_undef_"  # sofia sends no display name
+        if route.whisper:
+            # run on the answering leg before the two are connected, as Asterisk's U()
+            variables["bridge_pre_execute_bleg_app"] = "say"
+            variables["bridge_pre_execute_bleg_data"] = f"en number iterated {route.whisper}"
+        if rec.file:
+            variables["RECORD_BRIDGE_REQ"] = "true"  # only the bridged part, as MixMonitor's b
+        await self._set(session, **variables)
+        if route.greeting:
+            await session.execute("answer")
+            await session.execute("playback", channel.sound(route.greeting))
+        if rec.announce:
+            await session.execute("pre_answer")
+            await session.execute("playback", channel.sound(rec.announce))
+        if rec.file:
+            path = self._plan.files_root / rec.file.lstrip("/")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            await session.execute("record_session", f"{path}.wav")
+        status = ""
+        for step in route.steps:
+            done = await session.execute(
+                "bridge", self.dial_string(step, channel.facts.linkedid, route.limit_s)
+            )
+            status = done.get("variable_DIALSTATUS") or ""
+            if status == "ANSWER":
+                await session.hangup()
+                return
+            if session.hung_up.is_set():
+                return
+            if route.next_on == "congestion" and status in _REACHED:
+                break
+        await self._set(session, ss_reason=Reason.ALL_DESTINATIONS_FAILED.code)
+        if route.final_action == "voicemail":
+            await self._voicemail(channel, session, route.tenant_id)
+            return
+        await self._refuse(session, 17 if status == "BUSY" else Reason.ALL_DESTINATIONS_FAILED.cause)
+
+    def dial_string(self, step: DialStep, call_uuid: str, limit_s: int) -> str:
+        """One step's members rung at once (','), each leg with the hard stop it gets when
+        it answers."""
+        common = f"{{call_uuid={call_uuid},call_timeout={step.timeout_s},leg_timeout={step.timeout_s}}}"
+        on_answer = f"[execute_on_answer='sched_hangup +{limit_s} ALLOTTED_TIMEOUT']" if limit_s > 0 else ""
+        legs = []
+        for m in step.members:
+            if m.kind == "extension":
+                target = f"sofia/{self._plan.phones_profile}/{m.destination}%{self._plan.realm}"
+            else:
+                target = f"sofia/carrier/{m.destination}@{self._plan.carrier_out}"
+            legs.append(on_answer + target)
+        return common + ",".join(legs)
+
+
+CallHandler = Callable[[CallChannel], Awaitable[None]]
+
+
+def esl_handler(
+    route: CallHandler, extension: CallHandler, actions: FsActions, plan: FsPlan
+) -> Callable[[OutboundSession], Awaitable[None]]:
+    """The outbound socket's handler: calls from the carrier profile (context public) are
+    routed, calls from the phones profile (context default) are extension calls; then the
+    decision is acted on."""
+
+    async def handle(session: OutboundSession) -> None:
+        channel = EslCallChannel(session, facts_of(session), plan)
+        handler = extension if session.data.get("Caller-Context") == "default" else route
+        await handler(channel)
+        if not await actions.act(channel, session):
+            log.error("call %s: no decision; FreeSWITCH's fallback answers it", session.uuid)
+
+    return handle
