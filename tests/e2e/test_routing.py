@@ -5,8 +5,10 @@ outbound caller ID. Everything is provisioned through the service's API."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -14,8 +16,11 @@ import pytest
 
 from scripts.devstack.process import ServiceProcess
 from scripts.devstack.sipp import SCENARIOS, SippResult, SippUas, run_uac
+from softswitch.core.settings import Settings
+from softswitch.engines.freeswitch.esl.client import EslClient
 from tests.e2e.conftest import (
     OWNER,
+    Engine,
     active_number,
     api_ok,
     changed,
@@ -58,12 +63,49 @@ async def dial_legs(db: asyncpg.Connection, linkedid: str) -> list[tuple[str, st
     return [(r["lastdata"], r["disposition"]) for r in rows]
 
 
-def call(number: str, caller: str, **kw: Any) -> SippResult:
-    return run_uac(number, caller, timeout_s=40, **kw)
+@contextlib.asynccontextmanager
+async def fs_legs(settings: Settings) -> AsyncIterator[dict[str, list[tuple[str, bool]]]]:
+    """FreeSWITCH's own account of the legs it dialled: (number rung, answered) per call id,
+    from CHANNEL_HANGUP_COMPLETE on an Event Socket of the test's own."""
+    fs = settings.freeswitch
+    client = EslClient(
+        fs.esl_host,
+        fs.esl_port,
+        fs.esl_password.get_secret_value(),
+        events=("CHANNEL_HANGUP_COMPLETE", "BACKGROUND_JOB", "HEARTBEAT"),
+    )
+    seen: dict[str, list[tuple[str, bool]]] = {}
+
+    def on_event(e: Any) -> None:
+        uuid, call_id = e.get("Unique-ID"), e.get("Channel-Call-UUID")
+        if e.name == "CHANNEL_HANGUP_COMPLETE" and call_id and uuid != call_id:
+            answered = (e.get("Caller-Channel-Answered-Time") or "0") != "0"
+            seen.setdefault(call_id, []).append((e.get("Caller-Destination-Number") or "", answered))
+
+    client.add_event_listener(on_event)
+    await client.start()
+    try:
+        assert await client.wait_connected(5), client.last_error
+        yield seen
+    finally:
+        await client.stop()
+
+
+async def settled(
+    seen: dict[str, list[tuple[str, bool]]], call_id: str, count: int
+) -> list[tuple[str, bool]]:
+    deadline = time.monotonic() + 5
+    while len(seen.get(call_id, [])) < count and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return seen.get(call_id, [])
+
+
+def call(number: str, caller: str, *, target: str, **kw: Any) -> SippResult:
+    return run_uac(number, caller, timeout_s=40, target=target, **kw)
 
 
 async def test_blacklisted_caller_is_refused(
-    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, engine: Engine
 ) -> None:
     tenant, number_id, number = active_number(service)
     bind(service, tenant, number_id, mobile())
@@ -74,11 +116,13 @@ async def test_blacklisted_caller_is_refused(
         f"/v1/tenants/{tenant}/blacklist",
         json={"pattern": caller[:7], "match_kind": "prefix"},
     )
-    result = call(number, caller)
+    result = call(number, caller, target=engine.carrier)
     assert result.final_status == 403, result.message_log[-1500:]
     assert (await call_row(db, caller))["reason"] == "BLACKLISTED"
     other = unique_caller()
-    assert call(number, "13" + other[2:], hold_ms=200).final_status == 200  # not on the list
+    assert (
+        call(number, "13" + other[2:], hold_ms=200, target=engine.carrier).final_status == 200
+    )  # not on the list
 
 
 def service_at(service: ServiceProcess, when: str):  # type: ignore[no-untyped-def]
@@ -87,7 +131,7 @@ def service_at(service: ServiceProcess, when: str):  # type: ignore[no-untyped-d
 
 
 async def test_time_policy_sends_out_of_hours_calls_to_the_night_group(
-    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, engine: Engine
 ) -> None:
     tenant, number_id, number = active_number(service)
     day, night = mobile(), mobile()
@@ -119,13 +163,13 @@ async def test_time_policy_sends_out_of_hours_calls_to_the_night_group(
     ):
         with service_at(service, when):
             caller = unique_caller()
-            assert call(number, caller, hold_ms=200).final_status == 200
+            assert call(number, caller, hold_ms=200, target=engine.carrier).final_status == 200
             row = await call_row(db, caller)
             assert (list(row["destinations"]), row["why"]) == ([expected], why)
 
 
 async def test_holiday_and_after_hours_closures_are_told_apart_in_the_record(
-    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, engine: Engine
 ) -> None:
     """Issue 11, item 5: both are CLOSED, and the record's why says which rule closed it."""
     tenant, number_id, number = active_number(service)
@@ -156,13 +200,13 @@ async def test_holiday_and_after_hours_closures_are_told_apart_in_the_record(
     ):
         with service_at(service, when):
             caller = unique_caller()
-            call(number, caller, hold_ms=200)
+            call(number, caller, hold_ms=200, target=engine.carrier)
             row = await call_row(db, caller)
             assert (row["reason"], row["why"]) == ("CLOSED", why)
 
 
 async def test_region_policy_routes_shanghai_mobiles_to_the_shanghai_group(
-    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, engine: Engine
 ) -> None:
     tenant, number_id, number = active_number(service)
     default, shanghai = mobile(), mobile()
@@ -186,23 +230,31 @@ async def test_region_policy_routes_shanghai_mobiles_to_the_shanghai_group(
         headers={"If-Match": f'"{routing["version"]}"'},
     )
     for caller, expected in ((SHANGHAI_MOBILE, shanghai), (BEIJING_FIXED, default)):
-        assert call(number, caller, hold_ms=200).final_status == 200
+        assert call(number, caller, hold_ms=200, target=engine.carrier).final_status == 200
         row = await call_row(db, caller)
         assert list(row["destinations"]) == [expected], caller
 
 
 async def test_sequential_failover_when_the_first_destination_does_not_answer(
-    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas
+    db: asyncpg.Connection,
+    service: ServiceProcess,
+    destination_carrier: SippUas,
+    engine: Engine,
+    settings: Settings,
 ) -> None:
     tenant, number_id, number = active_number(service)
     silent, answers = mobile("99"), mobile()
     bind(service, tenant, number_id, silent, ring_timeout_s=5, position=0)
     bind(service, tenant, number_id, answers, position=1)
     caller = unique_caller()
-    result = call(number, caller, hold_ms=300)
-    assert result.final_status == 200, result.message_log[-1500:]
-    assert result.seconds > 5  # the first destination rang out its 5 s
-    row = await call_row(db, caller)
+    async with fs_legs(settings) as seen:
+        result = call(number, caller, hold_ms=300, target=engine.carrier)
+        assert result.final_status == 200, result.message_log[-1500:]
+        assert result.seconds > 5  # the first destination rang out its 5 s
+        row = await call_row(db, caller)
+        if not engine.is_asterisk:
+            assert await settled(seen, row["linkedid"], 2) == [(silent, False), (answers, True)]
+            return
     legs = await dial_legs(db, row["linkedid"])
     assert [(silent in d, answers in d, disp) for d, disp in legs] == [
         (True, False, "NO ANSWER"),
@@ -211,7 +263,11 @@ async def test_sequential_failover_when_the_first_destination_does_not_answer(
 
 
 async def test_ring_all_the_second_destination_answers(
-    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas
+    db: asyncpg.Connection,
+    service: ServiceProcess,
+    destination_carrier: SippUas,
+    engine: Engine,
+    settings: Settings,
 ) -> None:
     tenant, number_id, number = active_number(service)
     silent, answers = mobile("99"), mobile()
@@ -226,10 +282,15 @@ async def test_ring_all_the_second_destination_answers(
         headers={"If-Match": f'"{routing["version"]}"'},
     )
     caller = unique_caller()
-    result = call(number, caller, hold_ms=300)
-    assert result.final_status == 200
-    assert result.seconds < 5  # answered by the second while the first still rang
-    row = await call_row(db, caller)
+    async with fs_legs(settings) as seen:
+        result = call(number, caller, hold_ms=300, target=engine.carrier)
+        assert result.final_status == 200
+        assert result.seconds < 5  # answered by the second while the first still rang
+        row = await call_row(db, caller)
+        if not engine.is_asterisk:
+            legs_fs = await settled(seen, row["linkedid"], 2)
+            assert sorted(legs_fs) == sorted([(silent, False), (answers, True)])
+            return
     legs = await dial_legs(db, row["linkedid"])
     # One Dial rang both at once: each leg has its CDR with the same two-destination string.
     assert all(silent in d and answers in d and "&" in d for d, _ in legs)
@@ -237,7 +298,7 @@ async def test_ring_all_the_second_destination_answers(
 
 
 async def test_pin_accepted_and_refused_by_rfc2833_dtmf(
-    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, engine: Engine
 ) -> None:
     tenant, number_id, number = active_number(service)
     bind(service, tenant, number_id, mobile())
@@ -248,11 +309,11 @@ async def test_pin_accepted_and_refused_by_rfc2833_dtmf(
         json={"number_id": number_id, "pin": "2468", "max_attempts": 1},
     )
     good = unique_caller()
-    ok = call(number, good, dtmf="2468#", hold_ms=1500)
+    ok = call(number, good, dtmf="2468#", hold_ms=1500, target=engine.carrier)
     assert ok.final_status == 200, ok.message_log[-1500:]
     assert (await call_row(db, good))["reason"] == "ROUTED"
     bad = unique_caller()
-    refused = call(number, bad, dtmf="1111#", hold_ms=8000)
+    refused = call(number, bad, dtmf="1111#", hold_ms=8000, target=engine.carrier)
     assert "BYE sip:" in refused.message_log.split("received")[-1] or "\nBYE " in refused.message_log
     assert (await call_row(db, bad))["reason"] == "PIN_FAILED"
 
@@ -267,20 +328,23 @@ def _extension(service: ServiceProcess, tenant: int, ext: str, site: str, passwo
 
 
 def ext_call(
-    a: dict[str, Any], password: str, dialled: str, presented: str, hold_ms: int = 300
+    a: dict[str, Any], password: str, dialled: str, presented: str, target: str, hold_ms: int = 300
 ) -> SippResult:
     return run_uac(
         dialled,
         presented,
         scenario="uac_extension.xml",
         local_ip="127.0.0.5",
+        target=target,
         hold_ms=hold_ms,
         extra=("-key", "ext", a["endpoint_id"], "-au", a["endpoint_id"], "-ap", password),
         timeout_s=30,
     )
 
 
-async def test_extension_to_extension_across_sites(db: asyncpg.Connection, service: ServiceProcess) -> None:
+async def test_extension_to_extension_across_sites(
+    db: asyncpg.Connection, service: ServiceProcess, engine: Engine
+) -> None:
     tenant, _number_id, _number = active_number(service)
     pw_a, pw_b = "alpha-secret-1", "bravo-secret-2"
     a = _extension(service, tenant, "801", "shanghai-hq", pw_a)
@@ -302,19 +366,19 @@ async def test_extension_to_extension_across_sites(db: asyncpg.Connection, servi
             pw_b,
             "-m",
             "1",
-            "127.0.0.1:5060",
+            engine.phones,
         ),
     )
     with phone_b:
         await asyncio.sleep(1.0)  # REGISTER, challenge, REGISTER, 200
-        result = ext_call(a, pw_a, "802", a["endpoint_id"])
+        result = ext_call(a, pw_a, "802", a["endpoint_id"], engine.phones)
     assert result.final_status == 200, result.message_log[-1500:]
     row = await call_row(db, a["endpoint_id"], direction="internal")
     assert (list(row["destinations"]), row["caller_id_shown"]) == ([b["endpoint_id"]], "801")
 
 
 async def test_outbound_caller_id_must_be_the_tenants(
-    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, engine: Engine
 ) -> None:
     tenant, _number_id, number = active_number(service)
     pw = "charlie-secret-3"
@@ -325,7 +389,7 @@ async def test_outbound_caller_id_must_be_the_tenants(
         t = changed(service, "POST", "/v1/trunks", json={"name": trunk, "host": "127.0.0.3", "port": 5060})
         changed(service, "POST", "/v1/trunk-routes", json={"trunk_id": t["id"], "prefix": "1", "priority": 1})
     outside = mobile()
-    replaced = ext_call(a, pw, outside, "13999999999")  # a number the tenant does not own
+    replaced = ext_call(a, pw, outside, "13999999999", engine.phones)  # a number the tenant does not own
     assert replaced.final_status == 200, replaced.message_log[-1500:]
     row = await call_row(db, "13999999999", direction="outbound")
     assert (row["reason"], row["caller_id_shown"], row["why"]) == ("ROUTED", number, "outbound+cli_replaced")
@@ -338,18 +402,18 @@ async def test_outbound_caller_id_must_be_the_tenants(
         json={"outbound_cli_policy": "refuse"},
         headers={"If-Match": f'"{tenant_row["version"]}"'},
     )
-    refused = ext_call(a, pw, outside, "13988888888")
+    refused = ext_call(a, pw, outside, "13988888888", engine.phones)
     assert refused.final_status == 403
     assert (await call_row(db, "13988888888", direction="outbound"))["reason"] == "CALLER_ID_NOT_OWNED"
 
 
 async def test_nobody_answers_the_caller_is_released_and_a_missed_call_notice_is_written(
-    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, engine: Engine
 ) -> None:
     tenant, number_id, number = active_number(service)
     bind(service, tenant, number_id, mobile("99"), ring_timeout_s=5)
     caller = unique_caller()
-    result = call(number, caller)
+    result = call(number, caller, target=engine.carrier)
     assert result.final_status == 480, result.message_log[-1500:]  # Q.850 19: no answer
     row = await call_row(db, caller)
     deadline = time.monotonic() + 5
@@ -366,5 +430,7 @@ async def test_nobody_answers_the_caller_is_released_and_a_missed_call_notice_is
         else __import__("json").loads(notice["payload"])
     )
     assert payload["caller"] == caller and payload["called"] == number
+    if not engine.is_asterisk:
+        return
     cdr = await db.fetchrow("SELECT * FROM cdr WHERE linkedid = $1 AND lastapp = 'Hangup'", row["linkedid"])
     assert cdr is not None and cdr["userfield"] == "ALL_DESTINATIONS_FAILED"
