@@ -95,9 +95,10 @@ async def settled(
     seen: dict[str, list[tuple[str, bool]]], call_id: str, count: int
 ) -> list[tuple[str, bool]]:
     deadline = time.monotonic() + 5
-    while len(seen.get(call_id, [])) < count and time.monotonic() < deadline:
+    while True:  # polling a dict filled by the event listener: there is no event to await
+        if len(seen.get(call_id, [])) >= count or time.monotonic() > deadline:
+            return seen.get(call_id, [])
         await asyncio.sleep(0.05)
-    return seen.get(call_id, [])
 
 
 def call(number: str, caller: str, *, target: str, **kw: Any) -> SippResult:
