@@ -36,8 +36,12 @@ from softswitch.core.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-# Asterisk's linkedid is "[<systemname>-]<epoch>.<sequence>": only such names become files.
-CALL_ID_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9_-]{0,62}-)?[0-9]{1,20}\.[0-9]{1,12}$"
+# A call's id names its recording file, so only the engines' own shapes are accepted:
+# Asterisk's linkedid "[<systemname>-]<epoch>.<sequence>", FreeSWITCH's call UUID.
+CALL_ID_PATTERN = (
+    r"^(([A-Za-z0-9][A-Za-z0-9_-]{0,62}-)?[0-9]{1,20}\.[0-9]{1,12}"
+    r"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
+)
 CALL_ID = re.compile(CALL_ID_PATTERN)
 EXPORT_MAX = 500  # recordings in one export
 

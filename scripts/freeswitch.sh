@@ -23,6 +23,7 @@ applications/mod_hash
 dialplans/mod_dialplan_xml
 endpoints/mod_loopback
 endpoints/mod_sofia
+event_handlers/mod_cdr_pg_csv
 event_handlers/mod_event_socket
 formats/mod_local_stream
 formats/mod_native_file
@@ -32,7 +33,10 @@ loggers/mod_console
 loggers/mod_logfile
 say/mod_say_en
 xml_int/mod_xml_curl"
-FS_CONFIGURE=(--prefix="$P" --disable-fhs --disable-libvpx --disable-libyuv)
+# --enable-core-pgsql-support: only so that mod_cdr_pg_csv builds (FreeSWITCH's own call
+# records in PostgreSQL, read by the control plane after a crash); the core's database
+# stays SQLite.
+FS_CONFIGURE=(--prefix="$P" --disable-fhs --disable-libvpx --disable-libyuv --enable-core-pgsql-support)
 
 HASH=$(printf '%s\n%s\n' "$MODULES" "${FS_CONFIGURE[*]}" | sha256sum | cut -c1-12)
 STAMP="$P/.built-$FS_VERSION-$HASH"
@@ -69,7 +73,7 @@ done
 # Debian build dependencies, installed only when missing.
 DEPS=(build-essential autoconf automake libtool libtool-bin pkg-config uuid-dev zlib1g-dev
   libjpeg-dev libsqlite3-dev libcurl4-openssl-dev libpcre3-dev libspeex-dev libspeexdsp-dev
-  libedit-dev libssl-dev libtiff-dev libsndfile1-dev)
+  libedit-dev libssl-dev libtiff-dev libsndfile1-dev libpq-dev)
 missing=()
 for d in "${DEPS[@]}"; do
   dpkg-query -W -f='${Status}' "$d" 2>/dev/null | grep -q "install ok installed" || missing+=("$d")

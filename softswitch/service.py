@@ -39,6 +39,7 @@ from softswitch.engines.freeswitch.esl.client import EslClient
 from softswitch.engines.freeswitch.events import CHANNEL_EVENTS, EslChannelEvents
 from softswitch.engines.freeswitch.outbound import OutboundServer
 from softswitch.http import HttpDeps, create_app
+from trunks.selection import addresses
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +204,9 @@ class Service:
                 custom_sounds=s.asterisk.sounds_dir,
                 files_root=s.asterisk.chroot,  # the recorder's paths are inside Asterisk's tree
             )
-            handler = esl_handler(routing.route, routing.extension, FsActions(plan, ivr.menu), plan)
+            snapshots = self.snapshots
+            actions = FsActions(plan, ivr.menu, lambda: addresses(snapshots.current.trunk_routes))
+            handler = esl_handler(routing.route, routing.extension, actions, plan)
             self.esl_server = OutboundServer(
                 handler,
                 f.socket_host,

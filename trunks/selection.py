@@ -16,6 +16,9 @@ class TrunkRoute:
     priority: int = 100
     weight: int = 100
     enabled: bool = True
+    # host:port of the trunk's far end: what an engine without per-trunk endpoints
+    # (FreeSWITCH's carrier profile) dials directly.
+    address: str = ""
 
 
 def select_trunks(routes: Iterable[TrunkRoute], number: str, rng: random.Random) -> tuple[str, ...]:
@@ -37,6 +40,11 @@ def select_trunks(routes: Iterable[TrunkRoute], number: str, rng: random.Random)
 
 def endpoint_for(trunk: str) -> str:
     return f"trunk-{trunk}"
+
+
+def addresses(routes: Iterable[TrunkRoute]) -> dict[str, str]:
+    """Each routed trunk's endpoint name (as a decision's ``via`` names it) -> host:port."""
+    return {endpoint_for(r.trunk): r.address for r in routes if r.address}
 
 
 def dial_strings(trunks: Sequence[str], number: str) -> tuple[str, ...]:

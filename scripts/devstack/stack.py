@@ -436,6 +436,11 @@ class LocalStack:
             "FS_CORE_DB": str(top / "freeswitch-db" / "core.db"),
             "FS_MOH_DIR": str(top / "freeswitch-sounds" / "moh"),
             "FS_SOUNDS_DIR": str(fs.sounds_dir),
+            "FS_CDR_DB_INFO": (
+                f"host={self.s.database.host} port={self.s.database.port} dbname={self.s.database.name} "
+                f"user={a.db_user} password={a.db_password.get_secret_value()} connect_timeout=5"
+            ),
+            "FS_CDR_SPOOL": str(top / "freeswitch-cdr-spool"),
             "CARRIER_IN_HOST": a.carrier_in_host,
             "CARRIER_OUT_HOST": a.carrier_out_host,
             "CARRIER_OUT_PORT": str(a.carrier_out_port),
@@ -487,7 +492,7 @@ class LocalStack:
                 check=True,
             )
         self.render_freeswitch_sounds()
-        for d in (run, db, logs):
+        for d in (run, db, logs, top / "freeswitch-cdr-spool"):
             d.mkdir(parents=True, exist_ok=True)
         (run / "freeswitch.pid").unlink(missing_ok=True)  # a stale pid file blocks start-up
         with open(logs / "freeswitch-stdout.log", "ab") as log:

@@ -47,7 +47,7 @@ WITH open_calls AS (
     SELECT d.linkedid,
            min(d.answer) FILTER (WHERE d.disposition = 'ANSWERED') AS answered_at,
            max(d."end") AS ended_at
-    FROM cdr d JOIN open_calls o ON o.linkedid = d.linkedid
+    FROM engine_cdr d JOIN open_calls o ON o.linkedid = d.linkedid
     GROUP BY d.linkedid
 )
 UPDATE calls c SET answered_at = COALESCE(c.answered_at, e.answered_at), ended_at = e.ended_at
@@ -58,7 +58,7 @@ RETURNING c.linkedid
 _CLOSE_WITHOUT_CDR = """
 UPDATE calls SET ended_at = decided_at
 WHERE ended_at IS NULL AND decided_at < $1 AND decided_at > $2 AND NOT (linkedid = ANY($3))
-  AND NOT EXISTS (SELECT 1 FROM cdr d WHERE d.linkedid = calls.linkedid)
+  AND NOT EXISTS (SELECT 1 FROM engine_cdr d WHERE d.linkedid = calls.linkedid)
 RETURNING linkedid
 """
 

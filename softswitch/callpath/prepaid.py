@@ -249,8 +249,9 @@ class CallMoney:
 
 
 async def _cdr_billsec(conn: asyncpg.Connection, linkedid: str) -> int | None:
-    """The talk time of a call by Asterisk's own CDR (its longest answered leg), if any."""
+    """The talk time of a call by the engine's own records (its longest answered leg), if
+    any: engine_cdr holds both engines' (Asterisk's cdr, FreeSWITCH's freeswitch_cdr)."""
     billsec: int | None = await conn.fetchval(
-        "SELECT max(billsec) FROM cdr WHERE linkedid = $1 AND disposition = 'ANSWERED'", linkedid
+        "SELECT max(billsec) FROM engine_cdr WHERE linkedid = $1 AND disposition = 'ANSWERED'", linkedid
     )
     return billsec

@@ -148,9 +148,11 @@ async def _load_extensions(conn: Any) -> list[Extension]:
 async def _load_trunk_routes(conn: Any) -> list[TrunkRoute]:
     """The platform's outbound trunk routes (tenant-owned trunks are not routed here)."""
     return [
-        TrunkRoute(r["name"], r["prefix"], r["priority"], r["weight"], r["enabled"])
+        TrunkRoute(
+            r["name"], r["prefix"], r["priority"], r["weight"], r["enabled"], f"{r['host']}:{r['port']}"
+        )
         for r in await conn.fetch(
-            "SELECT t.name, t.enabled, r.prefix, r.priority, r.weight "
+            "SELECT t.name, t.enabled, t.host, t.port, r.prefix, r.priority, r.weight "
             "FROM trunk_routes r JOIN trunks t ON t.id = r.trunk_id WHERE t.tenant_id IS NULL"
         )
     ]

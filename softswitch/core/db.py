@@ -48,6 +48,9 @@ async def migrate_and_grant(settings: Settings) -> list[Migration]:
             await conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tables} TO {role}")
             await conn.execute(f"GRANT SELECT, INSERT ON cdr TO {role}")
             await conn.execute(f"GRANT USAGE ON SEQUENCE cdr_id_seq TO {role}")
+            # FreeSWITCH's mod_cdr_pg_csv logs in as the same engine role.
+            await conn.execute(f"GRANT SELECT, INSERT ON freeswitch_cdr TO {role}")
+            await conn.execute(f"GRANT USAGE ON SEQUENCE freeswitch_cdr_id_seq TO {role}")
         return done
     finally:
         await conn.close()

@@ -270,3 +270,25 @@ def changed(
         assert time.monotonic() < deadline, "the service did not reload its snapshot within 3 s"
         time.sleep(0.01)
     return data
+
+
+async def dialled_legs(db: asyncpg.Connection, linkedid: str, engine: Engine) -> list[tuple[str, bool]]:
+    """(what the engine dialled, answered) for each outgoing leg of a call, by the engine's
+    own records: Asterisk's cdr (the Dial string), FreeSWITCH's freeswitch_cdr (the number
+    the leg rang). Waits for them: each is written when its leg ends."""
+    if engine.is_asterisk:
+        query = (
+            "SELECT lastdata AS dialled, disposition = 'ANSWERED' AS answered FROM cdr "
+            "WHERE linkedid = $1 AND lastapp = 'Dial' ORDER BY id"
+        )
+    else:
+        query = (
+            "SELECT destination_number AS dialled, answer_epoch > 0 AS answered FROM freeswitch_cdr "
+            "WHERE call_uuid = $1 AND uuid <> call_uuid ORDER BY id"
+        )
+    deadline = time.monotonic() + 5
+    while True:
+        rows = await db.fetch(query, linkedid)
+        if rows or time.monotonic() > deadline:
+            return [(r["dialled"], r["answered"]) for r in rows]
+        await asyncio.sleep(0.1)

@@ -28,7 +28,7 @@ import pytest
 
 from scripts.devstack.process import ServiceProcess
 from scripts.devstack.sipp import SCENARIOS, SippResult, SippUas, run_uac
-from tests.e2e.conftest import OWNER, active_number, api_ok, changed
+from tests.e2e.conftest import OWNER, Engine, active_number, api_ok, changed, dialled_legs
 
 pytestmark = pytest.mark.stack
 
@@ -178,6 +178,7 @@ def ext_call(
     hold_ms: int = 300,
     *,
     pai: bool = True,
+    target: str = "127.0.0.1:5060",
 ) -> SippResult:
     """Extension `a` (at 127.0.0.5, digest auth) dials `dialled`, presenting `presented` in
     P-Asserted-Identity as some phones do, or (pai=False) only as its From display name."""
@@ -189,6 +190,7 @@ def ext_call(
         hold_ms=hold_ms,
         extra=("-key", "ext", a["endpoint_id"], "-au", a["endpoint_id"], "-ap", password),
         timeout_s=40,
+        target=target,
     )
 
 
@@ -202,8 +204,9 @@ class Phone:
 
 
 @pytest.fixture
-async def registered_phone() -> Any:
-    """A factory: a SIP phone registered as an extension, answering calls to it."""
+async def registered_phone(engine: Engine) -> Any:
+    """A factory: a SIP phone registered as an extension (on the test's engine), answering
+    calls to it."""
     phones: list[SippUas] = []
 
     async def register(ext: dict[str, Any], password: str) -> Phone:
@@ -227,7 +230,7 @@ async def registered_phone() -> Any:
                 "-trace_msg",
                 "-message_file",
                 str(path),
-                "127.0.0.1:5060",
+                engine.phones,
             ),
         )
         phones.append(uas.start())
@@ -260,19 +263,6 @@ async def call_row(db: asyncpg.Connection, caller: str, called: str, budget: flo
         if row is not None and row["action"] != "ivr":
             return row
         assert time.monotonic() < deadline, f"no decided call record for {caller} -> {called}: {row}"
-        await asyncio.sleep(0.05)
-
-
-async def dial_legs(db: asyncpg.Connection, linkedid: str, budget: float = 5.0) -> list[tuple[str, str]]:
-    """(what Asterisk dialled, disposition) of a call's outgoing legs, once their CDRs are in."""
-    deadline = time.monotonic() + budget
-    while True:
-        rows = await db.fetch(
-            "SELECT lastdata, disposition FROM cdr WHERE linkedid = $1 AND lastapp = 'Dial' ORDER BY id",
-            linkedid,
-        )
-        if rows or time.monotonic() > deadline:
-            return [(r["lastdata"], r["disposition"]) for r in rows]
         await asyncio.sleep(0.05)
 
 
@@ -326,7 +316,11 @@ def send_to_ivr(service: ServiceProcess, tenant: int, number_id: int) -> None:
 
 # ---------------------------------------------------------------------------- item 7
 async def test_an_extension_calling_its_own_400_number_rings_the_bound_destination_inside(
-    db: asyncpg.Connection, service: ServiceProcess, traced_trunk: TracedTrunk, registered_phone: Any
+    db: asyncpg.Connection,
+    service: ServiceProcess,
+    traced_trunk: TracedTrunk,
+    registered_phone: Any,
+    engine: Engine,
 ) -> None:
     tenant, number_id, number = active_number(service)
     a, pw_a = extension(service, tenant, "8101")
@@ -334,7 +328,7 @@ async def test_an_extension_calling_its_own_400_number_rings_the_bound_destinati
     bind_extension(service, tenant, number_id, "8102")
     phone_b = await registered_phone(b, pw_b)
 
-    result = await asyncio.to_thread(ext_call, a, pw_a, number, a["endpoint_id"], 500)
+    result = await asyncio.to_thread(ext_call, a, pw_a, number, a["endpoint_id"], 500, target=engine.phones)
 
     assert traced_trunk.trace.invites(number) == [], "the call to the own 400 number went out through a trunk"
     assert result.final_status == 200, result.message_log[-2000:]
@@ -349,13 +343,17 @@ async def test_an_extension_calling_its_own_400_number_rings_the_bound_destinati
     )
     assert list(row["destinations"]) == [b["endpoint_id"]]
     # one leg, to the extension's own endpoint (no trunk in the dial string), answered
-    assert [(d.split(",")[0], disp) for d, disp in await dial_legs(db, row["linkedid"])] == [
-        (f"PJSIP/{b['endpoint_id']}", "ANSWERED")
-    ]
+    legs = await dialled_legs(db, row["linkedid"], engine)
+    own = f"PJSIP/{b['endpoint_id']}" if engine.is_asterisk else b["endpoint_id"]
+    assert [(d.split(",")[0], answered) for d, answered in legs] == [(own, True)], legs
 
 
 async def test_an_extension_calling_its_own_ivr_number_hears_the_menu_then_reaches_the_group(
-    db: asyncpg.Connection, service: ServiceProcess, traced_trunk: TracedTrunk, registered_phone: Any
+    db: asyncpg.Connection,
+    service: ServiceProcess,
+    traced_trunk: TracedTrunk,
+    registered_phone: Any,
+    engine: Engine,
 ) -> None:
     tenant, number_id, number = active_number(service)
     a, pw_a = extension(service, tenant, "8201")
@@ -366,7 +364,7 @@ async def test_an_extension_calling_its_own_ivr_number_hears_the_menu_then_reach
 
     # The menu answers, says its prompt, hears nothing and transfers to the default group;
     # the caller stays on the line meanwhile (SIPp hangs up after hold_ms from the answer).
-    result = await asyncio.to_thread(ext_call, a, pw_a, number, a["endpoint_id"], 9000)
+    result = await asyncio.to_thread(ext_call, a, pw_a, number, a["endpoint_id"], 9000, target=engine.phones)
 
     assert traced_trunk.trace.invites(number) == [], "the call to the own IVR number went out through a trunk"
     assert result.final_status == 200, result.message_log[-2000:]
@@ -384,7 +382,7 @@ async def test_an_extension_calling_its_own_ivr_number_hears_the_menu_then_reach
 # ---------------------------------------------------------------------------- item 8
 @pytest.mark.parametrize("pai", [False, True], ids=["phone-without-pai", "phone-presenting-its-extension"])
 async def test_the_carrier_sees_only_the_owned_number_not_the_extension(
-    db: asyncpg.Connection, service: ServiceProcess, traced_trunk: TracedTrunk, pai: bool
+    db: asyncpg.Connection, service: ServiceProcess, traced_trunk: TracedTrunk, pai: bool, engine: Engine
 ) -> None:
     tenant, _number_id, number = active_number(service)
     a, pw = extension(service, tenant, "8301")
@@ -392,7 +390,7 @@ async def test_the_carrier_sees_only_the_owned_number_not_the_extension(
 
     # The phone claims no outside number: it presents its own extension, in its From display
     # name (most phones) or in P-Asserted-Identity.
-    result = await asyncio.to_thread(ext_call, a, pw, outside, "8301", pai=pai)
+    result = await asyncio.to_thread(ext_call, a, pw, outside, "8301", pai=pai, target=engine.phones)
 
     assert result.final_status == 200, result.message_log[-2000:]
     (invite,) = await traced_trunk.trace.wait_for(

@@ -18,7 +18,7 @@ import pytest
 from scripts.devstack.process import ServiceProcess
 from scripts.devstack.sipp import SippResult, SippUas, run_uac
 from scripts.devstack.stack import LocalStack
-from tests.e2e.conftest import OWNER, active_number, api_ok, mobile, restarted, unique_caller
+from tests.e2e.conftest import OWNER, Engine, active_number, api_ok, mobile, restarted, unique_caller
 
 pytestmark = pytest.mark.stack
 
@@ -60,8 +60,30 @@ async def settled_calls(db: asyncpg.Connection, tenant: int) -> None:
     assert -sum((r["amount"] for r in ledger), Decimal(0)) == sum((r["amount"] for r in calls), Decimal(0))
 
 
+async def answered_legs(db: asyncpg.Connection, tenant: int, engine: Engine) -> list[asyncpg.Record]:
+    """(answer, end) of the answered destination legs of a tenant's calls, as the engine
+    recorded them: Asterisk's cdr, FreeSWITCH's freeswitch_cdr (mod_cdr_pg_csv)."""
+    if engine.is_asterisk:
+        query = (
+            'SELECT answer, "end" FROM cdr d JOIN calls c ON c.linkedid = d.linkedid '
+            "WHERE c.tenant_id = $1 AND d.disposition = 'ANSWERED' AND d.lastapp = 'Dial'"
+        )
+    else:
+        query = (
+            'SELECT to_timestamp(answer_epoch) AS answer, to_timestamp(end_epoch) AS "end" '
+            "FROM freeswitch_cdr d JOIN calls c ON c.linkedid = d.call_uuid "
+            "WHERE c.tenant_id = $1 AND d.answer_epoch > 0 AND d.uuid <> d.call_uuid"
+        )
+    deadline = time.monotonic() + 5
+    while True:  # each leg's record is written at its hang-up
+        rows = await db.fetch(query, tenant)
+        if len(rows) >= 4 or time.monotonic() > deadline:
+            return rows
+        await asyncio.sleep(0.2)
+
+
 async def test_200_simultaneous_calls_on_a_4_channel_package(
-    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, engine: Engine
 ) -> None:
     tenant, number_id, number = active_number(service)
     before = service.metric("softswitch_snapshot_generation")
@@ -70,7 +92,15 @@ async def test_200_simultaneous_calls_on_a_4_channel_package(
     await db.execute("UPDATE accounts SET channel_cap = 4 WHERE tenant_id = $1", tenant)
 
     result = await asyncio.to_thread(
-        run_uac, number, unique_caller(), calls=200, rate=100, limit=200, hold_ms=4000, timeout_s=60
+        run_uac,
+        number,
+        unique_caller(),
+        calls=200,
+        rate=100,
+        limit=200,
+        hold_ms=4000,
+        timeout_s=60,
+        target=engine.carrier,
     )
     assert int(result.stats.get("TotalCallCreated", 0)) == 200
     await asyncio.sleep(1.0)  # hang-ups settle
@@ -78,13 +108,8 @@ async def test_200_simultaneous_calls_on_a_4_channel_package(
         await db.fetch("SELECT reason, count(*) FROM calls WHERE tenant_id = $1 GROUP BY reason", tenant)
     )
     assert outcomes == {"ROUTED": 4, "CHANNEL_LIMIT": 196}, outcomes
-    # Never more than 4 answered at once, by Asterisk's own records of the answered legs.
-    legs = await db.fetch(
-        'SELECT answer, "end" FROM cdr d'
-        " JOIN calls c ON c.linkedid = d.linkedid "
-        "WHERE c.tenant_id = $1 AND d.disposition = 'ANSWERED' AND d.lastapp = 'Dial'",
-        tenant,
-    )
+    # Never more than 4 answered at once, by the engine's own records of the answered legs.
+    legs = await answered_legs(db, tenant, engine)
     edges = sorted([(r["answer"], 1) for r in legs] + [(r["end"], -1) for r in legs])
     up = peak = 0
     for _, step in edges:
@@ -97,7 +122,7 @@ async def test_200_simultaneous_calls_on_a_4_channel_package(
 
 
 async def test_the_call_is_cut_within_one_slice_when_the_money_runs_out(
-    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, engine: Engine
 ) -> None:
     tenant, number_id, number = active_number(service)
     fund(service, tenant, number_id)
@@ -115,7 +140,9 @@ async def test_the_call_is_cut_within_one_slice_when_the_money_runs_out(
         SOFTSWITCH_PREPAID__WARNING_S="2",
     ) as svc:
         caller = unique_caller()
-        result = await asyncio.to_thread(run_uac, number, caller, dtmf="", hold_ms=40000, timeout_s=60)
+        result = await asyncio.to_thread(
+            run_uac, number, caller, dtmf="", hold_ms=40000, timeout_s=60, target=engine.carrier
+        )
         assert result.final_status == 200
         assert "BYE sip:" in result.message_log  # the network hung up, not the caller
         assert 11 <= result.seconds <= 17, result.seconds
@@ -129,7 +156,7 @@ async def test_the_call_is_cut_within_one_slice_when_the_money_runs_out(
 
 
 async def test_slices_shorter_than_the_increment_never_overdraw(
-    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, engine: Engine
 ) -> None:
     """Issue 11, item 1: 0.12 CNY/min billed 60/60, balance 0.30, 20 s slices; three
     simultaneous calls that want to talk 200 s. Two ring (each holds its first minute,
@@ -157,6 +184,7 @@ async def test_slices_shorter_than_the_increment_never_overdraw(
             hold_ms=200_000,
             timeout_s=120,
             dtmf="",
+            target=engine.carrier,
         )
         assert int(result.stats.get("TotalCallCreated", 0)) == 3
         deadline = time.monotonic() + 10
@@ -178,7 +206,7 @@ async def test_slices_shorter_than_the_increment_never_overdraw(
 
 
 async def test_a_pinned_clock_still_bills_what_was_talked(
-    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, engine: Engine
 ) -> None:
     """Issue 11, item 4: with the service clock pinned (a demo date), a 3 s call is billed
     3 s, not 0 s: the pinned clock starts at the date and runs on."""
@@ -186,7 +214,9 @@ async def test_a_pinned_clock_still_bills_what_was_talked(
     fund(service, tenant, number_id)
     with restarted(service, SOFTSWITCH_FIXED_NOW="2026-11-23T10:00:00+08:00"):
         caller = unique_caller()
-        result = await asyncio.to_thread(run_uac, number, caller, hold_ms=3000, timeout_s=30)
+        result = await asyncio.to_thread(
+            run_uac, number, caller, hold_ms=3000, timeout_s=30, target=engine.carrier
+        )
         assert result.final_status == 200
         deadline = time.monotonic() + 10
         while (row := await db.fetchrow("SELECT * FROM calls WHERE caller = $1", caller)) is None or (
@@ -195,15 +225,16 @@ async def test_a_pinned_clock_still_bills_what_was_talked(
             assert time.monotonic() < deadline, "the call was not settled"
             await asyncio.sleep(0.1)
     assert row["decided_at"].date().isoformat() == "2026-11-23"
-    cdr_billsec = await db.fetchval(
-        "SELECT max(billsec) FROM cdr WHERE linkedid = $1 AND disposition = 'ANSWERED'", row["linkedid"]
+    cdr_billsec = await db.fetchval(  # the engine's own record of the call (both engines')
+        "SELECT max(billsec) FROM engine_cdr WHERE linkedid = $1 AND disposition = 'ANSWERED'",
+        row["linkedid"],
     )
     assert 2 <= row["billsec"] <= 4 and abs(row["billsec"] - cdr_billsec) <= 1, (row["billsec"], cdr_billsec)
     assert row["amount"] == Decimal("0.12")
 
 
 async def test_kill_9_during_live_calls_bills_every_call_exactly_once(
-    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, engine: Engine
 ) -> None:
     """20 answered calls, kill -9 of the service, restart: every call is billed once from
     Asterisk's CDR, and (issue 11, item 3) its record says it was answered and ended, the
@@ -215,7 +246,16 @@ async def test_kill_9_during_live_calls_bills_every_call_exactly_once(
         outcome: list[SippResult] = []
         sipp = threading.Thread(
             target=lambda: outcome.append(
-                run_uac(number, unique_caller(), calls=20, rate=40, limit=20, hold_ms=8000, timeout_s=60)
+                run_uac(
+                    number,
+                    unique_caller(),
+                    calls=20,
+                    rate=40,
+                    limit=20,
+                    hold_ms=8000,
+                    timeout_s=60,
+                    target=engine.carrier,
+                )
             )
         )
         sipp.start()
@@ -265,7 +305,7 @@ async def test_kill_9_during_live_calls_bills_every_call_exactly_once(
 
 
 async def test_database_down_refuses_new_calls_promptly(
-    service: ServiceProcess, stack: LocalStack, destination_carrier: SippUas
+    service: ServiceProcess, stack: LocalStack, destination_carrier: SippUas, engine: Engine
 ) -> None:
     tenant, number_id, number = active_number(service)
     before = service.metric("softswitch_snapshot_generation")
@@ -274,7 +314,9 @@ async def test_database_down_refuses_new_calls_promptly(
     refused_before = service.metric("softswitch_prepaid_reservations_total", result="unavailable")
     stack.pg_down()
     try:
-        result = await asyncio.to_thread(run_uac, number, unique_caller(), timeout_s=20)
+        result = await asyncio.to_thread(
+            run_uac, number, unique_caller(), timeout_s=20, target=engine.carrier
+        )
         assert result.final_status == 503, result.message_log[-1500:]
         assert 183 in result.statuses  # "all circuits are busy", then congestion
         assert result.seconds < 6

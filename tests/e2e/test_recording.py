@@ -18,7 +18,7 @@ import pytest
 
 from scripts.devstack.dtmf_pcap import _frame
 from scripts.devstack.sipp import SCENARIOS, SippUas, run_uac
-from tests.e2e.conftest import active_number, api_ok, changed, mobile, unique_caller
+from tests.e2e.conftest import Engine, active_number, api_ok, changed, mobile, unique_caller
 
 pytestmark = pytest.mark.stack
 
@@ -36,7 +36,7 @@ def _voice_pcap(path: Path, ms: int) -> None:
     path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1) + b"".join(records))
 
 
-def _speaking_call(number: str, caller: str, hold_ms: int) -> object:
+def _speaking_call(number: str, caller: str, hold_ms: int, target: str) -> object:
     """uac_dtmf.xml with speech instead of digits: once answered the caller talks, and
     hangs up `hold_ms` later."""
     with tempfile.TemporaryDirectory(prefix="sipp-voice-") as tmp:
@@ -47,7 +47,7 @@ def _speaking_call(number: str, caller: str, hold_ms: int) -> object:
         text = text.replace("@@DTMF@@", f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>')
         scenario = Path(tmp) / "voice.xml"
         scenario.write_text(text.replace("@@HOLD_MS@@", str(hold_ms)))
-        return run_uac(number, caller, scenario=str(scenario), hold_ms=hold_ms, timeout_s=40)
+        return run_uac(number, caller, scenario=str(scenario), hold_ms=hold_ms, timeout_s=40, target=target)
 
 
 async def _eventually(fetch, timeout: float = 8.0):  # type: ignore[no-untyped-def]
@@ -60,7 +60,7 @@ async def _eventually(fetch, timeout: float = 8.0):  # type: ignore[no-untyped-d
 
 
 async def test_a_recorded_call_leaves_a_wav_as_long_as_the_call(
-    db: asyncpg.Connection, service, destination_carrier: SippUas
+    db: asyncpg.Connection, service, destination_carrier: SippUas, engine: Engine
 ) -> None:  # type: ignore[no-untyped-def]
     tenant, number_id, number = active_number(service)
     base = f"/v1/tenants/{tenant}"
@@ -85,7 +85,7 @@ async def test_a_recorded_call_leaves_a_wav_as_long_as_the_call(
         headers={"If-Match": f'"{t["version"]}"'},
     )
     caller = unique_caller()
-    result = await asyncio.to_thread(_speaking_call, number, caller, 3000)
+    result = await asyncio.to_thread(_speaking_call, number, caller, 3000, engine.carrier)
     assert result.final_status == 200, result.message_log[-2000:]  # type: ignore[attr-defined]
 
     call = await _eventually(
@@ -101,7 +101,7 @@ async def test_a_recorded_call_leaves_a_wav_as_long_as_the_call(
     assert rec["size_bytes"] > 44 and len(rec["sha256"]) == 64
     cdr = await _eventually(
         lambda: db.fetchrow(
-            "SELECT billsec FROM cdr WHERE linkedid = $1 AND disposition = 'ANSWERED' "
+            "SELECT billsec FROM engine_cdr WHERE linkedid = $1 AND disposition = 'ANSWERED' "
             "ORDER BY billsec DESC LIMIT 1",
             call["linkedid"],
         )

@@ -128,7 +128,11 @@ def test_a_path_inside_the_spool_maps_into_the_chroot(tmp_path: Path) -> None:
         ("a/b-1.2", False),
         ("1700000000", False),
         ("", False),
+        ("f091a583-c1f6-49cf-a67f-c305d8d7f588", True),  # FreeSWITCH's call UUID
+        ("f091a583-c1f6-49cf-a67f-c305d8d7f588/..", False),
+        ("F091A583-C1F6-49CF-A67F-C305D8D7F588", False),  # FreeSWITCH writes lower case
+        ("f091a583-c1f6-49cf-a67f-c305d8d7f58", False),
     ],
 )
-def test_only_asterisk_call_ids_become_file_names(call_id: str, ok: bool) -> None:
+def test_only_the_engines_call_ids_become_file_names(call_id: str, ok: bool) -> None:
     assert bool(CALL_ID.match(call_id)) is ok

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,9 +132,10 @@ IvrHandler = Callable[[CallChannel], Awaitable[None]]
 class FsActions:
     """[ss-act] for FreeSWITCH: carries out a delivered decision on the call's socket."""
 
-    def __init__(self, plan: FsPlan, ivr: IvrHandler) -> None:
+    def __init__(self, plan: FsPlan, ivr: IvrHandler, trunks: Callable[[], Mapping[str, str]] = dict) -> None:
         self._plan = plan
         self._ivr = ivr
+        self._trunks = trunks  # a decision's `via` (trunk-<name>) -> host:port, now
 
     async def act(self, channel: EslCallChannel, session: OutboundSession) -> bool:
         """Carry out the channel's decision; False when there is none (the socket is then
@@ -199,6 +200,7 @@ class FsActions:
         rec = channel.recording or RecordingVars()
         variables = {
             "call_uuid": channel.facts.linkedid,
+            "ss_call_id": channel.facts.linkedid,  # for the records: FreeSWITCH keeps it as set
             "hangup_after_bridge": "false",
             "continue_on_fail": "true",
         }
@@ -245,14 +247,19 @@ class FsActions:
     def dial_string(self, step: DialStep, call_uuid: str, limit_s: int) -> str:
         """One step's members rung at once (','), each leg with the hard stop it gets when
         it answers."""
-        common = f"{{call_uuid={call_uuid},call_timeout={step.timeout_s},leg_timeout={step.timeout_s}}}"
+        common = (
+            f"{{call_uuid={call_uuid},ss_call_id={call_uuid},"
+            f"call_timeout={step.timeout_s},leg_timeout={step.timeout_s}}}"
+        )
         on_answer = f"[execute_on_answer='sched_hangup +{limit_s} ALLOTTED_TIMEOUT']" if limit_s > 0 else ""
         legs = []
+        trunks = self._trunks()
         for m in step.members:
             if m.kind == "extension":
                 target = f"sofia/{self._plan.phones_profile}/{m.destination}%{self._plan.realm}"
             else:
-                target = f"sofia/carrier/{m.destination}@{self._plan.carrier_out}"
+                far_end = trunks.get(m.via, self._plan.carrier_out) if m.via else self._plan.carrier_out
+                target = f"sofia/carrier/{m.destination}@{far_end}"
             legs.append(on_answer + target)
         return common + ",".join(legs)
 
