@@ -52,8 +52,9 @@ def _at_once(*calls: dict[str, object]) -> list[SippResult]:
 async def test_a_4_channel_package_holds_across_both_engines(
     db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, both: tuple[str, str]
 ) -> None:
-    """100 simultaneous calls, 50 through each engine, to one tenant with 4 channels:
-    exactly 4 are up, the other 96 refused with CHANNEL_LIMIT (busy), on both engines."""
+    """100 simultaneous calls, 50 through each engine, to one tenant with 4 channels (and
+    one more through each while they are held): exactly 4 are up, the other 98 refused
+    with CHANNEL_LIMIT, heard as busy on both engines."""
     tenant, number_id, number = active_number(service)
     before = service.metric("softswitch_snapshot_generation")
     fund(service, tenant, number_id)
@@ -63,11 +64,24 @@ async def test_a_4_channel_package_holds_across_both_engines(
         "softswitch_call_decisions_total", action="reject", reason="CHANNEL_LIMIT"
     )
 
-    common = {"called": number, "calls": 50, "rate": 50, "limit": 50, "hold_ms": 4000, "timeout_s": 60}
-    results = _at_once(
-        {**common, "caller": unique_caller(), "target": both[0]},
-        {**common, "caller": unique_caller(), "target": both[1]},
+    common = {"called": number, "calls": 50, "rate": 50, "limit": 50, "hold_ms": 6000, "timeout_s": 60}
+    burst = asyncio.create_task(
+        asyncio.to_thread(
+            _at_once,
+            {**common, "caller": unique_caller(), "target": both[0]},
+            {**common, "caller": unique_caller(), "target": both[1]},
+        )
     )
+    # While the 4 channels are held, one more call through each engine: the caller hears
+    # busy (486, Q.850 17), whichever engine carries it.
+    deadline = time.monotonic() + 10
+    while (await account(db, tenant))["channels_in_use"] < 4:
+        assert time.monotonic() < deadline, "the burst never held the 4 channels"
+        await asyncio.sleep(0.05)
+    for target in both:
+        busy = await asyncio.to_thread(run_uac, number, unique_caller(), target=target, timeout_s=20)
+        assert busy.final_status == 486, (target, busy.message_log[-1500:])
+    results = await burst
     assert [int(r.stats.get("TotalCallCreated", 0)) for r in results] == [50, 50]
     deadline = time.monotonic() + 10
     while await db.fetchval(
@@ -80,8 +94,8 @@ async def test_a_4_channel_package_holds_across_both_engines(
     outcomes = dict(
         await db.fetch("SELECT reason, count(*) FROM calls WHERE tenant_id = $1 GROUP BY reason", tenant)
     )
-    assert outcomes == {"ROUTED": 4, "CHANNEL_LIMIT": 96}, outcomes
-    # Both engines took part: each refused some, and the caller heard busy (486) on each.
+    assert outcomes == {"ROUTED": 4, "CHANNEL_LIMIT": 98}, outcomes
+    # Both engines took part: each refused some.
     by_engine = dict(
         await db.fetch(
             f"SELECT uniqueid ~ '{FS_UUID}' AS fs, count(*) FROM calls "
@@ -90,18 +104,21 @@ async def test_a_4_channel_package_holds_across_both_engines(
         )
     )
     assert by_engine.get(True, 0) > 0 and by_engine.get(False, 0) > 0, by_engine
-    assert all(486 in r.statuses for r in results)
     assert (
         service.metric("softswitch_call_decisions_total", action="reject", reason="CHANNEL_LIMIT")
-        == refused_before + 96
+        == refused_before + 98
     )
     # Never more than 4 talking at once, by both engines' own records of the answered legs.
     legs = await db.fetch(
-        'SELECT answer, "end" FROM engine_cdr d JOIN calls c ON c.linkedid = d.linkedid '
-        "WHERE c.tenant_id = $1 AND d.disposition = 'ANSWERED' AND d.answer IS NOT NULL "
-        "AND d.billsec > 0 AND (d.userfield = 'ROUTED' OR d.userfield = '')",
+        'SELECT answer, "end" FROM cdr d JOIN calls c ON c.linkedid = d.linkedid '
+        "WHERE c.tenant_id = $1 AND d.disposition = 'ANSWERED' AND d.lastapp = 'Dial' "
+        "UNION ALL "
+        "SELECT to_timestamp(answer_epoch), to_timestamp(end_epoch) FROM freeswitch_cdr d "
+        "JOIN calls c ON c.linkedid = d.call_uuid "
+        "WHERE c.tenant_id = $1 AND d.answer_epoch > 0 AND d.uuid <> d.call_uuid",
         tenant,
     )
+    assert len(legs) == 4, legs
     edges = sorted([(r["answer"], 1) for r in legs] + [(r["end"], -1) for r in legs])
     up = peak = 0
     for _, step in edges:
