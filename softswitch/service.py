@@ -174,6 +174,7 @@ class Service:
             self.clock,
             self.metrics,
             s.prepaid.reconcile_interval_s,
+            list_lag_s=s.freeswitch.channel_list_lag_s if self.esl is not None else 0.0,
         )
         await self.audit.start()
         routing = CallRouting(

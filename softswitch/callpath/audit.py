@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import deque
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -73,8 +75,15 @@ class EngineAudit:
         clock: Clock,
         metrics: Metrics,
         interval_s: float,
+        list_lag_s: float = 0.0,
     ) -> None:
         self._control = control
+        # How far the engine's channel list may lag behind its events. FreeSWITCH's
+        # `show channels` reads its core database, written by a queue after the events:
+        # a channel just created may be missing from it for a while. Only channels the
+        # registry knew ``list_lag_s`` before the list are judged dead if it lacks them.
+        self._lag = list_lag_s
+        self._marks: deque[tuple[float, int]] = deque(maxlen=256)
         self._registry = registry
         self._money = money
         self._pool = pool
@@ -102,9 +111,17 @@ class EngineAudit:
             except Exception:  # noqa: BLE001 - the check must keep running
                 log.exception("engine audit failed")
 
+    def _mark(self) -> int:
+        now = time.monotonic()
+        self._marks.append((now, self._registry.mark()))
+        if self._lag <= 0:
+            return self._marks[-1][1]
+        old = [m for t, m in self._marks if t <= now - self._lag]
+        return old[-1] if old else 0  # nothing is old enough yet: judge nothing
+
     async def check(self) -> None:
         async with self._lock:
-            mark = self._registry.mark()
+            mark = self._mark()
             adopted_before = self._registry.adopted
             try:
                 listing = await self._control.live_channels()

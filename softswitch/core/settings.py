@@ -117,6 +117,9 @@ class FreeSwitchSettings(_Section):
     heartbeat_timeout: float = 45.0  # FreeSWITCH sends HEARTBEAT every 20 s
     backoff_initial: float = 0.2
     backoff_max: float = 5.0
+    # `show channels` reads FreeSWITCH's core database, written after the events: the
+    # audit judges a channel missing from it only once it has been known this long.
+    channel_list_lag_s: float = 3.0
 
 
 class PrepaidSettings(_Section):

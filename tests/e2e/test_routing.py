@@ -77,7 +77,8 @@ async def fs_legs(settings: Settings) -> AsyncIterator[dict[str, list[tuple[str,
     seen: dict[str, list[tuple[str, bool]]] = {}
 
     def on_event(e: Any) -> None:
-        uuid, call_id = e.get("Unique-ID"), e.get("Channel-Call-UUID")
+        # ss_call_id: FreeSWITCH resets a dialled leg's call_uuid when its bridge ends
+        uuid, call_id = e.get("Unique-ID"), e.get("variable_ss_call_id") or e.get("Channel-Call-UUID")
         if e.name == "CHANNEL_HANGUP_COMPLETE" and call_id and uuid != call_id:
             answered = (e.get("Caller-Channel-Answered-Time") or "0") != "0"
             seen.setdefault(call_id, []).append((e.get("Caller-Destination-Number") or "", answered))

@@ -100,8 +100,13 @@ async def test_connect_first_then_one_application_awaited_by_its_uuid(
     fs = ScriptedFreeSwitch(port, {"Unique-ID": A, "Caller-Caller-ID-Number": "13912345678"})
     await asyncio.wait_for(fs.call(), 5)
     lines = [c.line for c in fs.commands]
-    assert lines[:3] == ["connect", "myevents", "linger"]  # connect at once: else FreeSWITCH parks
-    play = fs.commands[3]
+    assert lines[:4] == [  # connect at once: else FreeSWITCH parks the call
+        "connect",
+        f"filter Unique-ID {A}",
+        "event plain CHANNEL_EXECUTE_COMPLETE CHANNEL_HANGUP",
+        "linger",
+    ]
+    play = fs.commands[4]
     assert (play.get("execute-app-name"), play.body) == ("playback", b"/s/hello.wav")
     assert play.get("content-type") == "text/plain" and play.get("Event-UUID")
     assert fs.commands[-1].get("call-command") == "hangup"

@@ -166,8 +166,9 @@ class FsActions:
 
     async def _set(self, session: OutboundSession, **variables: str) -> None:
         # multiset with "|" between the pairs: values may hold spaces; they never hold "|"
-        # (reason codes, digits, the control plane's own file names).
-        await session.execute("multiset", "^^|" + "|".join(f"{k}={v}" for k, v in variables.items()))
+        # (reason codes, digits, the control plane's own file names). Queued, not awaited:
+        # what follows runs after it, in the same tick (OutboundSession.queue).
+        await session.queue("multiset", "^^|" + "|".join(f"{k}={v}" for k, v in variables.items()))
 
     async def _refuse(self, session: OutboundSession, cause: int) -> None:
         status = SIP_STATUS.get(cause)
@@ -180,15 +181,15 @@ class FsActions:
 
     async def _reject(self, channel: EslCallChannel, session: OutboundSession, decision: Reject) -> None:
         if decision.announcement:
-            await session.execute("pre_answer")
-            await session.execute("playback", channel.sound(decision.announcement))
+            await session.queue("pre_answer")
+            await session.queue("playback", channel.sound(decision.announcement))
         await self._refuse(session, decision.reason.cause)
 
     async def _voicemail(
         self, channel: EslCallChannel, session: OutboundSession, tenant_id: int | None
     ) -> None:
-        await session.execute("answer")
-        await session.execute("playback", channel.sound("vm-intro"))
+        await session.queue("answer")
+        await session.queue("playback", channel.sound("vm-intro"))
         spool = self._plan.files_root / "var/spool/asterisk/softswitch-vm"
         # record <path> <max seconds> <silence threshold> <silence seconds>
         await session.execute("record", f"{spool}/{tenant_id or ''}-{channel.facts.linkedid}.wav 120 200 3")
@@ -199,6 +200,8 @@ class FsActions:
     ) -> None:
         rec = channel.recording or RecordingVars()
         variables = {
+            "ss_reason": route.reason.code,
+            "ss_tenant_id": str(route.tenant_id or ""),
             "call_uuid": channel.facts.linkedid,
             "ss_call_id": channel.facts.linkedid,  # for the records: FreeSWITCH keeps it as set
             "hangup_after_bridge": "false",
@@ -214,17 +217,18 @@ class FsActions:
             variables["bridge_pre_execute_bleg_data"] = f"en number iterated {route.whisper}"
         if rec.file:
             variables["RECORD_BRIDGE_REQ"] = "true"  # only the bridged part, as MixMonitor's b
+        # Everything before the first bridge is queued at once and runs in one tick.
         await self._set(session, **variables)
         if route.greeting:
-            await session.execute("answer")
-            await session.execute("playback", channel.sound(route.greeting))
+            await session.queue("answer")
+            await session.queue("playback", channel.sound(route.greeting))
         if rec.announce:
-            await session.execute("pre_answer")
-            await session.execute("playback", channel.sound(rec.announce))
+            await session.queue("pre_answer")
+            await session.queue("playback", channel.sound(rec.announce))
         if rec.file:
             path = self._plan.files_root / rec.file.lstrip("/")
             path.parent.mkdir(parents=True, exist_ok=True)
-            await session.execute("record_session", f"{path}.wav")
+            await session.queue("record_session", f"{path}.wav")
         status = ""
         for step in route.steps:
             done = await session.execute(

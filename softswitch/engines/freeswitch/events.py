@@ -60,8 +60,10 @@ class EslChannelEvents:
 
     @staticmethod
     def _ids(e: ChannelEvent) -> tuple[str, str]:
+        # ss_call_id first: the control plane sets it on every leg it dials, and FreeSWITCH
+        # never rewrites it (it resets a dialled leg's call_uuid when a bridge ends).
         uuid = e.get("Unique-ID") or ""
-        return uuid, e.get("Channel-Call-UUID") or uuid
+        return uuid, e.get("variable_ss_call_id") or e.get("Channel-Call-UUID") or uuid
 
     def _create(self, e: ChannelEvent) -> None:
         uuid, call = self._ids(e)

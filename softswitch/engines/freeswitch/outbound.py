@@ -7,7 +7,9 @@ One connection, in order (mod_event_socket.c, outbound mode):
 - ``connect`` — sent at once: a connection accepted without it parks the call until the
   caller gives up. The reply is a command/reply frame whose headers are the channel's
   data and variables, percent-encoded (switch_event_serialize with encoding on).
-- ``myevents`` — this channel's events on this socket, plain; ``linger`` — the socket
+- ``filter Unique-ID <uuid>`` and ``event plain CHANNEL_EXECUTE_COMPLETE
+  CHANNEL_HANGUP`` — this channel's two events the session waits on (``myevents`` would
+  send every event of the channel, each with all its variables); ``linger`` — the socket
   stays open after the hang-up so the last events still arrive.
 - ``sendmsg`` / ``call-command: execute`` with an ``Event-UUID`` per application: the
   reply only says it was queued (async mode); the application has run when the channel's
@@ -76,12 +78,23 @@ class OutboundSession:
 
     # ------------------------------------------------------------------ lifecycle
     async def open(self) -> None:
-        """connect, myevents, linger: afterwards ``data`` holds the channel's facts."""
+        """connect, then this channel's two events and linger: afterwards ``data`` holds
+        the channel's facts."""
         self._reader_task = asyncio.get_running_loop().create_task(self._read(), name="esl-outbound-read")
         reply = await self._command("connect")
         self.data = {name: unquote(value) for name, value in reply.headers}
-        await self._command("myevents")
-        await self._command("linger")
+        # Not `myevents` (every event of the channel, each with all its variables: most of
+        # the cost of a call here): only what the session waits on. Sent back to back.
+        replies = [
+            await self._write(f"filter Unique-ID {self.uuid}"),
+            await self._write("event plain CHANNEL_EXECUTE_COMPLETE CHANNEL_HANGUP"),
+            await self._write("linger"),
+        ]
+        for r in replies:
+            async with asyncio.timeout(self._timeout):
+                frame = await r
+            if (frame.reply_text or "").startswith("-ERR"):
+                raise ChannelGone(f"setting up the socket: {frame.reply_text}")
 
     async def close(self) -> None:
         if self._reader_task is not None:
@@ -99,21 +112,41 @@ class OutboundSession:
         CHANNEL_EXECUTE_COMPLETE, whose variables are the channel's at that moment.
         ``timeout`` None waits as long as the application runs (a bridge rings for its
         own timeout; the hang-up ends every application)."""
+        done = await self.queue(app, arg)
+        try:
+            async with asyncio.timeout(timeout):
+                return await done
+        except TimeoutError:
+            raise ChannelGone(f"{app}: not done within {timeout} s") from None
+
+    async def queue(self, app: str, arg: str = "") -> asyncio.Future[EslEvent]:
+        """Send one application without waiting for it to run; the future completes when
+        it has. FreeSWITCH runs what a socket sends in order, and everything queued by the
+        time its channel thread looks runs in one go — one 20 ms tick for several
+        applications instead of one each."""
         if self.hung_up.is_set():
             raise ChannelGone(f"{app}: the channel has hung up")
         app_uuid = str(uuid.uuid4())
         done: asyncio.Future[EslEvent] = asyncio.get_running_loop().create_future()
         self._apps[app_uuid] = done
+        done.add_done_callback(lambda _: self._apps.pop(app_uuid, None))
         headers = {"call-command": "execute", "execute-app-name": app, "Event-UUID": app_uuid}
-        try:
-            # The argument goes as the body: no length limit and no header escaping.
-            await self._command("sendmsg", headers, body=arg or None)
-            async with asyncio.timeout(timeout):
-                return await done
-        except TimeoutError:
-            raise ChannelGone(f"{app}: not done within {timeout} s") from None
-        finally:
-            self._apps.pop(app_uuid, None)
+        # The argument goes as the body: no length limit and no header escaping.
+        reply = await self._write("sendmsg", headers, body=arg or None)
+
+        def refused(r: asyncio.Future[EslFrame]) -> None:
+            if done.done():
+                return
+            if r.cancelled() or r.exception() is not None:
+                done.set_exception(ChannelGone(f"{app}: no reply"))
+            elif (r.result().reply_text or "").startswith("-ERR"):
+                done.set_exception(ChannelGone(f"{app}: {r.result().reply_text}"))
+            else:
+                return
+            done.exception()  # retrieved: the caller may never await an application it queued
+
+        reply.add_done_callback(refused)
+        return done
 
     async def hangup(self, cause: str = "NORMAL_CLEARING") -> None:
         if self.hung_up.is_set():
@@ -121,9 +154,10 @@ class OutboundSession:
         with contextlib.suppress(ChannelGone):
             await self._command("sendmsg", {"call-command": "hangup", "hangup-cause": cause})
 
-    async def _command(
+    async def _write(
         self, line: str, headers: dict[str, str] | None = None, body: str | None = None
-    ) -> EslFrame:
+    ) -> asyncio.Future[EslFrame]:
+        """Send one command; the future is its reply (replies come in the order sent)."""
         if body is not None:
             # sendmsg takes the application's argument from a body only when told its type.
             headers = {**(headers or {}), "content-type": "text/plain"}
@@ -135,6 +169,12 @@ class OutboundSession:
             await self._writer.drain()
         except (ConnectionError, OSError) as exc:
             raise ChannelGone(f"{line}: {exc}") from exc
+        return reply
+
+    async def _command(
+        self, line: str, headers: dict[str, str] | None = None, body: str | None = None
+    ) -> EslFrame:
+        reply = await self._write(line, headers, body)
         try:
             async with asyncio.timeout(self._timeout):
                 frame = await reply
@@ -256,6 +296,11 @@ class OutboundServer:
         except ChannelGone as exc:
             outcome = "hangup"
             log.info("call %s ended while being handled: %s", session.uuid or "?", exc)
+        except asyncio.CancelledError:
+            # The service stops (past its grace): the socket closes and FreeSWITCH goes on
+            # with the call (a bridge in progress stays up), then its dialplan's fallback.
+            outcome = "cancelled"
+            log.info("call %s left to FreeSWITCH: the service is stopping", session.uuid or "?")
         except Exception:
             outcome = "error"
             log.exception("call %s: handler failed", session.uuid or "?")
