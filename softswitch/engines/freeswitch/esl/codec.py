@@ -40,6 +40,7 @@ line, and an optional body announced by Content-Length (:func:`encode_command`).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -124,21 +125,28 @@ class EslEvent:
 
     ``headers`` keeps the names as received; if a name repeats, the first value wins.
     ``body`` is the event's own body (the job output of a BACKGROUND_JOB), or "".
+
+    Values are percent-decoded when read (``get``), not when the event is parsed: an
+    event carries every channel variable, and a listener reads a handful of them.
     """
 
     name: str
-    headers: dict[str, str]
+    raw: dict[str, str]  # header name -> value as sent (percent-encoded)
     body: str = ""
+
+    @functools.cached_property
+    def headers(self) -> dict[str, str]:
+        return {k: _unquote(v) for k, v in self.raw.items()}
 
     def get(self, key: str, default: str | None = None) -> str | None:
         """Return the value of ``key``, matching the name case-insensitively."""
-        if key in self.headers:
-            return self.headers[key]
-        wanted = key.lower()
-        for name, value in self.headers.items():
-            if name.lower() == wanted:
-                return value
-        return default
+        value = self.raw.get(key)
+        if value is None:
+            wanted = key.lower()
+            value = next((v for k, v in self.raw.items() if k.lower() == wanted), None)
+            if value is None:
+                return default
+        return _unquote(value)
 
     @property
     def unique_id(self) -> str | None:
@@ -149,6 +157,10 @@ class EslEvent:
     def job_uuid(self) -> str | None:
         """The ``Job-UUID`` of a BACKGROUND_JOB event."""
         return self.get("Job-UUID")
+
+
+def _unquote(value: str) -> str:
+    return unquote(value, errors="replace") if "%" in value else value
 
 
 @dataclass(frozen=True)
@@ -238,41 +250,61 @@ def _content_length(value: str) -> int | None:
     return int(raw)
 
 
+def _end_of_headers(body: bytes) -> tuple[int, int]:
+    """(end of the header block, start of what follows the empty line) in an event body;
+    the whole body when it has no empty line. LF or CRLF lines."""
+    candidates = [(i, i + 2) for i in (body.find(b"\n\n"),) if i >= 0]
+    candidates += [(i, i + 3) for i in (body.find(b"\n\r\n"),) if i >= 0]
+    if body.startswith(b"\n"):
+        candidates.append((-1, 1))
+    elif body.startswith(b"\r\n"):
+        candidates.append((-1, 2))
+    if not candidates:
+        return len(body), len(body)
+    head_end, rest = min(candidates)
+    return max(head_end, 0), rest
+
+
 def decode_event(body: bytes) -> EslEvent | str:
-    """Decode the body of a text/event-plain frame; returns the reason on failure."""
+    """Decode the body of a text/event-plain frame; returns the reason on failure.
+
+    The hot path of the engine's events (each carries every channel variable, 150 and
+    more headers): one decode and one split of the header block, and percent-decoding
+    only when a value is read (EslEvent.get)."""
+    head_end, rest_at = _end_of_headers(body)
     headers: dict[str, str] = {}
-    pos = 0
-    number = 0
-    event_body = ""
-    while pos < len(body):
-        newline = body.find(b"\n", pos)
-        end = len(body) if newline < 0 else newline + 1
-        line = _strip_eol(body[pos:end])
-        pos = end
-        if not line:
-            break  # end of the event's headers
-        number += 1
-        text = _decode(line)
-        pair = _split_header(text)
-        if pair is None:
-            return f"event line {number}: no ': ' separator in {text[:_REASON_QUOTE_CHARS]!r}"
-        name, value = pair
+    text = _decode(body[:head_end])
+    for number, line in enumerate(text.split("\n") if text else (), start=1):
+        if line.endswith("\r"):
+            line = line[:-1]
+        name, sep, value = line.partition(": ")
+        if not sep:
+            if not line.endswith(":"):
+                return f"event line {number}: no ': ' separator in {line[:_REASON_QUOTE_CHARS]!r}"
+            name, value = line[:-1], ""
         if not name:
             return f"event line {number}: empty header name"
-        headers.setdefault(name, unquote(value, errors="replace"))
-    length_text = next((v for k, v in headers.items() if k.lower() == "content-length"), None)
+        if name not in headers:
+            headers[name] = value
+    event_body = ""
+    length_text = headers.get("Content-Length")
+    if length_text is None:
+        length_text = next((v for k, v in headers.items() if k.lower() == "content-length"), None)
+    length_text = None if length_text is None else _unquote(length_text)
     if length_text is not None:
         length = _content_length(length_text)
         if length is None:
             return f"event Content-Length is not a number: {length_text[:_REASON_QUOTE_CHARS]!r}"
-        rest = body[pos:]
+        rest = body[rest_at:]
         if len(rest) < length:
             return f"event body has {len(rest)} bytes, its Content-Length says {length}"
         event_body = _decode(rest[:length])
-    event_name = next((v for k, v in headers.items() if k.lower() == "event-name"), None)
+    event_name = headers.get("Event-Name")
+    if not event_name:
+        event_name = next((v for k, v in headers.items() if k.lower() == "event-name"), None)
     if not event_name:
         return "event without Event-Name"
-    return EslEvent(name=event_name, headers=headers, body=event_body)
+    return EslEvent(name=_unquote(event_name), raw=headers, body=event_body)
 
 
 class EslParser:
