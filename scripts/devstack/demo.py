@@ -82,25 +82,32 @@ DEMO_CALLS = (
 
 
 async def place_demo_calls(service: Service) -> None:
-    """Real calls through Asterisk while the service runs: SIPp plays the carrier (UAC) and
-    the bound destinations (UAS)."""
-    print("demo: placing calls through Asterisk (SIPp carrier -> Asterisk -> this service)")
+    """Real calls through both engines while the service runs: SIPp plays the carrier (UAC)
+    and the bound destinations (UAS)."""
+    s = service.settings
+    engines = [("Asterisk", f"{s.asterisk.sip_host}:{s.asterisk.sip_port}")]
+    if service.esl is not None:
+        engines.append(("FreeSWITCH", f"{s.freeswitch.sip_host}:{s.freeswitch.carrier_port}"))
     uas = SippUas().start()
     try:
-        for label, number, caller in DEMO_CALLS:
-            res = await asyncio.to_thread(run_uac, number, caller, hold_ms=1500, timeout_s=30)
-            print(f"  {label:<28} {number} -> SIP {res.final_status}")
+        for engine, target in engines:
+            print(f"demo: placing calls through {engine} (SIPp carrier -> {engine} {target} -> this service)")
+            for label, number, caller in DEMO_CALLS:
+                res = await asyncio.to_thread(
+                    run_uac, number, caller, hold_ms=1500, timeout_s=30, target=target
+                )
+                print(f"  {label:<28} {number} -> SIP {res.final_status}")
         await asyncio.sleep(0.5)
     finally:
         uas.stop()
     print("demo: recent calls from the live call registry (GET /v1/calls/recent):")
-    for call in service.registry.recent(len(DEMO_CALLS)):
+    for call in service.registry.recent(len(DEMO_CALLS) * len(engines)):
         print(
-            f"  {call.linkedid:<26} {call.called:<11} {'>'.join(s for _, s in call.lifecycle):<38}"
+            f"  {call.linkedid:<36} {call.called:<11} {'>'.join(step for _, step in call.lifecycle):<38}"
             f" cause={call.hangup_cause} {call.hangup_cause_text}"
         )
-    s = service.settings
+    esl = f", esl://{s.freeswitch.socket_host}:{s.freeswitch.socket_port}" if service.esl else ""
     print(
-        f"demo: serving on agi://{s.agi.host}:{s.agi.port}, http://{s.http.host}:{s.http.port} "
+        f"demo: serving on agi://{s.agi.host}:{s.agi.port}{esl}, http://{s.http.host}:{s.http.port} "
         "(/readyz /metrics /v1/calls/live); Ctrl-C stops the service, `make stop` the stack."
     )
