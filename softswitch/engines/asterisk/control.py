@@ -2,20 +2,19 @@
 over AMI: the hard stop is the answering channel's TIMEOUT(absolute), the warning a short
 DTMF tone to the caller, and the channel list CoreShowChannels read after a barrier.
 
-The barrier: Asterisk writes an action's reply at once but its events through a queue, so
-a CoreShowChannels list overtakes Hangup and Newchannel events still queued. A UserEvent
-raised after the list comes back through that queue behind them: once it is read, the
-registry has folded every event emitted before the list."""
+The barrier (softswitch.engines.barrier): Asterisk writes an action's reply at once but
+its events through a queue, so a CoreShowChannels list overtakes Hangup and Newchannel
+events still queued; a UserEvent raised after the list comes back behind them."""
 
 from __future__ import annotations
 
-import asyncio
-import secrets
+from collections.abc import Awaitable
 
 from softswitch.callpath.control import ControlError
 from softswitch.callpath.registry import LiveChannel
 from softswitch.engines.asterisk.ami.client import AmiClient, AmiError
 from softswitch.engines.asterisk.ami.codec import AmiMessage
+from softswitch.engines.barrier import EventBarrier
 
 BARRIER_EVENT = "SoftswitchAuditBarrier"  # docker/asterisk/manager.conf lets UserEvent through
 BARRIER_TIMEOUT_S = 5.0
@@ -24,7 +23,7 @@ BARRIER_TIMEOUT_S = 5.0
 class AmiCallControl:
     def __init__(self, ami: AmiClient) -> None:
         self._ami = ami
-        self._barriers: dict[str, asyncio.Future[None]] = {}
+        self._barrier = EventBarrier(BARRIER_TIMEOUT_S)
         ami.add_event_listener(self._on_event)
 
     async def extend_hard_stop(self, channel: str, seconds: int) -> None:
@@ -38,7 +37,7 @@ class AmiCallControl:
     async def live_channels(self) -> list[LiveChannel]:
         try:
             _, listing = await self._ami.action_list("CoreShowChannels")
-            await self._barrier()
+            await self._barrier.cross(self._raise_barrier)
         except (AmiError, TimeoutError) as exc:
             raise ControlError(f"channel list not available: {exc}") from exc
         return [live_channel_of(e) for e in listing if e.get("Uniqueid")]
@@ -51,20 +50,10 @@ class AmiCallControl:
 
     def _on_event(self, msg: AmiMessage) -> None:
         if msg.event == "UserEvent" and msg.get("UserEvent") == BARRIER_EVENT:
-            waiter = self._barriers.pop(msg.get("Token") or "", None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
+            self._barrier.passed(msg.get("Token") or "")
 
-    async def _barrier(self) -> None:
-        token = secrets.token_hex(8)
-        waiter = asyncio.get_running_loop().create_future()
-        self._barriers[token] = waiter
-        try:
-            await self._ami.action("UserEvent", {"UserEvent": BARRIER_EVENT, "Token": token})
-            async with asyncio.timeout(BARRIER_TIMEOUT_S):
-                await waiter
-        finally:
-            self._barriers.pop(token, None)
+    def _raise_barrier(self, token: str) -> Awaitable[object]:
+        return self._ami.action("UserEvent", {"UserEvent": BARRIER_EVENT, "Token": token})
 
 
 def live_channel_of(entry: AmiMessage) -> LiveChannel:

@@ -4,19 +4,18 @@ over the inbound Event Socket: the hard stop is the answering leg's scheduled ha
 drops the previous one), the warning a DTMF tone, and the channel list ``show channels``
 read after a barrier.
 
-The barrier: an ``api`` reply is written at once, channel events through the listener's
-queue, so a channel list can overtake events still queued. A CUSTOM event fired after the
-list (``sendevent``) comes through that queue behind them: once it is read, the registry
-has folded every event emitted before the list."""
+The barrier (softswitch.engines.barrier): an ``api`` reply is written at once, channel
+events through the listener's queue; a CUSTOM event fired after the list (``sendevent``)
+comes through that queue behind them."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import secrets
+from collections.abc import Awaitable
 
 from softswitch.callpath.control import ControlError
 from softswitch.callpath.registry import LiveChannel
+from softswitch.engines.barrier import EventBarrier
 from softswitch.engines.freeswitch.channel import CHANNEL_PREFIX, channel_name
 from softswitch.engines.freeswitch.esl.client import EslClient, EslError
 from softswitch.engines.freeswitch.esl.codec import EslEvent
@@ -37,7 +36,7 @@ def uuid_of(channel: str) -> str:
 class EslCallControl:
     def __init__(self, esl: EslClient) -> None:
         self._esl = esl
-        self._barriers: dict[str, asyncio.Future[None]] = {}
+        self._barrier = EventBarrier(BARRIER_TIMEOUT_S)
         esl.add_event_listener(self._on_event)
 
     async def extend_hard_stop(self, channel: str, seconds: int) -> None:
@@ -51,7 +50,7 @@ class EslCallControl:
     async def live_channels(self) -> list[LiveChannel]:
         try:
             listing = await self._esl.api("show channels as json")
-            await self._barrier()
+            await self._barrier.cross(self._raise_barrier)
         except (EslError, TimeoutError) as exc:
             raise ControlError(f"channel list not available: {exc}") from exc
         return live_channels_of(listing)
@@ -64,20 +63,10 @@ class EslCallControl:
 
     def _on_event(self, event: EslEvent) -> None:
         if event.name == "CUSTOM" and event.get("Event-Subclass") == BARRIER_SUBCLASS:
-            waiter = self._barriers.pop(event.get("Token") or "", None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
+            self._barrier.passed(event.get("Token") or "")
 
-    async def _barrier(self) -> None:
-        token = secrets.token_hex(8)
-        waiter = asyncio.get_running_loop().create_future()
-        self._barriers[token] = waiter
-        try:
-            await self._esl.command("sendevent CUSTOM", {"Event-Subclass": BARRIER_SUBCLASS, "Token": token})
-            async with asyncio.timeout(BARRIER_TIMEOUT_S):
-                await waiter
-        finally:
-            self._barriers.pop(token, None)
+    def _raise_barrier(self, token: str) -> Awaitable[object]:
+        return self._esl.command("sendevent CUSTOM", {"Event-Subclass": BARRIER_SUBCLASS, "Token": token})
 
 
 def live_channels_of(listing: str) -> list[LiveChannel]:
