@@ -22,6 +22,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -76,6 +77,7 @@ class EngineAudit:
         metrics: Metrics,
         interval_s: float,
         list_lag_s: float = 0.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._control = control
         # How far the engine's channel list may lag behind its events. FreeSWITCH's
@@ -83,6 +85,7 @@ class EngineAudit:
         # a channel just created may be missing from it for a while. Only channels the
         # registry knew ``list_lag_s`` before the list are judged dead if it lacks them.
         self._lag = list_lag_s
+        self._monotonic = monotonic
         self._marks: deque[tuple[float, int]] = deque(maxlen=256)
         self._registry = registry
         self._money = money
@@ -112,7 +115,7 @@ class EngineAudit:
                 log.exception("engine audit failed")
 
     def _mark(self) -> int:
-        now = time.monotonic()
+        now = self._monotonic()
         self._marks.append((now, self._registry.mark()))
         if self._lag <= 0:
             return self._marks[-1][1]
