@@ -146,13 +146,11 @@ class FsActions:
                 return False
             decision = leg.decision
             assert not isinstance(decision, AskPin), "a PIN step is a dialogue, not a decision"
-            await self._set(
-                session, ss_reason=decision.reason.code, ss_tenant_id=str(decision.tenant_id or "")
-            )
+            tenant = str(decision.tenant_id or "")
+            if not isinstance(decision, Route):  # a routed call's go with its dial variables
+                await self._set(session, ss_reason=decision.reason.code, ss_tenant_id=tenant)
             if isinstance(decision, RunIvr):
-                facts = dataclasses.replace(
-                    channel.facts, args=(decision.menu, str(decision.tenant_id or ""))
-                )
+                facts = dataclasses.replace(channel.facts, args=(decision.menu, tenant))
                 channel = EslCallChannel(session, facts, self._plan)
                 await self._ivr(channel)  # ends in a new decision, acted on from the top
                 continue
