@@ -25,6 +25,7 @@ from softswitch.callpath.routing import CallRouting
 from softswitch.callpath.snapshots import SnapshotStore
 from softswitch.core.clock import Clock, clock_from_setting
 from softswitch.core.db import create_pool
+from softswitch.core.loop_lag import LoopLagMonitor
 from softswitch.core.metrics import Metrics
 from softswitch.core.settings import Settings
 from softswitch.engines.asterisk.agi.server import AgiServer
@@ -134,6 +135,7 @@ class Service:
         self.money: CallMoney | None = None
         self.recorder: Recorder | None = None
         self.audit: EngineAudit | None = None
+        self.loop_lag = LoopLagMonitor(self.metrics.event_loop_lag, self.metrics.event_loop_lag_max)
         self._http: _EmbeddedUvicorn | None = None
         self._http_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -177,6 +179,7 @@ class Service:
             list_lag_s=s.freeswitch.channel_list_lag_s if self.esl is not None else 0.0,
         )
         await self.audit.start()
+        await self.loop_lag.start()
         routing = CallRouting(
             self.snapshots, self.clock, self.metrics, self.records, self.money, recorder=self.recorder
         )
@@ -255,6 +258,7 @@ class Service:
             await asyncio.gather(self._http_task, return_exceptions=True)
         if self.audit is not None:
             await self.audit.stop()
+        await self.loop_lag.stop()
         if self.money is not None:
             await self.money.stop()
         await self.ami.stop()

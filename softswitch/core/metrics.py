@@ -29,6 +29,31 @@ DECISION_BUCKETS = (
     1.0,
 )
 
+# How late the event loop wakes a task that sleeps 20 ms (softswitch/core/loop_lag.py):
+# 0.1 ms (below uvloop's 1 ms timer resolution) to 1 s.
+LOOP_LAG_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.00075,
+    0.001,
+    0.0015,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.02,
+    0.03,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+)
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -43,6 +68,17 @@ class Metrics:
             "softswitch_decision_seconds",
             "Time from the AGI environment read to the decision's variables sent",
             buckets=DECISION_BUCKETS,
+            registry=r,
+        )
+        self.event_loop_lag = Histogram(
+            "softswitch_event_loop_lag_seconds",
+            "How late the event loop woke a task sleeping a fixed 20 ms interval",
+            buckets=LOOP_LAG_BUCKETS,
+            registry=r,
+        )
+        self.event_loop_lag_max = Gauge(
+            "softswitch_event_loop_lag_max_seconds",
+            "Largest event loop lag of the current and the previous 30 s window",
             registry=r,
         )
         self.agi_sessions = Counter(
