@@ -222,6 +222,11 @@ class SippUas:
         return self
 
     def stop(self) -> None:
+        self.pause()
+        self._tmp.cleanup()
+
+    def pause(self) -> None:
+        """Stop the process only: ``start()`` runs it again."""
         if self.proc is not None and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGTERM)
             try:
@@ -229,7 +234,6 @@ class SippUas:
             except subprocess.TimeoutExpired:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
-        self._tmp.cleanup()
 
     def __enter__(self) -> SippUas:
         return self.start()

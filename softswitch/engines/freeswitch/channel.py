@@ -205,8 +205,13 @@ class FsActions:
             "hangup_after_bridge": "false",
             "continue_on_fail": "true",
         }
+        name = session.data.get("Caller-Caller-ID-Name", "")
         if route.caller_id:
             variables["effective_caller_id_number"] = route.caller_id
+            # FreeSWITCH fills a caller's missing display name with the number: shown
+            # beside another number it would give away the one just replaced.
+            if name in ("", channel.facts.caller, session.data.get("Caller-Caller-ID-Number", "")):
+                caller_name = CallerName.NONE
         if caller_name is CallerName.NONE:
             variables["effective_caller_id_name"] = "_undef_"  # sofia sends no display name
         if route.whisper:

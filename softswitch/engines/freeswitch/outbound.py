@@ -130,7 +130,15 @@ class OutboundSession:
         done: asyncio.Future[EslEvent] = asyncio.get_running_loop().create_future()
         self._apps[app_uuid] = done
         done.add_done_callback(lambda _: self._apps.pop(app_uuid, None))
-        headers = {"call-command": "execute", "execute-app-name": app, "Event-UUID": app_uuid}
+        # event-lock: while this application runs, the channel takes no further queued
+        # message — without it a blocking one (playback) runs the next (bridge) from inside
+        # itself, at once. Once it is done, the next runs in the same pass.
+        headers = {
+            "call-command": "execute",
+            "execute-app-name": app,
+            "Event-UUID": app_uuid,
+            "event-lock": "true",
+        }
         # The argument goes as the body: no length limit and no header escaping.
         reply = await self._write("sendmsg", headers, body=arg or None)
 
