@@ -46,6 +46,15 @@ async def account(db: asyncpg.Connection, tenant: int) -> asyncpg.Record:
     return acct
 
 
+async def all_reservations_closed(db: asyncpg.Connection, tenant: int, budget_s: float = 10) -> None:
+    deadline = time.monotonic() + budget_s
+    while await db.fetchval(
+        "SELECT count(*) FROM reservations WHERE tenant_id = $1 AND state = 'open'", tenant
+    ):
+        assert time.monotonic() < deadline, "reservations left open"
+        await asyncio.sleep(0.2)
+
+
 async def settled_calls(db: asyncpg.Connection, tenant: int) -> None:
     """Ledger = call records: every call charged once, and the sums agree."""
     ledger = await db.fetch(
@@ -187,12 +196,7 @@ async def test_slices_shorter_than_the_increment_never_overdraw(
             target=engine.carrier,
         )
         assert int(result.stats.get("TotalCallCreated", 0)) == 3
-        deadline = time.monotonic() + 10
-        while await db.fetchval(
-            "SELECT count(*) FROM reservations WHERE tenant_id = $1 AND state = 'open'", tenant
-        ):
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.2)
+        await all_reservations_closed(db, tenant)
     rows = await db.fetch(
         "SELECT reason, final_reason, billsec, amount FROM calls WHERE tenant_id = $1 ORDER BY reason", tenant
     )

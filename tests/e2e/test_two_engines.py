@@ -18,7 +18,7 @@ from scripts.devstack.sipp import SippResult, SippUas, run_uac
 from scripts.devstack.stack import LocalStack
 from softswitch.core.settings import Settings
 from tests.e2e.conftest import IN_CI, active_number, engine_of, restarted, unique_caller
-from tests.e2e.test_prepaid import account, fund, settled_calls, wait_reload
+from tests.e2e.test_prepaid import account, all_reservations_closed, fund, settled_calls, wait_reload
 
 pytestmark = pytest.mark.stack
 FS_UUID = "^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$"  # FreeSWITCH's channel ids; Asterisk's are 1733.12
@@ -163,12 +163,7 @@ async def test_a_small_balance_drained_from_both_engines_never_goes_below_its_li
             await asyncio.sleep(0.2)
         results = await runner
         assert all("BYE sip:" in r.message_log for r in results)  # the network hung up
-        deadline = time.monotonic() + 10
-        while await db.fetchval(
-            "SELECT count(*) FROM reservations WHERE tenant_id = $1 AND state = 'open'", tenant
-        ):
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.2)
+        await all_reservations_closed(db, tenant)
     rows = await db.fetch("SELECT uniqueid, reason, billsec, amount FROM calls WHERE tenant_id = $1", tenant)
     routed = [r for r in rows if r["reason"] == "ROUTED"]
     assert {bool(re.match(FS_UUID, r["uniqueid"])) for r in routed} == {True, False}, (
