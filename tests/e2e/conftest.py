@@ -77,11 +77,17 @@ def engine_of(settings: Settings, name: str) -> Engine:
 @pytest.fixture(params=ENGINES)
 def engine(request: pytest.FixtureRequest, settings: Settings, stack: LocalStack) -> Engine:
     """Each test of the call path that applies to both engines runs through each."""
-    if request.param == "freeswitch" and stack.fs_pid() is None:
+    if request.param == "freeswitch":
+        require_freeswitch(stack)
+    return engine_of(settings, request.param)
+
+
+def require_freeswitch(stack: LocalStack) -> None:
+    """Skip without a running FreeSWITCH — unless CI=true, where that is a failure."""
+    if stack.fs_pid() is None:
         if IN_CI:
             pytest.fail("CI=true and FreeSWITCH is not running (scripts/freeswitch.sh, stack up)")
         pytest.skip("FreeSWITCH is not built here (scripts/freeswitch.sh)")
-    return engine_of(settings, request.param)
 
 
 @pytest.fixture(scope="session")
@@ -272,10 +278,13 @@ def changed(
     return data
 
 
-async def dialled_legs(db: asyncpg.Connection, linkedid: str, engine: Engine) -> list[tuple[str, bool]]:
+async def dialled_legs(
+    db: asyncpg.Connection, linkedid: str, engine: Engine, expect: int = 1
+) -> list[tuple[str, bool]]:
     """(what the engine dialled, answered) for each outgoing leg of a call, by the engine's
     own records: Asterisk's cdr (the Dial string), FreeSWITCH's freeswitch_cdr (the number
-    the leg rang). Waits for them: each is written when its leg ends."""
+    the leg rang), in the order the legs ended. Waits for `expect` of them (each is written
+    when its leg ends), at most 5 s."""
     if engine.is_asterisk:
         query = (
             "SELECT lastdata AS dialled, disposition = 'ANSWERED' AS answered FROM cdr "
@@ -289,6 +298,6 @@ async def dialled_legs(db: asyncpg.Connection, linkedid: str, engine: Engine) ->
     deadline = time.monotonic() + 5
     while True:
         rows = await db.fetch(query, linkedid)
-        if rows or time.monotonic() > deadline:
+        if len(rows) >= expect or time.monotonic() > deadline:
             return [(r["dialled"], r["answered"]) for r in rows]
         await asyncio.sleep(0.1)

@@ -5,10 +5,8 @@ outbound caller ID. Everything is provisioned through the service's API."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -16,14 +14,13 @@ import pytest
 
 from scripts.devstack.process import ServiceProcess
 from scripts.devstack.sipp import SCENARIOS, SippResult, SippUas, run_uac
-from softswitch.core.settings import Settings
-from softswitch.engines.freeswitch.esl.client import EslClient
 from tests.e2e.conftest import (
     OWNER,
     Engine,
     active_number,
     api_ok,
     changed,
+    dialled_legs,
     mobile,
     restarted,
     unique_caller,
@@ -61,45 +58,6 @@ async def dial_legs(db: asyncpg.Connection, linkedid: str) -> list[tuple[str, st
         "SELECT lastdata, disposition FROM cdr WHERE linkedid = $1 AND lastapp = 'Dial' ORDER BY id", linkedid
     )
     return [(r["lastdata"], r["disposition"]) for r in rows]
-
-
-@contextlib.asynccontextmanager
-async def fs_legs(settings: Settings) -> AsyncIterator[dict[str, list[tuple[str, bool]]]]:
-    """FreeSWITCH's own account of the legs it dialled: (number rung, answered) per call id,
-    from CHANNEL_HANGUP_COMPLETE on an Event Socket of the test's own."""
-    fs = settings.freeswitch
-    client = EslClient(
-        fs.esl_host,
-        fs.esl_port,
-        fs.esl_password.get_secret_value(),
-        events=("CHANNEL_HANGUP_COMPLETE", "BACKGROUND_JOB", "HEARTBEAT"),
-    )
-    seen: dict[str, list[tuple[str, bool]]] = {}
-
-    def on_event(e: Any) -> None:
-        # ss_call_id: FreeSWITCH resets a dialled leg's call_uuid when its bridge ends
-        uuid, call_id = e.get("Unique-ID"), e.get("variable_ss_call_id") or e.get("Channel-Call-UUID")
-        if e.name == "CHANNEL_HANGUP_COMPLETE" and call_id and uuid != call_id:
-            answered = (e.get("Caller-Channel-Answered-Time") or "0") != "0"
-            seen.setdefault(call_id, []).append((e.get("Caller-Destination-Number") or "", answered))
-
-    client.add_event_listener(on_event)
-    await client.start()
-    try:
-        assert await client.wait_connected(5), client.last_error
-        yield seen
-    finally:
-        await client.stop()
-
-
-async def settled(
-    seen: dict[str, list[tuple[str, bool]]], call_id: str, count: int
-) -> list[tuple[str, bool]]:
-    deadline = time.monotonic() + 5
-    while True:  # polling a dict filled by the event listener: there is no event to await
-        if len(seen.get(call_id, [])) >= count or time.monotonic() > deadline:
-            return seen.get(call_id, [])
-        await asyncio.sleep(0.05)
 
 
 def call(number: str, caller: str, *, target: str, **kw: Any) -> SippResult:
@@ -242,21 +200,20 @@ async def test_sequential_failover_when_the_first_destination_does_not_answer(
     service: ServiceProcess,
     destination_carrier: SippUas,
     engine: Engine,
-    settings: Settings,
 ) -> None:
     tenant, number_id, number = active_number(service)
     silent, answers = mobile("99"), mobile()
     bind(service, tenant, number_id, silent, ring_timeout_s=5, position=0)
     bind(service, tenant, number_id, answers, position=1)
     caller = unique_caller()
-    async with fs_legs(settings) as seen:
-        result = call(number, caller, hold_ms=300, target=engine.carrier)
-        assert result.final_status == 200, result.message_log[-1500:]
-        assert result.seconds > 5  # the first destination rang out its 5 s
-        row = await call_row(db, caller)
-        if not engine.is_asterisk:
-            assert await settled(seen, row["linkedid"], 2) == [(silent, False), (answers, True)]
-            return
+    result = call(number, caller, hold_ms=300, target=engine.carrier)
+    assert result.final_status == 200, result.message_log[-1500:]
+    assert result.seconds > 5  # the first destination rang out its 5 s
+    row = await call_row(db, caller)
+    if not engine.is_asterisk:
+        legs_fs = await dialled_legs(db, row["linkedid"], engine, expect=2)
+        assert legs_fs == [(silent, False), (answers, True)]
+        return
     legs = await dial_legs(db, row["linkedid"])
     assert [(silent in d, answers in d, disp) for d, disp in legs] == [
         (True, False, "NO ANSWER"),
@@ -269,7 +226,6 @@ async def test_ring_all_the_second_destination_answers(
     service: ServiceProcess,
     destination_carrier: SippUas,
     engine: Engine,
-    settings: Settings,
 ) -> None:
     tenant, number_id, number = active_number(service)
     silent, answers = mobile("99"), mobile()
@@ -284,15 +240,14 @@ async def test_ring_all_the_second_destination_answers(
         headers={"If-Match": f'"{routing["version"]}"'},
     )
     caller = unique_caller()
-    async with fs_legs(settings) as seen:
-        result = call(number, caller, hold_ms=300, target=engine.carrier)
-        assert result.final_status == 200
-        assert result.seconds < 5  # answered by the second while the first still rang
-        row = await call_row(db, caller)
-        if not engine.is_asterisk:
-            legs_fs = await settled(seen, row["linkedid"], 2)
-            assert sorted(legs_fs) == sorted([(silent, False), (answers, True)])
-            return
+    result = call(number, caller, hold_ms=300, target=engine.carrier)
+    assert result.final_status == 200
+    assert result.seconds < 5  # answered by the second while the first still rang
+    row = await call_row(db, caller)
+    if not engine.is_asterisk:
+        legs_fs = await dialled_legs(db, row["linkedid"], engine, expect=2)
+        assert sorted(legs_fs) == sorted([(silent, False), (answers, True)])
+        return
     legs = await dial_legs(db, row["linkedid"])
     # One Dial rang both at once: each leg has its CDR with the same two-destination string.
     assert all(silent in d and answers in d and "&" in d for d, _ in legs)

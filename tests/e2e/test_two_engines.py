@@ -17,20 +17,26 @@ from scripts.devstack.process import ServiceProcess
 from scripts.devstack.sipp import SippResult, SippUas, run_uac
 from scripts.devstack.stack import LocalStack
 from softswitch.core.settings import Settings
-from tests.e2e.conftest import IN_CI, active_number, engine_of, restarted, unique_caller
-from tests.e2e.test_prepaid import account, all_reservations_closed, fund, settled_calls, wait_reload
+from tests.e2e.conftest import Engine, active_number, engine_of, require_freeswitch, restarted, unique_caller
+from tests.e2e.test_prepaid import (
+    SHORT_SLICES,
+    account,
+    all_reservations_closed,
+    answered_legs,
+    fund,
+    most_at_once,
+    settled_calls,
+    wait_reload,
+)
 
 pytestmark = pytest.mark.stack
 FS_UUID = "^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$"  # FreeSWITCH's channel ids; Asterisk's are 1733.12
 
 
 @pytest.fixture
-def both(stack: LocalStack, settings: Settings) -> tuple[str, str]:
-    if stack.fs_pid() is None:
-        if IN_CI:
-            pytest.fail("CI=true and FreeSWITCH is not running")
-        pytest.skip("FreeSWITCH is not built here (scripts/freeswitch.sh)")
-    return engine_of(settings, "asterisk").carrier, engine_of(settings, "freeswitch").carrier
+def both(stack: LocalStack, settings: Settings) -> tuple[Engine, Engine]:
+    require_freeswitch(stack)
+    return engine_of(settings, "asterisk"), engine_of(settings, "freeswitch")
 
 
 def _at_once(*calls: dict[str, object]) -> list[SippResult]:
@@ -50,7 +56,7 @@ def _at_once(*calls: dict[str, object]) -> list[SippResult]:
 
 
 async def test_a_4_channel_package_holds_across_both_engines(
-    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, both: tuple[str, str]
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, both: tuple[Engine, Engine]
 ) -> None:
     """100 simultaneous calls, 50 through each engine, to one tenant with 4 channels (and
     one more through each while they are held): exactly 4 are up, the other 98 refused
@@ -68,8 +74,8 @@ async def test_a_4_channel_package_holds_across_both_engines(
     burst = asyncio.create_task(
         asyncio.to_thread(
             _at_once,
-            {**common, "caller": unique_caller(), "target": both[0]},
-            {**common, "caller": unique_caller(), "target": both[1]},
+            {**common, "caller": unique_caller(), "target": both[0].carrier},
+            {**common, "caller": unique_caller(), "target": both[1].carrier},
         )
     )
     # While the 4 channels are held, one more call through each engine: the caller hears
@@ -78,9 +84,9 @@ async def test_a_4_channel_package_holds_across_both_engines(
     while (await account(db, tenant))["channels_in_use"] < 4:
         assert time.monotonic() < deadline, "the burst never held the 4 channels"
         await asyncio.sleep(0.05)
-    for target in both:
-        busy = await asyncio.to_thread(run_uac, number, unique_caller(), target=target, timeout_s=20)
-        assert busy.final_status == 486, (target, busy.message_log[-1500:])
+    for e in both:
+        busy = await asyncio.to_thread(run_uac, number, unique_caller(), target=e.carrier, timeout_s=20)
+        assert busy.final_status == 486, (e.name, busy.message_log[-1500:])
     results = await burst
     assert [int(r.stats.get("TotalCallCreated", 0)) for r in results] == [50, 50]
     deadline = time.monotonic() + 10
@@ -109,29 +115,16 @@ async def test_a_4_channel_package_holds_across_both_engines(
         == refused_before + 98
     )
     # Never more than 4 talking at once, by both engines' own records of the answered legs.
-    legs = await db.fetch(
-        'SELECT answer, "end" FROM cdr d JOIN calls c ON c.linkedid = d.linkedid '
-        "WHERE c.tenant_id = $1 AND d.disposition = 'ANSWERED' AND d.lastapp = 'Dial' "
-        "UNION ALL "
-        "SELECT to_timestamp(answer_epoch), to_timestamp(end_epoch) FROM freeswitch_cdr d "
-        "JOIN calls c ON c.linkedid = d.call_uuid "
-        "WHERE c.tenant_id = $1 AND d.answer_epoch > 0 AND d.uuid <> d.call_uuid",
-        tenant,
-    )
+    legs = await answered_legs(db, tenant, *both)
     assert len(legs) == 4, legs
-    edges = sorted([(r["answer"], 1) for r in legs] + [(r["end"], -1) for r in legs])
-    up = peak = 0
-    for _, step in edges:
-        up += step
-        peak = max(peak, up)
-    assert peak <= 4, legs
+    assert most_at_once(legs) <= 4, legs
     acct = await account(db, tenant)
     assert (acct["channels_in_use"], acct["reserved"]) == (0, 0)
     await settled_calls(db, tenant)
 
 
 async def test_a_small_balance_drained_from_both_engines_never_goes_below_its_limit(
-    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, both: tuple[str, str]
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, both: tuple[Engine, Engine]
 ) -> None:
     """0.05 CNY at 0.12/min in 6 s steps (0.012 a step, rounded up to the fen): four calls
     that want to talk 40 s, two through each engine, share it. They are cut as the money
@@ -144,18 +137,13 @@ async def test_a_small_balance_drained_from_both_engines_never_goes_below_its_li
         "first_increment_s = 6, increment_s = 6, included_seconds_left = 0 WHERE tenant_id = $1",
         tenant,
     )
-    with restarted(
-        service,
-        SOFTSWITCH_PREPAID__SLICE_S="6",
-        SOFTSWITCH_PREPAID__RENEW_MARGIN_S="3",
-        SOFTSWITCH_PREPAID__WARNING_S="2",
-    ):
+    with restarted(service, **SHORT_SLICES):
         common = {"called": number, "calls": 2, "rate": 10, "limit": 2, "hold_ms": 40_000, "timeout_s": 90}
         runner = asyncio.create_task(
             asyncio.to_thread(
                 _at_once,
-                {**common, "caller": unique_caller(), "target": both[0]},
-                {**common, "caller": unique_caller(), "target": both[1]},
+                {**common, "caller": unique_caller(), "target": both[0].carrier},
+                {**common, "caller": unique_caller(), "target": both[1].carrier},
             )
         )
         while not runner.done():  # the invariant, sampled all along

@@ -138,12 +138,20 @@ class EslEvent:
     def headers(self) -> dict[str, str]:
         return {k: _unquote(v) for k, v in self.raw.items()}
 
+    @functools.cached_property
+    def _by_lower_name(self) -> dict[str, str]:
+        # Built at the first miss of an exact name, not scanned again at every miss: a
+        # listener asks for variables an event may not carry (ss_call_id on a caller leg).
+        out: dict[str, str] = {}
+        for k, v in self.raw.items():
+            out.setdefault(k.lower(), v)
+        return out
+
     def get(self, key: str, default: str | None = None) -> str | None:
         """Return the value of ``key``, matching the name case-insensitively."""
         value = self.raw.get(key)
         if value is None:
-            wanted = key.lower()
-            value = next((v for k, v in self.raw.items() if k.lower() == wanted), None)
+            value = self._by_lower_name.get(key.lower())
             if value is None:
                 return default
         return _unquote(value)
