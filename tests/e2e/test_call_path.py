@@ -51,7 +51,13 @@ async def test_routed_call_is_answered_and_its_life_cycle_is_tracked(
     assert result.final_status == 200
     assert 180 in result.statuses
 
-    live = [c for c in service.get("/v1/calls/recent").json() if c["caller"] == caller]
+    async def ended_call() -> list[dict[str, object]]:
+        # The engine reports the hang-up over its event stream, which may reach the
+        # service a moment after SIPp has its 200 for the BYE.
+        recent = service.get("/v1/calls/recent").json()
+        return [c for c in recent if c["caller"] == caller and "hung_up" in c["lifecycle"]]
+
+    live = await _eventually(ended_call)
     assert len(live) == 1
     call = live[0]
     assert call["lifecycle"] == ["created", "answered", "bridged", "hung_up"]
