@@ -137,14 +137,30 @@ async def test_200_simultaneous_calls_on_a_4_channel_package(
         target=engine.carrier,
     )
     assert int(result.stats.get("TotalCallCreated", 0)) == 200
-    await asyncio.sleep(1.0)  # hang-ups settle
+    await all_reservations_closed(db, tenant)  # every call has hung up and released its slot
     outcomes = dict(
         await db.fetch("SELECT reason, count(*) FROM calls WHERE tenant_id = $1 GROUP BY reason", tenant)
     )
-    assert outcomes == {"ROUTED": 4, "CHANNEL_LIMIT": 196}, outcomes
+    # The cap's promise is "never more than 4 at once", not "exactly 4 in all": on a loaded
+    # machine a routed call can fail to connect and free its slot for a later caller, and a
+    # reservation past its deadline is refused closed (BILLING_UNAVAILABLE). Both were seen
+    # once on a loaded machine (ROUTED 7, CHANNEL_LIMIT 183, BILLING_UNAVAILABLE 10).
+    assert set(outcomes) <= {"ROUTED", "CHANNEL_LIMIT", "BILLING_UNAVAILABLE"}, outcomes
+    assert outcomes.get("ROUTED", 0) >= 4 and outcomes.get("CHANNEL_LIMIT", 0) >= 150, outcomes
+    deadline = time.monotonic() + 10
+    while True:  # each routed call's slot, from its decision to its recorded end
+        routed = await db.fetch(
+            "SELECT decided_at AS answer, ended_at AS \"end\" FROM calls WHERE tenant_id = $1 AND reason = 'ROUTED'",
+            tenant,
+        )
+        if all(r["end"] is not None for r in routed):
+            break
+        assert time.monotonic() < deadline, routed
+        await asyncio.sleep(0.2)
+    assert most_at_once(routed) <= 4, routed
     # Never more than 4 answered at once, by the engine's own records of the answered legs.
-    legs = await answered_legs(db, tenant, engine)
-    assert len(legs) == 4 and most_at_once(legs) <= 4
+    legs = await answered_legs(db, tenant, engine, expect=4)
+    assert len(legs) >= 4 and most_at_once(legs) <= 4
     acct = await account(db, tenant)
     assert (acct["channels_in_use"], acct["reserved"]) == (0, 0)
     await settled_calls(db, tenant)
