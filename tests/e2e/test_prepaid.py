@@ -150,7 +150,8 @@ async def test_200_simultaneous_calls_on_a_4_channel_package(
     deadline = time.monotonic() + 10
     while True:  # each routed call's slot, from its decision to its recorded end
         routed = await db.fetch(
-            "SELECT decided_at AS answer, ended_at AS \"end\" FROM calls WHERE tenant_id = $1 AND reason = 'ROUTED'",
+            'SELECT decided_at AS answer, ended_at AS "end" FROM calls '
+            "WHERE tenant_id = $1 AND reason = 'ROUTED'",
             tenant,
         )
         if all(r["end"] is not None for r in routed):
