@@ -18,6 +18,7 @@ from provisioning.prompts import PromptStore
 from provisioning.roles import ADMINS, EVERYONE, OPERATORS, TENANT_WRITERS
 from provisioning.rules import documents_due, hash_pin, mask_id_number
 from provisioning.sip import after_extension_write, after_trunk_write, prepare_extension
+from provisioning.users import prepare_user
 from softswitch.core.settings import Settings
 
 
@@ -318,6 +319,7 @@ USERS = Resource(
     read_roles=OPERATORS,
     write_roles=ADMINS,
     filters=("role", "tenant_id"),
+    prepare=prepare_user,
 )
 AUDIT = Resource(
     "audit",

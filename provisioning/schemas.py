@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from dialplan.time_policy import DEFAULT_TIMEZONE
 
@@ -504,16 +504,27 @@ class TrunkRouteRead(_Out):
 Roles = Literal["platform_admin", "operator_staff", "tenant_admin", "tenant_readonly"]
 
 
+_PASSWORD = Field(
+    None,
+    min_length=10,
+    max_length=200,
+    description="the web portal's login password (kept only as an argon2id hash); "
+    "setting it ends the user's portal sessions and lifts a lockout",
+)
+
+
 class UserCreate(_In):
     username: str = Field(pattern=r"^[a-z0-9_.@-]{3,64}$")
     display_name: str = Field("", max_length=100)
     role: Roles
     tenant_id: int | None = Field(None, ge=1)
+    password: SecretStr | None = _PASSWORD
 
 
 class UserUpdate(_In):
     display_name: str | None = Field(None, max_length=100)
     disabled: bool | None = None
+    password: SecretStr | None = _PASSWORD
 
 
 class UserRead(_Out):
@@ -525,6 +536,7 @@ class UserRead(_Out):
     disabled: bool
     version: int
     created_at: datetime
+    locked_until: datetime | None = Field(None, description="portal logins refused until then")
 
 
 class TokenCreate(_In):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
-from provisioning.engine import Ctx, Forbidden, Invalid, NotFound, Unauthorized, audit, db_error
+from provisioning.engine import Ctx, Forbidden, Invalid, NotFound, Unauthorized, Values, audit, db_error
+from provisioning.portal.auth import hash_password, password_problem
 from provisioning.roles import ADMINS, Principal, Role
 from provisioning.schemas import TokenCreate, TokenIssued, TokenRead
 from provisioning.tokens import display_prefix, new_token, token_digest
@@ -116,3 +119,25 @@ async def bootstrap_admin(conn: asyncpg.Connection, username: str, now: datetime
             now,
         )
         return token
+
+
+async def prepare_user(ctx: Ctx, values: Values, before: Mapping[str, Any] | None) -> Values:
+    """The users resource's hook: a password is kept only as its argon2id hash; a new
+    password or disabling the user ends their portal sessions, and a new password lifts a
+    lockout."""
+    secret = values.pop("password", None)
+    if secret is not None:
+        password = secret.get_secret_value() if hasattr(secret, "get_secret_value") else str(secret)
+        problem = password_problem(password)
+        if problem:
+            raise Invalid(f"password: {problem}", "password")
+        values["password_hash"] = await hash_password(password)
+        values["failed_logins"] = 0
+        values["locked_until"] = None
+    if before is not None and (secret is not None or values.get("disabled")):
+        await ctx.conn.execute(
+            "UPDATE portal_sessions SET ended_at = $2 WHERE user_id = $1 AND ended_at IS NULL",
+            before["id"],
+            ctx.clock.now(),
+        )
+    return values

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a fresh Debian 12 machine; quick when already done.
-#   - Debian packages: PostgreSQL 15, SIPp (sip-tester), debootstrap, espeak-ng, sox
+#   - Debian packages: PostgreSQL 15, SIPp (sip-tester), debootstrap, espeak-ng, sox, chromium
 #   - Asterisk 22 from Debian unstable in a debootstrap chroot (the host's libraries stay)
 #   - FreeSWITCH 1.10.12 built from the vendored sources (scripts/freeswitch.sh)
 #   - the Python venv (.venv) with the project installed in editable mode
@@ -17,6 +17,8 @@ command -v sipp >/dev/null || need+=(sip-tester)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v sox >/dev/null || need+=(sox)
+command -v chromium >/dev/null || need+=(chromium)  # the portal's browser tests (Playwright)
+[ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need+=(fonts-wqy-microhei)  # Chinese text in screenshots
 if [ ${#need[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need[*]}"
   apt-get update -qq

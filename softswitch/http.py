@@ -16,6 +16,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from provisioning.api import ApiDeps, build_router, install_error_handlers
 from provisioning.engine import Forbidden
 from provisioning.freeswitch_directory import directory as freeswitch_directory_document
+from provisioning.portal import web as portal
+from provisioning.portal.pages import MODULES as PORTAL_PAGES
 from provisioning.prompts_api import build_prompts_router
 from provisioning.recordings_api import build_recordings_router
 from provisioning.users import principal_for
@@ -65,6 +67,11 @@ def create_app(deps: HttpDeps) -> FastAPI:
 
     if deps.settings is not None:
         _mount_freeswitch_directory(app, deps)
+    portal.install(
+        app,
+        portal.PortalDeps(deps.pool, deps.clock, deps.settings, deps.registry, deps.ami, deps.esl),
+        PORTAL_PAGES,
+    )
 
     async def operator(authorization: str | None = Header(None)) -> None:
         """The live call registry spans every tenant: operators only."""

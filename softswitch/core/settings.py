@@ -63,6 +63,8 @@ class AmiSettings(_Section):
 class HttpSettings(_Section):
     host: str = "127.0.0.1"
     port: int = 8080
+    # The portal's cookies carry Secure: true behind HTTPS (a TLS-terminating proxy).
+    secure_cookies: bool = False
 
 
 class AsteriskSettings(_Section):
