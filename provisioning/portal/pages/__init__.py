@@ -4,6 +4,30 @@ mounts every module listed here, in this order. A page module must not use
 `from __future__ import annotations`: FastAPI reads its handlers' annotations, and
 `PageDep` is a type made when the portal mounts the module."""
 
-from provisioning.portal.pages import dashboard
+from provisioning.portal.pages import (
+    analysis,
+    billing,
+    bindings,
+    calls,
+    customers,
+    dashboard,
+    extensions,
+    ivr,
+    operator,
+    recordings,
+    schedules,
+)
 
-MODULES = (dashboard,)
+MODULES = (
+    dashboard,
+    calls,
+    billing,
+    analysis,
+    customers,
+    recordings,
+    ivr,
+    schedules,
+    bindings,
+    extensions,
+    operator,
+)
