@@ -23,7 +23,7 @@ from tests.e2e.portal.conftest import PHONE, PortalWorld, Shots, api, signed_in
 
 pytestmark = pytest.mark.stack
 
-POLL = 15_000  # the list refreshes itself every 3 s
+POLL = 15_000  # the list refreshes itself every 5 s
 
 
 def _extension(service: ServiceProcess, tenant_id: int, password: str) -> dict[str, object]:
