@@ -115,7 +115,9 @@ class _Esl:
 
 async def test_both_engines_are_asked_and_their_contacts_merged() -> None:
     esl = _Esl(FS_XML)
-    regs = await of_endpoints(_Ami([_contact("t7x801", NOW + timedelta(seconds=60))]), esl, ["t7x801"], NOW, "phones")
+    regs = await of_endpoints(
+        _Ami([_contact("t7x801", NOW + timedelta(seconds=60))]), esl, ["t7x801"], NOW, "phones"
+    )
     assert [c.engine for c in regs.of("t7x801")] == ["asterisk", "freeswitch"]
     assert regs.of("t7x999") == [] and regs.unreachable == []
     assert esl.commands == ["sofia xmlstatus profile phones reg"]
