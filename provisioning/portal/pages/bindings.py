@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ValidationError
 
 from provisioning import catalog
-from provisioning.engine import create_row, delete_row, list_rows
+from provisioning.engine import Conflict, create_row, delete_row, list_rows
 from provisioning.numbers import TENANT_NUMBERS
 from provisioning.portal.i18n import Translate
 from provisioning.portal.pages.extensions import FORM_ERRORS, validation_errors
@@ -106,6 +106,11 @@ def mount_tenant(router: APIRouter, PageDep: Any) -> None:  # noqa: N803 - a typ
                 errors = {(k if k in _FIELDS else ""): v for k, v in field_errors(exc).items()}
                 if "number_id" in errors:
                     errors["number_id"] = _hints(page._)["number_id"]
+                if isinstance(exc, Conflict) and "destination" in errors:  # unique per number
+                    errors["destination"] = page._(
+                        "{destination} is already bound to this number.",
+                        destination=form.get("destination", ""),
+                    )
             else:
                 return page.redirect(f"{page.base}/bindings")
         echoed = {k: form.get(k, "") for k in _ECHOED}

@@ -74,6 +74,8 @@ def _refusal(page: Page, exc: ProvisioningError, values: Mapping[str, Any]) -> d
         return {
             "extension": _("Extension {extension} already exists.", extension=values.get("extension", ""))
         }
+    if isinstance(exc, Invalid) and (exc.field or "").endswith("_check") and values.get("fax_allowed"):
+        return {"fax_allowed": _("A voice gateway carries no fax.")}  # the table's CHECK
     errors = field_errors(exc)
     known = {*_FIELDS, "password", "fax_allowed"}
     return {(k if k in known else ""): v for k, v in errors.items()}

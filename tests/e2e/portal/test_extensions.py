@@ -148,6 +148,14 @@ def test_an_extension_made_in_the_page_registers_with_the_password_shown_once(
     expect(page.get_by_test_id("field-extension")).to_have_attribute("aria-invalid", "true")
     shot(page, "duplicate")
 
+    # a voice gateway with fax: the table's rule, said next to the fax box
+    page.get_by_test_id("field-extension").fill(str(int(number) + 1000))
+    page.get_by_test_id("field-device_kind").select_option("gateway")
+    page.get_by_test_id("field-fax_allowed").check()
+    page.get_by_test_id("field-password").fill(secrets.token_hex(8))
+    page.get_by_test_id("save").click()
+    expect(page.get_by_test_id("error-fax_allowed")).to_have_text("语音网关不支持传真。")
+
     # change it, then delete it
     page.goto(f"/portal/t/{portal.a.id}/extensions")
     page.get_by_test_id(f"edit-{number}").click()
@@ -236,6 +244,15 @@ def test_bindings_show_the_owner_id_masked_and_refuse_bad_input_by_field(
         if b["destination"] == destination
     ]
     assert len(stored) == 1 and stored[0]["owner_name"] == "张三"
+
+    # the same destination on the same number again: refused next to the destination
+    page.get_by_test_id("field-destination").fill(destination)
+    page.get_by_test_id("field-owner_name").fill("李四")
+    page.get_by_test_id("field-owner_id_number").fill(id_number)
+    page.get_by_test_id("add-binding").click()
+    expect(page.get_by_test_id("error-destination")).to_have_text(f"{destination} 已绑定到该号码。")
+    expect(page.get_by_test_id("field-owner_id_number")).to_have_value("")  # an ID number is not echoed
+    assert id_number not in page.content()
 
     page.once("dialog", lambda d: d.accept())
     row.get_by_test_id(f"remove-{stored[0]['id']}").click()
