@@ -19,12 +19,15 @@ decided_at within the last LIVE_WINDOW (6 hours) — a call record that never go
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Literal
 
+from dialplan.reasons import Reason
 from provisioning.cards import mask_card
-from provisioning.engine import Ctx, Invalid, NotFound
+from provisioning.catalog import CALLS
+from provisioning.engine import Ctx, Invalid, NotFound, authorize, present
 from provisioning.schemas import (
     CallRead,
     KindTotal,
@@ -43,6 +46,7 @@ MIN_DATE = date(1970, 1, 1)
 MAX_DATE = date(9998, 12, 31)
 MAX_DAYS = {"day": 366, "month": 3660}
 ZERO = Decimal(0)
+REASON_CODES = frozenset(r.code for r in Reason)
 
 
 async def _tenant_timezone(ctx: Ctx) -> tuple[int, str]:
@@ -246,3 +250,79 @@ async def live_calls(ctx: Ctx) -> LiveCallsRead:
         window_hours=int(LIVE_WINDOW.total_seconds() // 3600),
         items=[CallRead.model_validate(dict(r)) for r in rows],
     )
+
+
+# ---------------------------------------------------------------------------- call list
+DIRECTIONS = ("inbound", "outbound", "internal")
+MAX_NUMBER_FILTER = 20
+
+
+@dataclass(frozen=True, slots=True)
+class CallFilter:
+    """Which finished calls a call list shows: local days ``from_date``..``to_date`` (both
+    included, either may be open) of ``decided_at`` in the tenant's zone, a direction, a
+    decision reason code, and digits the caller or the called number contains."""
+
+    from_date: date | None = None
+    to_date: date | None = None
+    direction: str | None = None
+    reason: str | None = None
+    number: str | None = None
+
+
+def _call_clauses(f: CallFilter, tz: str, params: list[object]) -> list[str]:
+    """SQL conditions for ``f``; every value goes in ``params`` (never into the text)."""
+
+    def p(value: object) -> str:
+        params.append(value)
+        return f"${len(params)}"
+
+    for name, d in (("from", f.from_date), ("to", f.to_date)):
+        if d is not None and not MIN_DATE <= d <= MAX_DATE:
+            raise Invalid(f"{name} must be between {MIN_DATE} and {MAX_DATE}", name)
+    if f.from_date is not None and f.to_date is not None and f.to_date < f.from_date:
+        raise Invalid("to is before from", "to")
+    if f.direction is not None and f.direction not in DIRECTIONS:
+        raise Invalid(f"direction is one of {', '.join(DIRECTIONS)}", "direction")
+    if f.reason is not None and f.reason not in REASON_CODES:
+        raise Invalid("not a call outcome code", "reason")
+    if f.number is not None and not (
+        f.number.isascii() and f.number.isdigit() and len(f.number) <= MAX_NUMBER_FILTER
+    ):
+        raise Invalid(f"digits only, at most {MAX_NUMBER_FILTER}", "number")
+    where = []
+    if f.from_date is not None:
+        where.append(f"decided_at >= ({p(f.from_date)}::date)::timestamp AT TIME ZONE {p(tz)}")
+    if f.to_date is not None:
+        where.append(f"decided_at < ({p(f.to_date)}::date + 1)::timestamp AT TIME ZONE {p(tz)}")
+    if f.direction is not None:
+        where.append(f"direction = {p(f.direction)}")
+    if f.reason is not None:
+        where.append(f"reason = {p(f.reason)}")
+    if f.number:
+        n = p(f.number)
+        where.append(f"(strpos(caller, {n}) > 0 OR strpos(called, {n}) > 0)")
+    return where
+
+
+async def finished_calls(
+    ctx: Ctx, f: CallFilter, limit: int, before: int | None
+) -> tuple[list[CallRead], int | None]:
+    """The tenant's calls that are not live (see ``live_calls``: ended, or decided longer
+    than LIVE_WINDOW ago), newest first, as the API's calls resource presents them (its
+    roles and masks); paged by id: pass the answer's next id as ``before``."""
+    await authorize(ctx, CALLS, write=False)
+    tid, tz = await _tenant_timezone(ctx)
+    params: list[object] = [tid, ctx.clock.now() - LIVE_WINDOW]
+    where = ["tenant_id = $1", "(ended_at IS NOT NULL OR decided_at < $2)", *_call_clauses(f, tz, params)]
+    if before is not None:
+        params.append(before)
+        where.append(f"id < ${len(params)}")
+    params.append(limit + 1)
+    rows = await ctx.conn.fetch(
+        f"SELECT * FROM calls WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ${len(params)}", *params
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = [present(CALLS, r) for r in rows]
+    return [i for i in items if isinstance(i, CallRead)], (rows[-1]["id"] if more and rows else None)
