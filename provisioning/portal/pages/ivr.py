@@ -263,8 +263,12 @@ def _refusal(exc: ProvisioningError, values: Mapping[str, Any], _: Translate) ->
     if "two menus are named" in exc.message:
         return {"name": message}
     where = _WHERE.search(exc.message)
-    if where is None or where["menu"] != values["name"]:
-        return {"": message}  # another menu of the set (it names itself in the message)
+    if where is None:
+        return {"": message}
+    if where["menu"] != values["name"]:  # another menu of the set, e.g. one leading to this one
+        return {
+            "": _("Menu {menu}, key {key}: {problem}", menu=where["menu"], key=where["key"], problem=message)
+        }
     key = where["key"]
     if key in ("prompt", "timeout_prompt", "invalid_prompt", "retries", "extension_digits"):
         return {key: message}
