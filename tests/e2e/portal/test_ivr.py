@@ -5,13 +5,14 @@ to that key's target, the other rows keep what was typed, and the stored menu is
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from playwright.sync_api import Page, expect
 
 from scripts.devstack.process import ServiceProcess
 from tests.e2e.conftest import OWNER, mobile
-from tests.e2e.portal.conftest import PortalTenant, Shots, api, make_tenant, signed_in
+from tests.e2e.portal.conftest import PortalTenant, PortalWorld, Shots, api, make_tenant, signed_in
 
 
 def _menus(service: ServiceProcess, tenant: PortalTenant) -> dict[str, Any]:
@@ -102,3 +103,34 @@ def test_a_menu_made_in_the_form_is_listed_and_a_dangling_key_is_refused_next_to
     assert changed["version"] == stored["version"] + 1
     assert changed["definition"]["options"] == {"1": {"action": "voicemail"}, "2": {"action": "hangup"}}
     assert changed["definition"]["timeout_ms"] == 7000
+
+
+def test_a_read_only_user_sees_the_menus_but_cannot_change_them(
+    page: Page, service: ServiceProcess, portal: PortalWorld
+) -> None:
+    tenant = portal.b
+    base = f"/v1/tenants/{tenant.id}"
+    api(service, "PUT", f"{base}/prompts/hello/text", json={"text": "您好。"})
+    name = f"ro-{secrets.token_hex(3)}"
+    menu = api(
+        service,
+        "POST",
+        f"{base}/ivr-menus",
+        201,
+        json={"name": name, "definition": {"prompt": "hello", "options": {"0": {"action": "voicemail"}}}},
+    )
+    signed_in(page, tenant.readonly)
+    page.get_by_test_id("nav-ivr").click()
+    expect(page.get_by_test_id(f"menu-{name}").get_by_test_id("menu-keys")).to_contain_text("语音信箱")
+    expect(page.get_by_test_id("add-menu")).to_have_count(0)
+    page.get_by_test_id(f"edit-{name}").click()
+    expect(page.get_by_test_id("keys-0-action")).to_have_value("voicemail")
+    expect(page.get_by_test_id("save")).to_have_count(0)
+    # The service layer refuses the role whatever the page shows.
+    csrf = page.locator("input[name=csrf_token]").first.get_attribute("value")
+    resp = page.request.post(
+        f"/portal/t/{tenant.id}/ivr/{menu['id']}",
+        form={"csrf_token": csrf or "", "version": str(menu["version"]), "name": name, "prompt": "hello"},
+    )
+    assert resp.status == 403
+    assert _menus(service, tenant)[name] == menu
