@@ -415,7 +415,7 @@ def mount_tenant(router: APIRouter, PageDep: Any) -> None:  # noqa: N803 - a typ
         return page.render(
             "tenant/schedules.html",
             items=items,
-            now={p.id: _now(page, _parsed(page, p.definition)) for p in items},
+            statuses={p.id: _now(page, _parsed(page, p.definition)) for p in items},
             numbers={p.id: [n.number for n in numbers if n.time_policy_id == p.id] for p in items},
             may_write=_may_write(page),
         )

@@ -123,3 +123,8 @@ def test_a_holiday_added_today_closes_the_number_and_removing_it_opens_it(
     snapshot.wait()
     opened = _call(service, settings, tenant)
     assert (opened["reason"], opened["why"], opened["destinations"]) == ("ROUTED", "weekly", [destination])
+
+    page.get_by_test_id("nav-schedules").click()
+    listed = page.get_by_test_id("policy-office")
+    expect(listed.get_by_test_id("status-now")).to_have_text("营业中")
+    expect(listed).to_contain_text(tenant.number)
