@@ -109,6 +109,12 @@ def _form_values(from_: str, to: str, direction: str, reason: str, number: str) 
     return {"from": from_, "to": to, "direction": direction, "reason": reason, "number": number}
 
 
+def _cell(text: str) -> str:
+    """A caller ID is whatever the far end sent: one that starts like a formula is kept as
+    text, so a spreadsheet never runs it (CSV injection)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def _csv_row(c: CallRead, tz: str, labels: dict[str, str], directions: dict[str, str]) -> list[str]:
     def iso(v: Any) -> str:
         return "" if v is None else str(v.astimezone(ZoneInfo(tz)).isoformat(timespec="seconds"))
@@ -119,8 +125,8 @@ def _csv_row(c: CallRead, tz: str, labels: dict[str, str], directions: dict[str,
         iso(c.answered_at),
         iso(c.ended_at),
         directions.get(c.direction, c.direction),
-        mask_number(c.caller),
-        c.called,
+        _cell(mask_number(c.caller)),
+        _cell(c.called),
         "" if c.billsec is None else str(c.billsec),
         c.reason,
         labels.get(c.reason, c.reason),
