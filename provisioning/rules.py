@@ -66,6 +66,24 @@ def documents_due(paid_at: datetime | None) -> datetime | None:
     return paid_at + DOCUMENT_DEADLINE if paid_at else None
 
 
+DEADLINE_WARNING = timedelta(days=2)
+
+
+def deadline_state(due_at: datetime | None, outstanding: int, now: datetime) -> str:
+    """Where a tenant stands against the 7-day onboarding deadline (seed 001): "complete"
+    (no document outstanding), "unpaid" (the clock has not started), "overdue",
+    "due_soon" (within two days) or "on_time"."""
+    if outstanding == 0:
+        return "complete"
+    if due_at is None:
+        return "unpaid"
+    if now >= due_at:
+        return "overdue"
+    if due_at - now <= DEADLINE_WARNING:
+        return "due_soon"
+    return "on_time"
+
+
 # Number life cycle: reserved -> pending_approval -> active <-> suspended; any -> released.
 NUMBER_TRANSITIONS: dict[str, dict[str, str]] = {
     "submit": {"reserved": "pending_approval"},

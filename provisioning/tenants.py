@@ -23,7 +23,14 @@ from provisioning.engine import (
 )
 from provisioning.numbers import release_all_numbers
 from provisioning.roles import OPERATORS
-from provisioning.rules import category_refusal, documents_due, hash_pin, mask_id_number, required_documents
+from provisioning.rules import (
+    category_refusal,
+    deadline_state,
+    documents_due,
+    hash_pin,
+    mask_id_number,
+    required_documents,
+)
 from provisioning.schemas import TenantCreate, TenantRead, TenantUpdate
 from provisioning.sip import sync_tenant_accounts
 
@@ -85,13 +92,17 @@ async def create_tenant(ctx: Ctx, data: TenantCreate) -> TenantRead:
 
 
 async def list_tenants(
-    ctx: Ctx, limit: int, after: int | None, state: str | None
+    ctx: Ctx, limit: int, after: int | None, state: str | None, name: str | None = None
 ) -> tuple[list[TenantRead], int | None]:
+    """`name`: part of the name, any case (the console's search box)."""
     clauses: list[tuple[str, Any]] = []
     if not ctx.actor.is_operator:
         clauses.append(("id = {}", ctx.actor.tenant_id))
     if state:
         clauses.append(("state = {}", state))
+    if name:
+        escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        clauses.append(("name ILIKE {}", f"%{escaped}%"))
     rows, next_after = await keyset_page(ctx.conn, "tenants", clauses, limit, after)
     return [present_tenant(r) for r in rows], next_after
 
@@ -178,3 +189,27 @@ async def change_tenant_state(ctx: Ctx, tenant_id: int, action: str) -> TenantRe
         out = present_tenant(row)
         await audit(ctx, "tenants", tenant_id, action, present_tenant(before), out, tenant_id)
         return out
+
+
+async def onboarding(ctx: Ctx, tenant_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Each tenant's onboarding documents against the deadline, for the operator's review:
+    {tenant_id: {"approved", "submitted", "outstanding", "total", "due_at", "state"}}."""
+    if not ctx.actor.may(OPERATORS):
+        raise Forbidden("only operators review onboarding")
+    rows = await ctx.conn.fetch(
+        """SELECT tenant_id,
+                  count(*) FILTER (WHERE status = 'approved') AS approved,
+                  count(*) FILTER (WHERE status = 'submitted') AS submitted,
+                  count(*) FILTER (WHERE status <> 'approved') AS outstanding,
+                  count(*) AS total,
+                  min(due_at) FILTER (WHERE status <> 'approved') AS due_at
+           FROM tenant_documents WHERE tenant_id = ANY($1::bigint[]) GROUP BY tenant_id""",
+        tenant_ids,
+    )
+    now = ctx.clock.now()
+    out: dict[int, dict[str, Any]] = {}
+    for r in rows:
+        item = dict(r)
+        item["state"] = deadline_state(r["due_at"], r["outstanding"], now)
+        out[r["tenant_id"]] = item
+    return out
