@@ -12,7 +12,7 @@ import json
 
 import typer
 
-from scripts.devstack.demo import place_demo_calls, seed
+from scripts.devstack.demo import place_demo_calls, seed, seed_users
 from scripts.devstack.stack import LocalStack, exclusive_use
 from softswitch.cli import configure_logging
 from softswitch.core.db import connect
@@ -67,6 +67,7 @@ def demo_seed() -> None:
         conn = await connect(load_settings())
         try:
             await seed(conn)
+            await seed_users(conn)
         finally:
             await conn.close()
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
+from provisioning.portal.auth import hash_password
 from scripts.devstack.sipp import SippUas, run_uac
 
 if TYPE_CHECKING:
@@ -73,6 +74,33 @@ async def seed(conn: asyncpg.Connection) -> None:
                     )
 
 
+# The portal's demo sign-ins (local demo data only; a real deployment makes its users with
+# `softswitch users ...` or POST /v1/users and its own passwords).
+DEMO_PASSWORD = "Demo-portal-2026"
+DEMO_USERS = (
+    # username, role, tenant name (None: an operator)
+    ("demo-operator", "platform_admin", None),
+    ("demo-admin", "tenant_admin", DEMO_TENANTS[0][0]),
+)
+
+
+async def seed_users(conn: asyncpg.Connection) -> None:
+    for username, role, tenant_name in DEMO_USERS:
+        tenant_id = None
+        if tenant_name is not None:
+            tenant_id = await conn.fetchval("SELECT id FROM tenants WHERE name = $1", tenant_name)
+        if await conn.fetchval("SELECT 1 FROM operator_users WHERE username = $1", username):
+            continue
+        await conn.execute(
+            "INSERT INTO operator_users (username, display_name, role, tenant_id, password_hash) "
+            "VALUES ($1, $1, $2, $3, $4)",
+            username,
+            role,
+            tenant_id,
+            await hash_password(DEMO_PASSWORD),
+        )
+
+
 DEMO_CALLS = (
     ("routed to its bound mobile", "4008001234", "13800138000"),
     ("unknown number", "4008000000", "13911112222"),
@@ -110,4 +138,9 @@ async def place_demo_calls(service: Service) -> None:
     print(
         f"demo: serving on agi://{s.agi.host}:{s.agi.port}{esl}, http://{s.http.host}:{s.http.port} "
         "(/readyz /metrics /v1/calls/live); Ctrl-C stops the service, `make stop` the stack."
+    )
+    users = ", ".join(name for name, _role, _tenant in DEMO_USERS)
+    print(
+        f"demo: web portal at http://{s.http.host}:{s.http.port}/portal/ "
+        f"(sign in as {users}; demo password {DEMO_PASSWORD})"
     )
