@@ -11,7 +11,7 @@ navigation entries and mounts its routes on the router this module builds:
 # which name functions made inside build_portal.
 
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -27,6 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from provisioning.api import error_response
@@ -165,6 +166,21 @@ class Page:
         if self.is_htmx:
             return Response(status_code=204, headers={"HX-Redirect": path})
         return RedirectResponse(path, status_code=303)
+
+
+def validation_errors(
+    exc: ValidationError, hints: Mapping[str, str] | None = None, fields: Collection[str] | None = None
+) -> dict[str, str]:
+    """A form model's refusal as {field: message}, the first problem of each field; `hints`
+    replace pydantic's English with the page's words; a field not in `fields` (when given)
+    goes under "" (the form's own error line)."""
+    out: dict[str, str] = {}
+    for err in exc.errors():
+        name = str(err["loc"][0]) if err["loc"] else ""
+        if fields is not None and name not in fields:
+            name = ""
+        out.setdefault(name, (hints or {}).get(name, err["msg"]))
+    return out
 
 
 def field_errors(exc: ProvisioningError) -> dict[str, str]:

@@ -18,8 +18,8 @@ from provisioning import catalog
 from provisioning.engine import Conflict, create_row, delete_row, list_rows
 from provisioning.numbers import TENANT_NUMBERS
 from provisioning.portal.i18n import Translate
-from provisioning.portal.pages.extensions import FORM_ERRORS, validation_errors
-from provisioning.portal.web import NavItem, Page, field_errors
+from provisioning.portal.pages.extensions import FORM_ERRORS
+from provisioning.portal.web import NavItem, Page, field_errors, validation_errors
 from provisioning.schemas import MAX_ID, BindingCreate
 
 NAV = (NavItem("tenant", "bindings", "Destinations", 50),)

@@ -30,7 +30,7 @@ from provisioning.engine import (
     update_row,
 )
 from provisioning.portal.i18n import Translate
-from provisioning.portal.web import NavItem, Page, field_errors
+from provisioning.portal.web import NavItem, Page, field_errors, validation_errors
 from provisioning.schemas import MAX_ID, ExtensionCreate, ExtensionUpdate
 
 ExtId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
@@ -56,15 +56,6 @@ def _hints(_: Translate) -> dict[str, str]:
         "outbound_caller_id": _("Digits only, at most 20."),
         "recording_policy": _("Choose a recording policy."),
     }
-
-
-def validation_errors(exc: ValidationError, hints: Mapping[str, str]) -> dict[str, str]:
-    """A model's refusal as {field: message}, the first problem of each field."""
-    out: dict[str, str] = {}
-    for err in exc.errors():
-        name = str(err["loc"][0]) if err["loc"] else ""
-        out.setdefault(name, hints.get(name, err["msg"]))
-    return out
 
 
 def _refusal(page: Page, exc: ProvisioningError, values: Mapping[str, Any]) -> dict[str, str]:

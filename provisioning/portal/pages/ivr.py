@@ -36,7 +36,7 @@ from provisioning.engine import (
     update_row,
 )
 from provisioning.portal.i18n import Translate
-from provisioning.portal.web import NavItem, Page
+from provisioning.portal.web import NavItem, Page, validation_errors
 from provisioning.prompts import NAME as PROMPT_NAME
 from provisioning.prompts import PromptStore
 from provisioning.schemas import MAX_ID, MenuCreate, MenuRead, MenuUpdate
@@ -289,14 +289,6 @@ def _refusal(exc: ProvisioningError, values: Mapping[str, Any], _: Translate) ->
     return {"": message}
 
 
-def _validation(exc: ValidationError, _: Translate) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for err in exc.errors():
-        name = str(err["loc"][0]) if err["loc"] else ""
-        out.setdefault(name if name == "name" else "", _("Enter a name of 1 to 100 characters."))
-    return out
-
-
 # ---------------------------------------------------------------------- what to offer
 def _sounds(page: Page) -> Path:
     settings = page.deps.settings if isinstance(page.deps.settings, Settings) else Settings()
@@ -413,7 +405,9 @@ def mount_tenant(router: APIRouter, PageDep: Any) -> None:  # noqa: N803 - a typ
                     {"name": values["name"], "definition": definition}
                 )
             except ValidationError as exc:
-                errors = _validation(exc, page._)
+                errors = validation_errors(
+                    exc, {"name": page._("Enter a name of 1 to 100 characters.")}, ("name",)
+                )
             else:
                 try:
                     await create_row(page.ctx, RES, model)
@@ -440,7 +434,9 @@ def mount_tenant(router: APIRouter, PageDep: Any) -> None:  # noqa: N803 - a typ
                     {"name": values["name"], "definition": definition}
                 )
             except ValidationError as exc:
-                errors = _validation(exc, page._)
+                errors = validation_errors(
+                    exc, {"name": page._("Enter a name of 1 to 100 characters.")}, ("name",)
+                )
             else:
                 try:
                     await update_row(page.ctx, RES, menu_id, model, _version(form))

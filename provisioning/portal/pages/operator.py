@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from provisioning import catalog, money, notices, numbers, tenants
 from provisioning.engine import ProvisioningError, list_rows, update_row
-from provisioning.portal.web import NavItem, Page, field_errors
+from provisioning.portal.web import NavItem, Page, field_errors, validation_errors
 from provisioning.schemas import MAX_ID, DocumentUpdate, TenantCreate
 
 NAV = (
@@ -53,10 +53,6 @@ async def _tenant_view(
         board=board,
         errors=errors or {},
     )
-
-
-def _pydantic_errors(exc: ValidationError) -> dict[str, str]:
-    return {str(e["loc"][0]) if e["loc"] else "": e["msg"] for e in exc.errors()}
 
 
 def mount_ops(router: APIRouter, PageDep: Any) -> None:  # noqa: N803 - a type alias
@@ -97,7 +93,7 @@ def mount_ops(router: APIRouter, PageDep: Any) -> None:  # noqa: N803 - a type a
             )
             created = await tenants.create_tenant(page.ctx, data)
         except ValidationError as exc:
-            errors = _pydantic_errors(exc)
+            errors = validation_errors(exc)
         except ProvisioningError as exc:
             errors = field_errors(exc)
         else:

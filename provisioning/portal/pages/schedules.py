@@ -38,7 +38,7 @@ from provisioning.engine import (
 )
 from provisioning.numbers import TENANT_NUMBERS
 from provisioning.portal.i18n import Translate
-from provisioning.portal.web import NavItem, Page, local_time
+from provisioning.portal.web import NavItem, Page, local_time, validation_errors
 from provisioning.schemas import (
     MAX_ID,
     NumberRead,
@@ -306,14 +306,6 @@ def _refusal(
     return {"": exc.message}
 
 
-def _name_errors(exc: ValidationError, _: Translate) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for err in exc.errors():
-        name = str(err["loc"][0]) if err["loc"] else ""
-        out.setdefault(name if name == "name" else "", _("Enter a name of 1 to 100 characters."))
-    return out
-
-
 # ---------------------------------------------------------------------- pages
 async def _policies(page: Page) -> list[PolicyRead]:
     items, _next = await list_rows(page.ctx, RES, {}, PAGE_SIZE, None)
@@ -438,7 +430,9 @@ def mount_tenant(router: APIRouter, PageDep: Any) -> None:  # noqa: N803 - a typ
                 {"name": values["name"], "enabled": values["enabled"], "definition": definition}
             )
         except ValidationError as exc:
-            errors = _name_errors(exc, page._)
+            errors = validation_errors(
+                exc, {"name": page._("Enter a name of 1 to 100 characters.")}, ("name",)
+            )
         else:
             try:
                 created = await create_row(page.ctx, RES, model)
@@ -472,7 +466,9 @@ def mount_tenant(router: APIRouter, PageDep: Any) -> None:  # noqa: N803 - a typ
                 {"name": values["name"], "enabled": values["enabled"], "definition": definition}
             )
         except ValidationError as exc:
-            errors = _name_errors(exc, page._)
+            errors = validation_errors(
+                exc, {"name": page._("Enter a name of 1 to 100 characters.")}, ("name",)
+            )
         else:
             try:
                 await update_row(page.ctx, RES, policy_id, model, _version(form))
