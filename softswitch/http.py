@@ -13,6 +13,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Res
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from provisioning.analysis_api import build_analysis_router
 from provisioning.api import ApiDeps, build_router, install_error_handlers
 from provisioning.engine import Forbidden
 from provisioning.freeswitch_directory import directory as freeswitch_directory_document
@@ -56,6 +57,7 @@ def create_app(deps: HttpDeps) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(build_router(ApiDeps(deps.pool, deps.clock, deps.settings)))
+    app.include_router(build_analysis_router(deps.pool, deps.clock))
     if deps.settings is not None:
         sounds = deps.settings.asterisk.sounds_dir
         app.include_router(build_prompts_router(deps.pool, deps.clock, sounds))
