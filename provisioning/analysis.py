@@ -338,8 +338,8 @@ async def call_analysis(
 async def _main(argv: list[str]) -> int:
     """``python -m provisioning.analysis place``: place every caller not placed yet (after
     the migration's backfill, or a burst of new callers)."""
-    from softswitch.core.db import connect
-    from softswitch.core.settings import Settings
+    from softswitch.core.db import connect  # here: only the CLI opens its own connection
+    from softswitch.core.settings import Settings  # here: only the CLI reads settings
 
     if argv != ["place"]:
         print("usage: python -m provisioning.analysis place")
