@@ -11,7 +11,7 @@ from dialplan.time_policy import TimePolicy
 from ivr.menu import MenuSet
 from provisioning import schemas as s
 from provisioning.billing_cycle import run_billing_cycle
-from provisioning.engine import Ctx, Invalid, PrepareHook, Resource, Values
+from provisioning.engine import Conflict, Ctx, Invalid, PrepareHook, Resource, Values
 from provisioning.numbers import TENANT_NUMBERS
 from provisioning.places import PlaceError, canonical_region_definition
 from provisioning.prompts import PromptStore
@@ -189,6 +189,36 @@ async def _validate_menus(ctx: Ctx, values: Values, before: Mapping[str, Any] | 
     ]
     merged = {**(before or {}), **values}
     rows.append({"name": merged["name"], "definition": merged["definition"]})
+    try:
+        await _check_menu_set(ctx, rows)
+    except ValueError as exc:
+        raise Invalid(f"definition: {exc}", "definition") from None
+    return values
+
+
+async def _menus_after_delete(
+    ctx: Ctx, action: str, before: Mapping[str, Any] | None, after: Mapping[str, Any] | None
+) -> None:
+    """A menu another menu still leads to is not deleted: the tenant's remaining set must
+    validate as on every save (the call path loads a tenant's menus only as a valid set)."""
+    if action != "delete" or before is None:
+        return
+    rows = [
+        {"name": r["name"], "definition": r["definition"]}
+        for r in await ctx.conn.fetch(
+            "SELECT name, definition FROM ivr_menus WHERE tenant_id = $1", ctx.tenant_id
+        )
+    ]
+    if not rows:
+        return
+    try:
+        await _check_menu_set(ctx, rows)
+    except ValueError as exc:
+        raise Conflict(f"menu {before['name']!r} cannot be deleted: {exc}", "name") from None
+
+
+async def _check_menu_set(ctx: Ctx, rows: list[dict[str, Any]]) -> None:
+    """Raises ValueError naming what is wrong with this set of the tenant's menus."""
     sounds = _sounds_dir(ctx)
     store = PromptStore(sounds)
 
@@ -216,11 +246,7 @@ async def _validate_menus(ctx: Ctx, values: Values, before: Mapping[str, Any] | 
             "SELECT DISTINCT group_name FROM destination_bindings WHERE tenant_id = $1", ctx.tenant_id
         )
     }
-    try:
-        MenuSet.from_rows(rows, prompt_exists=prompt_exists, known_extensions=extensions, known_groups=groups)
-    except ValueError as exc:
-        raise Invalid(f"definition: {exc}", "definition") from None
-    return values
+    MenuSet.from_rows(rows, prompt_exists=prompt_exists, known_extensions=extensions, known_groups=groups)
 
 
 def _sounds_dir(ctx: Ctx) -> Path:
@@ -229,7 +255,13 @@ def _sounds_dir(ctx: Ctx) -> Path:
 
 
 IVR_MENUS = Resource(
-    "ivr-menus", "ivr_menus", s.MenuRead, s.MenuCreate, s.MenuUpdate, prepare=_validate_menus
+    "ivr-menus",
+    "ivr_menus",
+    s.MenuRead,
+    s.MenuCreate,
+    s.MenuUpdate,
+    prepare=_validate_menus,
+    after_write=_menus_after_delete,
 )
 TENANT_BLACKLIST = Resource(
     "blacklist",

@@ -578,3 +578,46 @@ async def test_tenant_cannot_approve_its_own_documents_or_numbers(
     expect(
         await client.post(f"/v1/tenants/{tw.id}/numbers/{tw.items['numbers']}/approve", headers=headers), 403
     )
+
+
+async def test_a_menu_another_menu_leads_to_is_not_deleted(client: httpx.AsyncClient, world: World) -> None:
+    base = f"/v1/tenants/{world.a.id}/ivr-menus"
+    tag = suffix()
+    leaf = expect(
+        await client.post(
+            base,
+            headers=world.admin,
+            json={
+                "name": f"leaf-{tag}",
+                "definition": {"prompt": "vm-intro", "default": {"action": "hangup"}},
+            },
+        ),
+        201,
+    )
+    root = expect(
+        await client.post(
+            base,
+            headers=world.admin,
+            json={
+                "name": f"root-{tag}",
+                "definition": {
+                    "prompt": "vm-intro",
+                    "options": {"1": {"action": "menu", "target": f"leaf-{tag}"}},
+                    "default": {"action": "hangup"},
+                },
+            },
+        ),
+        201,
+    )
+    resp = await client.delete(
+        f"{base}/{leaf['id']}", headers={**world.admin, "If-Match": f'"{leaf["version"]}"'}
+    )
+    assert resp.status_code == 409, resp.text
+    assert f"leaf-{tag}" in resp.json()["detail"][0]["msg"]
+    expect(await client.get(f"{base}/{leaf['id']}", headers=world.admin), 200)  # still there
+    # Once nothing leads to it, it goes.
+    for menu in (root, leaf):
+        resp = await client.delete(
+            f"{base}/{menu['id']}", headers={**world.admin, "If-Match": f'"{menu["version"]}"'}
+        )
+        assert resp.status_code == 204, resp.text
