@@ -11,7 +11,14 @@ import pytest
 
 from softswitch.core.settings import Settings
 
-IN_CI = os.environ.get("CI") == "true"
+
+def is_ci(value: str | None) -> bool:
+    """Any truthy CI value counts (GitHub sets "true", others "1" or "yes"); .ci/run sets
+    it itself."""
+    return (value or "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+IN_CI = is_ci(os.environ.get("CI"))
 
 
 def stack_missing_reason(settings: Settings) -> str | None:
