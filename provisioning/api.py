@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, R
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, create_model
 
-from provisioning import cards, catalog, engine, money, numbers, reports, tenants, users
+from provisioning import cards, catalog, click_to_dial, engine, money, numbers, reports, tenants, users
 from provisioning.engine import Ctx, ProvisioningError, Resource
 from provisioning.roles import Principal
 from provisioning.schemas import (
@@ -29,6 +29,8 @@ from provisioning.schemas import (
     CardBatchIssued,
     CardBatchRead,
     CardRedemptionCreate,
+    ClickToDialCreate,
+    ClickToDialRead,
     LedgerRead,
     LiveCallsRead,
     NumberCreate,
@@ -60,6 +62,10 @@ class ApiDeps:
     pool: asyncpg.Pool
     clock: Clock
     settings: Any = None
+    # Click-to-dial originates through the engines and follows the call in the registry.
+    ami: Any = None
+    esl: Any = None
+    registry: Any = None
 
 
 def _if_match(value: str | None) -> int | None:
@@ -134,6 +140,7 @@ def build_router(deps: ApiDeps) -> APIRouter:
     _mount_live_calls(router, CtxDep)
     _mount_cards(router, CtxDep)
     _mount_tokens(router, CtxDep)
+    _mount_click_to_dial(router, CtxDep, deps)
     for res in catalog.TENANT_RESOURCES + catalog.PLATFORM_RESOURCES:
         _mount(router, res, CtxDep)
     return router
@@ -388,6 +395,38 @@ def _mount_tokens(router: APIRouter, CtxDep: Any) -> None:  # noqa: N803 - a typ
     @router.delete("/tokens/{token_id}", response_model=TokenRead, tags=["users"])
     async def revoke_token(ctx: CtxDep, token_id: IdPath) -> Any:
         return await users.revoke_token(ctx, token_id)
+
+
+# ---------------------------------------------------------------------- click-to-dial
+CallId = Annotated[str, Path(pattern=r"^c2d-[0-9]{1,16}-[0-9a-f]{16}$")]
+
+
+def _mount_click_to_dial(router: APIRouter, CtxDep: Any, deps: ApiDeps) -> None:  # noqa: N803 - a type alias
+    profile = getattr(getattr(deps.settings, "freeswitch", None), "phones_profile", "phones")
+
+    @router.post(
+        "/tenants/{tenant_id}/click-to-dial",
+        response_model=ClickToDialRead,
+        status_code=202,
+        tags=["customers"],
+        summary="Click-to-dial: ring the agent's extension, then the customer through the outbound path",
+        description="Answers at once (the call is placed asynchronously); follow it with GET "
+        "…/click-to-dial/{call_id}. A refusal names its reason code in `type` (EXTENSION_UNKNOWN, "
+        "EXTENSION_NOT_REGISTERED, TENANT_SUSPENDED, NO_BALANCE, CHANNEL_LIMIT, INVALID_NUMBER, "
+        "BLACKLISTED, ENGINE_UNAVAILABLE, ...).",
+    )
+    async def place_call(ctx: CtxDep, tenant_id: IdPath, data: ClickToDialCreate) -> Any:
+        return await click_to_dial.place_call(_scoped(ctx, tenant_id), deps.ami, data, deps.esl, profile)
+
+    @router.get(
+        "/tenants/{tenant_id}/click-to-dial/{call_id}",
+        response_model=ClickToDialRead,
+        tags=["customers"],
+        summary="Where a click-to-dial call stands (ringing_agent, calling_customer, connected, ended, "
+        "agent_no_answer, refused with the call path's reason, failed)",
+    )
+    async def call_state(ctx: CtxDep, tenant_id: IdPath, call_id: CallId) -> Any:
+        return await click_to_dial.call_state(_scoped(ctx, tenant_id), deps.registry, call_id)
 
 
 # ---------------------------------------------------------------------- generic resources

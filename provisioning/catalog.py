@@ -11,6 +11,7 @@ from dialplan.time_policy import TimePolicy
 from ivr.menu import MenuSet
 from provisioning import schemas as s
 from provisioning.billing_cycle import run_billing_cycle
+from provisioning.customers import CUSTOMER_NOTES, CUSTOMERS
 from provisioning.engine import Conflict, Ctx, Invalid, PrepareHook, Resource, Values
 from provisioning.numbers import TENANT_NUMBERS
 from provisioning.places import PlaceError, canonical_region_definition
@@ -375,6 +376,8 @@ TENANT_RESOURCES = (
     IVR_MENUS,
     TENANT_BLACKLIST,
     PINS,
+    CUSTOMERS,
+    CUSTOMER_NOTES,
     LEDGER,
     CALLS,
     NOTICES,

@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from dialplan.time_policy import DEFAULT_TIMEZONE
@@ -446,6 +447,129 @@ class PinRead(_Out):
     enabled: bool
     max_attempts: int
     version: int
+
+
+# ------------------------------------------------------------------------------ customers (CRM)
+PHONE_REGION = "CN"  # numbers written without a country code are Chinese
+
+
+def e164(value: str) -> str:
+    """A phone number as E.164 ("138 0013 8000" -> "+8613800138000"); ValueError if it is
+    not a valid number (phonenumbers, default region CN)."""
+    text = value.strip()
+    try:
+        parsed = phonenumbers.parse(text, PHONE_REGION)
+    except phonenumbers.NumberParseException:
+        raise ValueError(f"not a phone number: {text!r}") from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise ValueError(f"not a valid phone number: {text!r}")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _phones(value: list[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    out: list[str] = []
+    for v in value:
+        if not v.strip():
+            continue
+        n = e164(v)
+        if n not in out:
+            out.append(n)
+    return out
+
+
+def _tags(value: list[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    out: list[str] = []
+    for v in value:
+        t = v.strip()
+        if not t:
+            continue
+        if len(t) > 30 or "," in t:
+            raise ValueError(f"a tag has at most 30 characters and no comma: {t!r}")
+        if t not in out:
+            out.append(t)
+    return out
+
+
+_EMAIL = r"^([^@\s]{1,64}@[^@\s]{1,188}\.[^@\s]{1,63})?$"
+
+
+class CustomerCreate(_In):
+    name: str = Field(min_length=1, max_length=100)
+    company: str = Field("", max_length=200)
+    phones: list[str] = Field(
+        default_factory=list, max_length=10, description="any notation; stored as E.164 (default region CN)"
+    )
+    email: str = Field("", max_length=254, pattern=_EMAIL)
+    tags: list[str] = Field(default_factory=list, max_length=20)
+
+    _p = field_validator("phones")(_phones)
+    _t = field_validator("tags")(_tags)
+
+
+class CustomerUpdate(_In):
+    name: str | None = Field(None, min_length=1, max_length=100)
+    company: str | None = Field(None, max_length=200)
+    phones: list[str] | None = Field(None, max_length=10)
+    email: str | None = Field(None, max_length=254, pattern=_EMAIL)
+    tags: list[str] | None = Field(None, max_length=20)
+
+    _p = field_validator("phones")(_phones)
+    _t = field_validator("tags")(_tags)
+
+
+class CustomerRead(_Out):
+    id: int
+    tenant_id: int
+    name: str
+    company: str
+    phones: list[str] = Field(description="E.164")
+    email: str
+    tags: list[str]
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class CustomerNoteCreate(_In):
+    customer_id: int = Field(ge=1, le=MAX_ID)
+    body: str = Field(min_length=1, max_length=2000)
+
+
+class CustomerNoteRead(_Out):
+    id: int
+    tenant_id: int
+    customer_id: int
+    body: str
+    author: str = Field(description="who wrote it (username)")
+    version: int
+    created_at: datetime
+
+
+class ClickToDialCreate(_In):
+    number: str = Field(min_length=3, max_length=40, description="the customer's number, any notation")
+    extension: str | None = Field(
+        None, pattern=r"^[0-9]{2,6}$", description="the agent's extension; none: the user's own"
+    )
+    customer_id: int | None = Field(None, ge=1, le=MAX_ID)
+
+
+class ClickToDialRead(BaseModel):
+    call_id: str = Field(description="the call's id (its linkedid in the call records)")
+    state: str = Field(
+        description="ringing_agent, calling_customer, connected, ended, agent_no_answer, refused, failed"
+    )
+    reason: str = Field("", description="the call path's reason code (ROUTED, NO_BALANCE, ...)")
+    extension: str
+    number: str = Field(description="E.164")
+    dialled: str = Field(description="what the outbound path dials")
+    caller_id: str = Field("", description="what the customer is shown (the enterprise's number)")
+    requested_at: datetime
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
 
 
 # ------------------------------------------------------------------------------ trunks

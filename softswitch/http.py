@@ -56,7 +56,9 @@ def create_app(deps: HttpDeps) -> FastAPI:
         description="Provisioning, call lists and health of the softswitch control plane.",
     )
     install_error_handlers(app)
-    app.include_router(build_router(ApiDeps(deps.pool, deps.clock, deps.settings)))
+    app.include_router(
+        build_router(ApiDeps(deps.pool, deps.clock, deps.settings, deps.ami, deps.esl, deps.registry))
+    )
     app.include_router(build_analysis_router(deps.pool, deps.clock))
     if deps.settings is not None:
         sounds = deps.settings.asterisk.sounds_dir
