@@ -19,6 +19,7 @@ from scripts.devstack.dtmf_pcap import digit_pcaps
 SCENARIOS = Path(__file__).resolve().parents[2] / "sipp-scenarios"
 _STATUS = re.compile(r"^SIP/2\.0 (\d{3}) ", re.M)
 _RECEIVED = re.compile(r"UDP message received \[\d+\] bytes :\s*\n\s*\n(SIP/2\.0 (\d{3})[^\n]*)")
+_RECEIVED_REQUEST = re.compile(r"message received \[\d+\] bytes :\s*\n\s*\n([A-Z]+) (\S+) SIP/2\.0", re.M)
 
 
 @dataclass
@@ -28,6 +29,12 @@ class SippResult:
     statuses: list[int] = field(default_factory=list)
     message_log: str = ""
     stats: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def received_requests(self) -> list[str]:
+        """The methods of the requests this SIPp received (not the ones it sent), in order:
+        "BYE" here means the far end hung up."""
+        return [m.group(1) for m in _RECEIVED_REQUEST.finditer(self.message_log)]
 
     @property
     def final_status(self) -> int | None:
