@@ -7,6 +7,7 @@ channel count are those of any call. Refusals come back with the reason code."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -24,7 +25,7 @@ from tests.e2e.click_to_dial_support import (
     traced_carrier,
     wait_state,
 )
-from tests.e2e.conftest import api_ok
+from tests.e2e.conftest import api_ok, changed
 
 pytestmark = pytest.mark.stack
 
@@ -153,3 +154,136 @@ async def test_a_bad_number_or_an_extension_not_the_tenants_is_refused(service: 
     )
     assert unknown.status_code == 422, unknown.text
     assert unknown.json()["detail"][0]["type"] == "EXTENSION_UNKNOWN"
+
+
+async def test_the_outbound_paths_own_rules_decide_the_customers_leg(
+    db: asyncpg.Connection, service: ServiceProcess, carrier: Carrier
+) -> None:
+    """The enterprise refuses caller IDs it does not own, and the agent's extension is set
+    to present one: nothing in the click-to-dial request can tell, only the call path's
+    decision at the agent's answer — which refuses the customer's leg as it would the
+    phone's own call, and the state says why."""
+    ent = enterprise(service)
+    tenant = api_ok(service.request("GET", ent.base))
+    changed(
+        service,
+        "PATCH",
+        ent.base,
+        json={"outbound_cli_policy": "refuse"},
+        headers={"If-Match": f'"{tenant["version"]}"'},
+    )
+    changed(
+        service,
+        "PATCH",
+        f"{ent.base}/extensions/{ent.extension['id']}",
+        json={"outbound_caller_id": "02155550000"},
+        headers={"If-Match": f'"{ent.extension["version"]}"'},
+    )
+    number = customer_number()
+    with agent_phone(ent.extension, ent.password, ring_ms=300, talk_ms=1500) as phone:
+        placed = api_ok(
+            service.request(
+                "POST",
+                f"{ent.base}/click-to-dial",
+                json={"number": number, "extension": ent.extension["extension"]},
+            ),
+            202,
+        )
+        await phone.wait_rung()
+        refused = wait_state(service, ent, placed["call_id"], {"refused", "ended", "connected"})
+    assert (refused["state"], refused["reason"]) == ("refused", "CALLER_ID_NOT_OWNED"), refused
+    assert carrier.trace.invites(number) == [], "a refused call reached the carrier"
+    record = await db.fetchrow("SELECT * FROM calls WHERE linkedid = $1", placed["call_id"])
+    assert (record["direction"], record["action"], record["reason"]) == (
+        "outbound",
+        "reject",
+        "CALLER_ID_NOT_OWNED",
+    )
+    assert await db.fetchval("SELECT count(*) FROM reservations WHERE call_id = $1", placed["call_id"]) == 0
+
+
+def _token(service: ServiceProcess, role: str, tenant_id: int) -> dict[str, str]:
+    user = api_ok(
+        service.request(
+            "POST",
+            "/v1/users",
+            json={
+                "username": f"c2d-{role.replace('_', '-')}-{secrets.token_hex(3)}",
+                "role": role,
+                "tenant_id": tenant_id,
+            },
+        ),
+        201,
+    )
+    token = api_ok(service.request("POST", f"/v1/users/{user['id']}/tokens", json={"name": "c2d"}), 201)
+    return {"Authorization": f"Bearer {token['token']}"}
+
+
+async def test_customers_through_the_api_with_the_tenant_roles(service: ServiceProcess) -> None:
+    ent = enterprise(service)
+    admin, readonly = (
+        _token(service, "tenant_admin", ent.tenant_id),
+        _token(service, "tenant_readonly", ent.tenant_id),
+    )
+    made = service.request(
+        "POST",
+        f"{ent.base}/customers",
+        json={"name": "赵六", "phones": ["139 0078 0001", "+86 10 6552 9988"], "tags": ["vip"]},
+        headers=admin,
+    )
+    customer = api_ok(made, 201)
+    assert customer["phones"] == ["+8613900780001", "+861065529988"]
+    note = api_ok(
+        service.request(
+            "POST",
+            f"{ent.base}/customer-notes",
+            json={"customer_id": customer["id"], "body": "回访"},
+            headers=admin,
+        ),
+        201,
+    )
+    assert note["author"].startswith("c2d-tenant-admin-")
+    listed = api_ok(
+        service.request(
+            "GET", f"{ent.base}/customer-notes", params={"customer_id": customer["id"]}, headers=readonly
+        )
+    )
+    assert [n["body"] for n in listed["items"]] == ["回访"]
+    # read-only: reads, but neither changes customers nor places calls
+    assert (
+        api_ok(service.request("GET", f"{ent.base}/customers/{customer['id']}", headers=readonly))["name"]
+        == "赵六"
+    )
+    refused = service.request("POST", f"{ent.base}/customers", json={"name": "x"}, headers=readonly)
+    assert refused.status_code == 403, refused.text
+    call = service.request(
+        "POST",
+        f"{ent.base}/click-to-dial",
+        json={"number": customer["phones"][0], "extension": "7000"},
+        headers=readonly,
+    )
+    assert call.status_code == 403, call.text
+    bad = service.request(
+        "POST", f"{ent.base}/customers", json={"name": "y", "phones": ["12345"]}, headers=admin
+    )
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][:2] == ["body", "phones"], bad.text
+    # another enterprise's token: not there
+    other = enterprise(service)
+    hidden = service.request(
+        "GET",
+        f"{ent.base}/customers/{customer['id']}",
+        headers=_token(service, "tenant_admin", other.tenant_id),
+    )
+    assert hidden.status_code == 404, hidden.text
+
+
+async def test_a_suspended_enterprise_is_refused(service: ServiceProcess) -> None:
+    ent = enterprise(service)
+    api_ok(service.request("POST", f"{ent.base}/suspend"))
+    resp = service.request(
+        "POST",
+        f"{ent.base}/click-to-dial",
+        json={"number": customer_number(), "extension": ent.extension["extension"]},
+    )
+    assert resp.status_code == 403, resp.text
+    assert resp.json()["detail"][0]["type"] == "TENANT_SUSPENDED"
