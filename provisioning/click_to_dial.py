@@ -10,7 +10,10 @@ dialplan.extension_calls.decide_extension_call), so the control plane applies ca
 ownership (the customer sees a number the enterprise owns, never a display name), the
 outbound blacklist, the trunk choice, the package's channel cap and the prepaid
 reservation, and the call record is written like any call's (direction outbound) and
-settled at hang-up — there is no second billing path here.
+settled at hang-up — there is no second billing path here. A phone registered on
+FreeSWITCH is rung the same way over the Event Socket (``bgapi originate`` of its
+registration into the phones' context ``default``, as the account itself), whose call path
+is the same CallRouting.extension.
 
 What the agent's phone shows while it rings: the customer's name and number as the
 display name, with the agent's own extension as the number. The number is the caller ID
@@ -52,8 +55,10 @@ from softswitch.core.masking import mask_number
 
 log = logging.getLogger(__name__)
 
-# The context an extension's own calls start in (provisioning.sip.EXTENSION_CONTEXT).
+# The context an extension's own calls start in: Asterisk's (provisioning.sip.EXTENSION_CONTEXT),
+# FreeSWITCH's (the phones profile's, docker/freeswitch/dialplan.xml).
 OUTBOUND_CONTEXT = "from-extensions"
+FS_PHONES_CONTEXT = "default"
 AGENT_RING_S = 30  # how long the agent's phone rings before the attempt is given up
 ORIGINATE_TIMEOUT_S = 5.0
 # After this, an attempt whose call the engine never reported is taken as failed.
@@ -75,6 +80,7 @@ class ClickToDialRefused(ProvisioningError):
 class Agent:
     extension: str
     endpoint_id: str
+    realm: str = "softswitch"
 
 
 def dial_digits(number: str) -> str:
@@ -134,7 +140,7 @@ async def set_my_extension(ctx: Ctx, extension: str) -> None:
 
 async def _agent(ctx: Ctx, extension: str) -> Agent:
     row = await ctx.conn.fetchrow(
-        "SELECT extension, endpoint_id FROM sip_extensions WHERE tenant_id = $1 AND extension = $2",
+        "SELECT extension, endpoint_id, realm FROM sip_extensions WHERE tenant_id = $1 AND extension = $2",
         ctx.tenant_id,
         extension,
     )
@@ -142,7 +148,7 @@ async def _agent(ctx: Ctx, extension: str) -> Agent:
         raise ClickToDialRefused(
             "EXTENSION_UNKNOWN", f"extension {extension} is not one of this enterprise's", "extension", 422
         )
-    return Agent(row["extension"], row["endpoint_id"])
+    return Agent(row["extension"], row["endpoint_id"], row["realm"])
 
 
 # ---------------------------------------------------------------------- placing the call
@@ -175,7 +181,7 @@ async def place_call(
     dialled = dial_digits(number)
     await _check_number(ctx, dialled)
     await _check_account(ctx)
-    await _check_registered(ctx, ami, esl, agent, phones_profile)
+    engine = await _registered_on(ctx, ami, esl, agent, phones_profile)
 
     call_id = f"c2d-{ctx.tenant_id}-{secrets.token_hex(8)}"
     now = ctx.clock.now()
@@ -202,11 +208,16 @@ async def place_call(
             None,
             {"call_id": call_id, "extension": agent.extension, "number": mask_number(number)},
         )
-        await _originate(ami, agent, dialled, display_name(customer_name, number), call_id)
+        shown = display_name(customer_name, number)
+        if engine == "asterisk":
+            await _originate(ami, agent, dialled, shown, call_id)
+        else:
+            await _originate_freeswitch(esl, agent, dialled, shown, call_id, phones_profile)
     log.info(
-        "click-to-dial %s: extension %s rings first, then %s",
+        "click-to-dial %s: extension %s rings first (%s), then %s",
         call_id,
         agent.extension,
+        engine,
         mask_number(dialled),
     )
     return ClickToDialRead(
@@ -277,23 +288,62 @@ async def _check_account(ctx: Ctx) -> None:
         )
 
 
-async def _check_registered(ctx: Ctx, ami: Any, esl: Any, agent: Agent, phones_profile: str) -> None:
+async def _registered_on(ctx: Ctx, ami: Any, esl: Any, agent: Agent, phones_profile: str) -> str:
+    """The engine the agent's phone is registered on now (asterisk first), or a refusal."""
     regs = await registrations.of_endpoints(ami, esl, [agent.endpoint_id], ctx.clock.now(), phones_profile)
-    contacts = regs.of(agent.endpoint_id)
-    if any(c.engine == "asterisk" for c in contacts):
-        return
-    if contacts:  # registered on FreeSWITCH only
+    engines = {c.engine for c in regs.of(agent.endpoint_id)}
+    for engine in ("asterisk", "freeswitch"):
+        if engine in engines:
+            return engine
+    if regs.unreachable:
         raise ClickToDialRefused(
-            "ENGINE_NOT_SUPPORTED",
-            f"extension {agent.extension} is registered on FreeSWITCH; click-to-dial rings Asterisk phones",
-            "extension",
-            409,
+            "ENGINE_UNAVAILABLE", f"{', '.join(regs.unreachable)} did not answer", None, 503
         )
-    if "asterisk" in regs.unreachable:
-        raise ClickToDialRefused("ENGINE_UNAVAILABLE", "Asterisk did not answer", None, 503)
     raise ClickToDialRefused(
         "EXTENSION_NOT_REGISTERED", f"extension {agent.extension}'s phone is not registered", "extension", 409
     )
+
+
+async def _originate_freeswitch(
+    esl: Any, agent: Agent, dialled: str, shown: str, call_id: str, phones_profile: str
+) -> None:
+    """FreeSWITCH: ``originate`` of the agent's registration on the phones profile into the
+    context the phones' own calls run in (``default``: docker/freeswitch/dialplan.xml), as
+    the account itself (what the control plane reads as the calling endpoint), with the
+    call's id as its UUID and as the id every leg carries (ss_call_id)."""
+    if esl is None:
+        raise ClickToDialRefused("ENGINE_UNAVAILABLE", "FreeSWITCH is not driven by this service", None, 503)
+    name = "".join(ch for ch in shown if ch not in ",'{}[]^") or agent.extension
+    variables = ",".join(
+        (
+            f"origination_uuid={call_id}",
+            f"call_uuid={call_id}",
+            f"ss_call_id={call_id}",
+            f"origination_caller_id_number={agent.extension}",
+            f"origination_caller_id_name='{name}'",
+            # once answered, FreeSWITCH makes the callee the caller of the dialplan it runs
+            # (the CID flip): the agent's own extension, as on Asterisk
+            f"origination_callee_id_number={agent.extension}",
+            f"origination_callee_id_name={agent.extension}",
+            f"sip_auth_username={agent.endpoint_id}",
+            f"originate_timeout={AGENT_RING_S}",
+        )
+    )
+    target = f"sofia/{phones_profile}/{agent.endpoint_id}%{agent.realm}"
+    # `bgapi` answers at once with a job id (the job's own result, when the agent answers
+    # or not, comes later and is not waited for): the asynchronous originate. What became
+    # of the call shows in the channel events, as on Asterisk.
+    try:
+        await esl.command(f"bgapi originate {{{variables}}}{target} {dialled} XML {FS_PHONES_CONTEXT}")
+    except Exception as exc:  # the ESL client's errors (a layer above: not imported here)
+        log.warning("click-to-dial %s: originate refused: %s", call_id, exc)
+        if type(exc).__name__ == "EslCommandError":
+            raise ClickToDialRefused(
+                "ORIGINATE_FAILED", f"FreeSWITCH refused the call: {exc}", None, 502
+            ) from None
+        raise ClickToDialRefused(
+            "ENGINE_UNAVAILABLE", f"FreeSWITCH did not take the call: {exc}", None, 503
+        ) from None
 
 
 # ---------------------------------------------------------------------- following it

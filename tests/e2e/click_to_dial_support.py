@@ -205,7 +205,11 @@ class AgentPhone:
 
 @contextlib.contextmanager
 def agent_phone(
-    ext: dict[str, Any], password: str, ring_ms: int = 1500, talk_ms: int = 2500
+    ext: dict[str, Any],
+    password: str,
+    ring_ms: int = 1500,
+    talk_ms: int = 2500,
+    target: str = "127.0.0.1:5060",
 ) -> Iterator[AgentPhone]:
     """The extension's SIP phone, registered on Asterisk until the block ends; a call to it
     rings `ring_ms`, is answered, lasts `talk_ms` and is hung up by the phone."""
@@ -237,7 +241,7 @@ def agent_phone(
             "-trace_msg",
             "-message_file",
             str(trace.path),
-            "127.0.0.1:5060",
+            target,  # the engine the phone registers on (Asterisk by default)
         ),
     )
     with uas:

@@ -1,4 +1,4 @@
-"""Click-to-dial through the real Asterisk (issue 16 item 3): the API's request rings the
+"""Click-to-dial through the real Asterisk, and FreeSWITCH (issue 16 item 3): the API's request rings the
 agent's SIP phone (SIPp, registered as the extension) first; only once it answers does
 the customer's carrier (SIPp, traced) receive an INVITE for the customer's number, showing
 the enterprise's own number in From and P-Asserted-Identity — the outbound path of a
@@ -25,7 +25,7 @@ from tests.e2e.click_to_dial_support import (
     traced_carrier,
     wait_state,
 )
-from tests.e2e.conftest import api_ok, changed
+from tests.e2e.conftest import Engine, api_ok, changed
 
 pytestmark = pytest.mark.stack
 
@@ -37,7 +37,7 @@ def carrier(service: ServiceProcess) -> Iterator[Carrier]:
 
 
 async def test_the_agent_rings_first_then_the_customer_sees_the_enterprise_number(
-    db: asyncpg.Connection, service: ServiceProcess, carrier: Carrier
+    db: asyncpg.Connection, service: ServiceProcess, carrier: Carrier, engine: Engine
 ) -> None:
     ent = enterprise(service)
     ext = ent.extension["extension"]
@@ -53,7 +53,7 @@ async def test_the_agent_rings_first_then_the_customer_sees_the_enterprise_numbe
     dialled = number.removeprefix("+86")
     before = api_ok(service.request("GET", f"{ent.base}/account"))
 
-    with agent_phone(ent.extension, ent.password, ring_ms=1500, talk_ms=2500) as phone:
+    with agent_phone(ent.extension, ent.password, ring_ms=1500, talk_ms=2500, target=engine.phones) as phone:
         placed = api_ok(
             service.request(
                 "POST",
@@ -94,9 +94,9 @@ async def test_the_agent_rings_first_then_the_customer_sees_the_enterprise_numbe
     assert record["billsec"] >= 1 and record["amount"] > 0, dict(record)
     reservation = await db.fetchrow("SELECT * FROM reservations WHERE call_id = $1", call_id)
     assert reservation is not None and reservation["state"] == "settled", reservation
-    # The Asterisk CDR of the call is the same call (its linkedid is the click-to-dial's id)
-    cdr_legs = await db.fetch("SELECT lastapp, disposition FROM cdr WHERE linkedid = $1", call_id)
-    assert any(r["lastapp"] == "Dial" and r["disposition"] == "ANSWERED" for r in cdr_legs), cdr_legs
+    # The engine's own CDR of the call is the same call (its id is the click-to-dial's id)
+    cdr_legs = await db.fetch("SELECT disposition FROM engine_cdr WHERE linkedid = $1", call_id)
+    assert any(r["disposition"] == "ANSWERED" for r in cdr_legs), cdr_legs
     after = api_ok(service.request("GET", f"{ent.base}/account"))
     assert (after["channels_in_use"], Decimal(after["reserved"])) == (0, 0), after
     assert Decimal(after["balance"]) == Decimal(before["balance"]) - record["amount"], (before, after)

@@ -80,9 +80,6 @@ def _reason_text(_: Translate, reason: str) -> str:
         "CALLER_ID_NOT_OWNED": _("no caller ID the enterprise owns"),
         "NO_ROUTE": _("no route to the number"),
         "ENGINE_UNAVAILABLE": _("the switch is not reachable"),
-        "ENGINE_NOT_SUPPORTED": _(
-            "your phone is registered on FreeSWITCH, which click-to-dial does not ring"
-        ),
         "ORIGINATE_FAILED": _("the switch refused the call"),
         "BILLING_UNAVAILABLE": _("billing is not reachable"),
         "NOT_STARTED": _("the switch never started the call"),
