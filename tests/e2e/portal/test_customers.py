@@ -74,7 +74,7 @@ def test_a_bad_number_is_refused_next_to_the_phone_field(
     phones = page.get_by_test_id("field-phones")
     expect(phones).to_have_attribute("aria-invalid", "true")
     expect(phones).to_have_value("12345")
-    expect(page.get_by_test_id("error-phones")).to_contain_text("12345")
+    expect(page.get_by_test_id("error-phones")).to_have_text("不是有效的电话号码：12345")
     expect(page.get_by_test_id("field-name")).to_have_value("韩梅梅")
     expect(page.get_by_test_id("error-name")).to_have_count(0)
     shot(page, "bad-number")
