@@ -416,7 +416,9 @@ def _mount_click_to_dial(router: APIRouter, CtxDep: Any, deps: ApiDeps) -> None:
         "BLACKLISTED, ENGINE_UNAVAILABLE, ...).",
     )
     async def place_call(ctx: CtxDep, tenant_id: IdPath, data: ClickToDialCreate) -> Any:
-        return await click_to_dial.place_call(_scoped(ctx, tenant_id), deps.ami, data, deps.esl, profile)
+        return await click_to_dial.place_call(
+            _scoped(ctx, tenant_id), deps.ami, data, deps.esl, profile, deps.registry
+        )
 
     @router.get(
         "/tenants/{tenant_id}/click-to-dial/{call_id}",

@@ -153,7 +153,12 @@ async def _agent(ctx: Ctx, extension: str) -> Agent:
 
 # ---------------------------------------------------------------------- placing the call
 async def place_call(
-    ctx: Ctx, ami: Any, data: ClickToDialCreate, esl: Any = None, phones_profile: str = "phones"
+    ctx: Ctx,
+    ami: Any,
+    data: ClickToDialCreate,
+    esl: Any = None,
+    phones_profile: str = "phones",
+    registry: Any = None,
 ) -> ClickToDialRead:
     """Ring the agent's extension, then (on answer) the customer through the outbound path.
     Returns at once (Async originate) with state ringing_agent; ``call_state`` follows it."""
@@ -209,6 +214,10 @@ async def place_call(
             {"call_id": call_id, "extension": agent.extension, "number": mask_number(number)},
         )
         shown = display_name(customer_name, number)
+        if registry is not None:
+            # The agent's answer is not the customer's: talk time, the charge and "answered"
+            # start when the customer answers (the second leg).
+            registry.bill_from_callee_answer(call_id)
         if engine == "asterisk":
             await _originate(ami, agent, dialled, shown, call_id)
         else:

@@ -55,6 +55,10 @@ class LiveCall:
     # Known from the engine's channel list, not from its events: answered_at is when we
     # learnt of it, not when it was answered.
     adopted: bool = False
+    # A call the platform placed (click-to-dial): its first channel is our own agent's
+    # phone, so the call is answered — billed, recorded as answered — only when another
+    # channel (the customer's) answers.
+    billed_from_callee: bool = False
 
     @property
     def times_exact(self) -> bool:
@@ -105,6 +109,8 @@ class CallRegistry:
         self._hung_up: OrderedDict[str, None] = OrderedDict()
         self._hung_up_max = max(history * 4, 10_000)
         self.adopted = 0  # channels adopted from the engine's list, since start
+        # Calls announced by bill_from_callee_answer before their first channel appears.
+        self._callee_billed: OrderedDict[str, None] = OrderedDict()
 
     def add_end_listener(self, cb: Callable[[LiveCall], None]) -> None:
         self._on_end.append(cb)
@@ -143,6 +149,9 @@ class CallRegistry:
         call = self._live.get(linkedid)
         if call is None:
             call = LiveCall(linkedid, caller, exten, now)
+            if linkedid in self._callee_billed:
+                del self._callee_billed[linkedid]
+                call.billed_from_callee = True
             call.caller_channel = channel
             call.lifecycle.append((now, step))
             self._live[linkedid] = call
@@ -150,6 +159,17 @@ class CallRegistry:
         self._by_channel[uniqueid] = linkedid
         self._seen.setdefault(uniqueid, self._seq)
         return call
+
+    def bill_from_callee_answer(self, linkedid: str) -> None:
+        """The call `linkedid` is about to be placed by the platform (click-to-dial): its
+        first channel's answer is our agent's, not the called party's."""
+        call = self._live.get(linkedid)
+        if call is not None:
+            call.billed_from_callee = True
+            return
+        self._callee_billed[linkedid] = None
+        while len(self._callee_billed) > 10_000:  # announced calls whose channel never came
+            self._callee_billed.popitem(last=False)
 
     def _call_of(self, uniqueid: str) -> LiveCall | None:
         linkedid = self._by_channel.get(uniqueid)
@@ -163,7 +183,9 @@ class CallRegistry:
             return
         if call.alerted_at is None and uniqueid != call.linkedid:
             call.alerted_at = self._clock.now()
-        if up and call.answered_at is None:
+        if up and call.billed_from_callee and uniqueid == call.linkedid:
+            call.lifecycle.append((self._clock.now(), "agent_answered"))
+        elif up and call.answered_at is None:
             call.answered_at = self._clock.now()
             call.lifecycle.append((call.answered_at, "answered"))
 
@@ -248,7 +270,8 @@ class CallRegistry:
             return
         self.adopted += 1
         call.adopted = True
-        if live.up and call.answered_at is None:
+        own_leg = call.billed_from_callee and live.uniqueid == call.linkedid
+        if live.up and call.answered_at is None and not own_leg:
             call.answered_at = self._clock.now()
             call.lifecycle.append((call.answered_at, "answered"))
         if live.uniqueid != call.linkedid and live.up and not call.callee_channel:

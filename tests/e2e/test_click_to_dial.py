@@ -7,6 +7,7 @@ channel count are those of any call. Refusals come back with the reason code."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Iterator
 from decimal import Decimal
@@ -287,3 +288,49 @@ async def test_a_suspended_enterprise_is_refused(service: ServiceProcess) -> Non
     )
     assert resp.status_code == 403, resp.text
     assert resp.json()["detail"][0]["type"] == "TENANT_SUSPENDED"
+
+
+async def test_a_customer_who_never_answers_costs_nothing_and_is_not_answered(
+    db: asyncpg.Connection, service: ServiceProcess, carrier: Carrier, engine: Engine
+) -> None:
+    # The agent answers and waits 4 s; the customer's phone (a number ending in 99 at the
+    # carrier) rings and never answers. The agent's answer is not the call's: nothing is
+    # billed, the record says not answered.
+    ent = enterprise(service)
+    number = customer_number()[:-2] + "99"
+    before = api_ok(service.request("GET", f"{ent.base}/account"))
+    with agent_phone(ent.extension, ent.password, ring_ms=500, talk_ms=4000, target=engine.phones) as phone:
+        placed = api_ok(
+            service.request(
+                "POST",
+                f"{ent.base}/click-to-dial",
+                json={"number": number, "extension": ent.extension["extension"]},
+            ),
+            202,
+        )
+        call_id = placed["call_id"]
+        await phone.wait_rung()
+        await carrier.invite_for(placed["dialled"])  # the customer's phone rang
+        wait_state(service, ent, call_id, {"ended", "refused", "failed", "agent_no_answer"})
+    deadline = asyncio.get_running_loop().time() + 15
+    while True:
+        row = await db.fetchrow("SELECT * FROM calls WHERE linkedid = $1", call_id)
+        reservation = await db.fetchrow("SELECT * FROM reservations WHERE call_id = $1", call_id)
+        if (
+            row is not None
+            and row["ended_at"] is not None
+            and reservation is not None
+            and reservation["state"] != "open"
+        ):
+            break
+        assert asyncio.get_running_loop().time() < deadline, (
+            row and dict(row),
+            reservation and dict(reservation),
+        )
+        await asyncio.sleep(0.1)
+    assert row["answered_at"] is None, dict(row)
+    assert not row["amount"], dict(row)
+    assert reservation["state"] == "released", dict(reservation)
+    after = api_ok(service.request("GET", f"{ent.base}/account"))
+    assert Decimal(after["balance"]) == Decimal(before["balance"]), (before, after)
+    assert after["channels_in_use"] == 0, after

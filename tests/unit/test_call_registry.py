@@ -353,3 +353,44 @@ def test_a_channel_hung_up_after_the_list_was_taken_is_not_adopted_back() -> Non
     feed(registry, ROUTED_CALL)  # the whole call, hung up
     assert registry.reconcile(listed(CALLER, CALLEE, linkedid=CALLER)) == []  # a stale list
     assert registry.live() == []
+
+
+AGENT = "c2d-7-0123456789abcdef"  # click-to-dial: the Originate's ChannelId is the linkedid
+CUSTOMER = "1763908400.31"
+CLICK_TO_DIAL = [
+    newchannel(AGENT, AGENT, "PJSIP/t7-8001-00000005", "8001", "13900139000"),
+    newstate(AGENT, AGENT, "5", "Ringing"),
+    newstate(AGENT, AGENT, "6", "Up"),  # the agent answers: our own phone
+    newchannel(CUSTOMER, AGENT, "PJSIP/carrier-out-00000006", "4001234567", "s"),
+    newstate(CUSTOMER, AGENT, "5", "Ringing"),
+    newstate(CUSTOMER, AGENT, "6", "Up"),  # the customer answers: the call is answered
+    hangup(CUSTOMER, AGENT, 16, "Normal Clearing"),
+    hangup(AGENT, AGENT, 16, "Normal Clearing"),
+]
+
+
+def test_a_click_to_dial_call_is_answered_when_the_customer_answers_not_the_agent() -> None:
+    clock = TickingClock(T0)
+    registry = CallRegistry(clock)
+    registry.bill_from_callee_answer(AGENT)
+    feed(registry, CLICK_TO_DIAL, clock)
+    [call] = registry.recent()
+    assert call.answered_at == T0 + timedelta(seconds=6)  # the customer's Up, not the agent's (3)
+    assert steps(call) == ["created", "agent_answered", "answered", "hung_up"]
+
+
+def test_a_click_to_dial_customer_who_never_answers_leaves_the_call_unanswered() -> None:
+    clock = TickingClock(T0)
+    registry = CallRegistry(clock)
+    registry.bill_from_callee_answer(AGENT)
+    feed(registry, [*CLICK_TO_DIAL[:5], hangup(CUSTOMER, AGENT, 19, "No answer"), CLICK_TO_DIAL[-1]], clock)
+    [call] = registry.recent()
+    assert call.answered_at is None
+
+
+def test_without_the_announcement_the_first_answer_counts_as_before() -> None:
+    clock = TickingClock(T0)
+    registry = CallRegistry(clock)
+    feed(registry, CLICK_TO_DIAL, clock)
+    [call] = registry.recent()
+    assert call.answered_at == T0 + timedelta(seconds=3)

@@ -254,7 +254,7 @@ def mount_tenant(router: APIRouter, PageDep: Any) -> None:  # noqa: N803 - a typ
             if extension and extension != await click_to_dial.my_extension(page.ctx):
                 await click_to_dial.set_my_extension(page.ctx, extension)  # remembered as the user's phone
             state = await click_to_dial.place_call(
-                page.ctx, page.deps.ami, data, page.deps.esl, _phones_profile(page)
+                page.ctx, page.deps.ami, data, page.deps.esl, _phones_profile(page), page.deps.registry
             )
         except click_to_dial.ClickToDialRefused as exc:
             return _refused(page, exc.reason, _reason_text(page._, exc.reason) or exc.message)
