@@ -39,3 +39,12 @@ def require_stack(settings: Settings) -> None:
     if IN_CI:
         pytest.fail(f"CI=true and the real stack is missing: {reason}")
     pytest.skip(reason)
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    # Playwright's sync API keeps an event loop running in this thread from the first
+    # browser test to the end of the session, and asyncio.run / pytest-asyncio refuse to
+    # start one then: the browser tests run last (the sort is stable: their order stays).
+    items.sort(key=lambda item: item.nodeid.startswith("tests/e2e/portal/"))

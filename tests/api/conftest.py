@@ -195,9 +195,14 @@ async def populate_tenant(
         },
         "blacklist": {"pattern": "13900000000", "note": "spam"},
         "pins": {"number_id": num["id"], "pin": "4321"},
+        "customers": {"name": "Zhang San", "company": "Acme", "phones": ["13800138000"]},
     }
     for name, body in creates.items():
         tw.items[name] = expect(await client.post(f"{base}/{name}", headers=admin, json=body), 201)["id"]
+    note = {"customer_id": tw.items["customers"], "body": "prefers calls after 14:00"}
+    tw.items["customer-notes"] = expect(
+        await client.post(f"{base}/customer-notes", headers=admin, json=note), 201
+    )["id"]
     ledger = expect(
         await client.post(
             f"{base}/recharges",

@@ -73,6 +73,10 @@ async def tenant_body(client: httpx.AsyncClient, world: World, tw: TenantWorld, 
             201,
         )
         return {"number_id": num["id"], "pin": "2468"}
+    if name == "customers":
+        return {"name": f"c-{tag}", "phones": [unique_number("138", 11)]}
+    if name == "customer-notes":
+        return {"customer_id": tw.items["customers"], "body": f"note {tag}"}
     raise AssertionError(f"no sample body for {name}")
 
 

@@ -5,18 +5,20 @@ from __future__ import annotations
 
 from playwright.sync_api import BrowserContext, Page, expect
 
+from provisioning.portal.web import money
 from scripts.devstack.process import ServiceProcess
 from tests.e2e.portal.conftest import PortalWorld, Shots, api, make_user, sign_in, signed_in
 
 
 def test_an_enterprise_admin_signs_in_to_the_dashboard_in_chinese_and_switches_to_english(
-    page: Page, portal: PortalWorld, shot: Shots
+    page: Page, service: ServiceProcess, portal: PortalWorld, shot: Shots
 ) -> None:
     sign_in(page, portal.a.admin)
     expect(page).to_have_url(f"{portal.base_url}/portal/t/{portal.a.id}/")
     expect(page.locator("h1")).to_have_text("概览")
-    expect(page.get_by_test_id("balance")).to_have_text("¥100.00")
-    expect(page.get_by_test_id("channels")).to_have_text("0 / 1")
+    account = api(service, "GET", f"/v1/tenants/{portal.a.id}/account")
+    expect(page.get_by_test_id("balance")).to_have_text(money(account["balance"]))
+    expect(page.get_by_test_id("channels")).to_have_text(f"0 / {account['channel_cap']}")
     expect(page.get_by_test_id("no-live-calls")).to_be_visible()
     shot(page, "dashboard-zh")
     page.get_by_test_id("lang-switch").click()
@@ -90,7 +92,7 @@ def test_an_enterprise_cannot_reach_another_enterprise_or_the_console_by_editing
 
 
 def test_the_operator_lands_on_the_console_and_sees_every_enterprise(
-    page: Page, portal: PortalWorld, shot: Shots
+    page: Page, service: ServiceProcess, portal: PortalWorld, shot: Shots
 ) -> None:
     signed_in(page, portal.operator)
     expect(page).to_have_url(f"{portal.base_url}/portal/ops/")
@@ -99,4 +101,5 @@ def test_the_operator_lands_on_the_console_and_sees_every_enterprise(
     for tenant in (portal.a, portal.b):
         resp = page.goto(f"/portal/t/{tenant.id}/")
         assert resp is not None and resp.status == 200
-        expect(page.get_by_test_id("balance")).to_have_text("¥100.00")
+        account = api(service, "GET", f"/v1/tenants/{tenant.id}/account")
+        expect(page.get_by_test_id("balance")).to_have_text(money(account["balance"]))
