@@ -181,6 +181,22 @@ def run_register(
     return _run(scenario, local_ip, target, [*args, *extra], timeout_s=timeout_s)
 
 
+def phone_args(
+    endpoint_id: str, password: str, answers_with: str | Path, target: str, message_file: Path | None = None
+) -> tuple[str, ...]:
+    """SippUas flags for a SIP phone: REGISTER as the extension `endpoint_id` (digest
+    auth, once) to `target`, then answer calls to it with the out-of-call scenario
+    `answers_with`; `message_file` traces its messages."""
+    trace = ("-trace_msg", "-message_file", str(message_file)) if message_file is not None else ()
+    return (
+        "-oocsf",
+        str(answers_with),
+        *("-s", endpoint_id, "-au", endpoint_id, "-ap", password, "-m", "1"),
+        *trace,
+        target,
+    )
+
+
 class SippUas:
     """A background SIPp answering as the bound destinations' carrier."""
 

@@ -25,7 +25,7 @@ from typing import Any
 import asyncpg
 
 from scripts.devstack.process import ServiceProcess
-from scripts.devstack.sipp import SCENARIOS, SippUas
+from scripts.devstack.sipp import SCENARIOS, SippUas, phone_args
 from tests.e2e.conftest import active_number, api_ok, changed
 from tests.e2e.test_internal_calls import SipMessage, SipTrace, identity
 
@@ -227,22 +227,8 @@ def agent_phone(
         str(register),
         local_ip=AGENT_IP,
         port=AGENT_PORT,
-        extra=(
-            "-oocsf",
-            str(scenario),
-            "-s",
-            ext["endpoint_id"],
-            "-au",
-            ext["endpoint_id"],
-            "-ap",
-            password,
-            "-m",
-            "1",
-            "-trace_msg",
-            "-message_file",
-            str(trace.path),
-            target,  # the engine the phone registers on (Asterisk by default)
-        ),
+        # target: the engine the phone registers on (Asterisk by default)
+        extra=phone_args(ext["endpoint_id"], password, scenario, target, trace.path),
     )
     with uas:
         phone = AgentPhone(ext["endpoint_id"], trace)

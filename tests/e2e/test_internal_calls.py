@@ -27,7 +27,7 @@ import asyncpg
 import pytest
 
 from scripts.devstack.process import ServiceProcess
-from scripts.devstack.sipp import SCENARIOS, SippResult, SippUas, run_uac
+from scripts.devstack.sipp import SCENARIOS, SippResult, SippUas, phone_args, run_uac
 from tests.e2e.conftest import OWNER, Engine, active_number, api_ok, changed, dialled_legs
 
 pytestmark = pytest.mark.stack
@@ -216,22 +216,7 @@ async def registered_phone(engine: Engine) -> Any:
             local_ip=PHONE_IP,
             port=PHONE_PORT,
             ring_ms=200,
-            extra=(
-                "-oocsf",
-                str(SCENARIOS / "uas_answer.xml"),
-                "-s",
-                ext["endpoint_id"],
-                "-au",
-                ext["endpoint_id"],
-                "-ap",
-                password,
-                "-m",
-                "1",
-                "-trace_msg",
-                "-message_file",
-                str(path),
-                engine.phones,
-            ),
+            extra=phone_args(ext["endpoint_id"], password, SCENARIOS / "uas_answer.xml", engine.phones, path),
         )
         phones.append(uas.start())
         phone = Phone(ext["endpoint_id"], SipTrace(path))

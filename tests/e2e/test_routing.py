@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from scripts.devstack.process import ServiceProcess
-from scripts.devstack.sipp import SCENARIOS, SippResult, SippUas, run_uac
+from scripts.devstack.sipp import SCENARIOS, SippResult, SippUas, phone_args, run_uac
 from tests.e2e.conftest import (
     OWNER,
     Engine,
@@ -313,19 +313,7 @@ async def test_extension_to_extension_across_sites(
         local_ip="127.0.0.6",
         port=5070,
         ring_ms=200,
-        extra=(
-            "-oocsf",
-            str(SCENARIOS / "uas_answer.xml"),
-            "-s",
-            b["endpoint_id"],
-            "-au",
-            b["endpoint_id"],
-            "-ap",
-            pw_b,
-            "-m",
-            "1",
-            engine.phones,
-        ),
+        extra=phone_args(b["endpoint_id"], pw_b, SCENARIOS / "uas_answer.xml", engine.phones),
     )
     with phone_b:
         await asyncio.sleep(1.0)  # REGISTER, challenge, REGISTER, 200
