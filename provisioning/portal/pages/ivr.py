@@ -13,14 +13,14 @@ entry per key, so the form cannot send them)."""
 # `PageDep` is a type chosen when the portal mounts the module.
 
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, cast
 
 from fastapi import APIRouter
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, Response
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from ivr.menu import KEYS
 from provisioning import catalog
@@ -377,6 +377,29 @@ def _version(form: Any) -> int | None:
     return int(v) if isinstance(v, str) and v.isdigit() and len(v) < 10 else None
 
 
+async def _save(
+    page: Page,
+    menu: Any,
+    values: dict[str, Any],
+    write: Callable[[dict[str, Any]], Awaitable[None]],
+) -> Response:
+    """The form's menu through the service layer (`write` creates or updates it); back to
+    the list, or the form again with every problem beside its field and nothing lost."""
+    definition, errors = _definition(values, page._)
+    if not errors:
+        try:
+            await write(definition)
+        except ValidationError as exc:
+            errors = validation_errors(
+                exc, {"name": page._("Enter a name of 1 to 100 characters.")}, ("name",)
+            )
+        except FORM_ERRORS as exc:
+            errors = _refusal(exc, values, page._)
+        else:
+            return page.redirect(f"{page.base}/ivr")
+    return await _form_page(page, menu, values, errors, 422)
+
+
 def mount_tenant(router: APIRouter, PageDep: Any) -> None:  # noqa: N803 - a type alias
     @router.get("/ivr", response_class=HTMLResponse)
     async def menus(page: PageDep) -> HTMLResponse:
@@ -398,24 +421,12 @@ def mount_tenant(router: APIRouter, PageDep: Any) -> None:  # noqa: N803 - a typ
     @router.post("/ivr/new", response_class=HTMLResponse)
     async def create_menu(page: PageDep) -> Response:
         values = _form_values(await page.request.form())
-        definition, errors = _definition(values, page._)
-        if not errors:
-            try:
-                model: BaseModel = MenuCreate.model_validate(
-                    {"name": values["name"], "definition": definition}
-                )
-            except ValidationError as exc:
-                errors = validation_errors(
-                    exc, {"name": page._("Enter a name of 1 to 100 characters.")}, ("name",)
-                )
-            else:
-                try:
-                    await create_row(page.ctx, RES, model)
-                except FORM_ERRORS as exc:
-                    errors = _refusal(exc, values, page._)
-                else:
-                    return page.redirect(f"{page.base}/ivr")
-        return await _form_page(page, None, values, errors, 422)
+
+        async def write(definition: dict[str, Any]) -> None:
+            model = MenuCreate.model_validate({"name": values["name"], "definition": definition})
+            await create_row(page.ctx, RES, model)
+
+        return await _save(page, None, values, write)
 
     @router.get("/ivr/{menu_id}", response_class=HTMLResponse)
     async def edit_menu(page: PageDep, menu_id: MenuId) -> HTMLResponse:
@@ -427,24 +438,12 @@ def mount_tenant(router: APIRouter, PageDep: Any) -> None:  # noqa: N803 - a typ
         menu = await get_row(page.ctx, RES, menu_id)
         form = await page.request.form()
         values = _form_values(form)
-        definition, errors = _definition(values, page._)
-        if not errors:
-            try:
-                model: BaseModel = MenuUpdate.model_validate(
-                    {"name": values["name"], "definition": definition}
-                )
-            except ValidationError as exc:
-                errors = validation_errors(
-                    exc, {"name": page._("Enter a name of 1 to 100 characters.")}, ("name",)
-                )
-            else:
-                try:
-                    await update_row(page.ctx, RES, menu_id, model, _version(form))
-                except FORM_ERRORS as exc:
-                    errors = _refusal(exc, values, page._)
-                else:
-                    return page.redirect(f"{page.base}/ivr")
-        return await _form_page(page, menu, values, errors, 422)
+
+        async def write(definition: dict[str, Any]) -> None:
+            model = MenuUpdate.model_validate({"name": values["name"], "definition": definition})
+            await update_row(page.ctx, RES, menu_id, model, _version(form))
+
+        return await _save(page, menu, values, write)
 
     @router.post("/ivr/{menu_id}/delete", response_class=HTMLResponse)
     async def remove_menu(page: PageDep, menu_id: MenuId) -> Response:
