@@ -31,6 +31,12 @@ class Reason(Enum):
     CHANNEL_LIMIT = ("CHANNEL_LIMIT", 17, "")  # the package's channels are all in use: busy
     BILLING_UNAVAILABLE = ("BILLING_UNAVAILABLE", 34, "all-circuits-busy-now")
     BALANCE_EXHAUSTED = ("BALANCE_EXHAUSTED", 16, "")  # cut mid-call: no money for the next slice
+    # Compliance (dialplan.compliance): the provider's duties on outbound calls.
+    CALLING_HOURS = ("CALLING_HOURS", 21, "ss-noservice")  # outside the tenant's calling hours
+    CALLEE_FREQUENCY = ("CALLEE_FREQUENCY", 21, "cannot-complete-as-dialed")  # this callee, too often
+    OUTBOUND_SUSPENDED = ("OUTBOUND_SUSPENDED", 21, "ss-noservice")  # a monitor's or operator's action
+    OUTBOUND_THROTTLED = ("OUTBOUND_THROTTLED", 34, "all-circuits-busy-now")  # over the tenant's pace
+    SPEND_CAP = ("SPEND_CAP", 21, "ss-noservice")  # the day's spend cap (toll fraud); cuts live calls too
     # Set by the dialplan itself when the control plane cannot be reached.
     CONTROL_PLANE_UNAVAILABLE = ("CONTROL_PLANE_UNAVAILABLE", 34, "all-circuits-busy-now")
 

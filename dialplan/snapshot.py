@@ -9,6 +9,7 @@ from datetime import datetime
 from types import MappingProxyType
 
 from dialplan.blacklist import Blacklist
+from dialplan.compliance import TenantRules
 from dialplan.region import RegionPolicy
 from dialplan.time_policy import DEFAULT_TIMEZONE, TimePolicy
 from ivr.menu import MenuSet
@@ -86,6 +87,7 @@ class ConfigSnapshot:
     endpoints: Mapping[str, Extension] = field(default_factory=lambda: _EMPTY)
     trunk_routes: tuple[TrunkRoute, ...] = ()
     ivr_menus: Mapping[int, MenuSet] = field(default_factory=lambda: _EMPTY)  # by tenant
+    compliance: TenantRules = field(default_factory=TenantRules)
     loaded_at: datetime | None = None
     generation: int = 0
 
@@ -99,6 +101,7 @@ class ConfigSnapshot:
         extensions: list[Extension] | None = None,
         trunk_routes: list[TrunkRoute] | None = None,
         ivr_menus: dict[int, MenuSet] | None = None,
+        compliance: TenantRules | None = None,
     ) -> ConfigSnapshot:
         exts = extensions or []
         return ConfigSnapshot(
@@ -109,6 +112,7 @@ class ConfigSnapshot:
             endpoints=MappingProxyType({e.endpoint_id: e for e in exts}),
             trunk_routes=tuple(trunk_routes or ()),
             ivr_menus=MappingProxyType(dict(ivr_menus or {})),
+            compliance=compliance or TenantRules(),
             loaded_at=loaded_at,
             generation=generation,
         )

@@ -4,12 +4,15 @@ NOTIFY config_changed (a trigger on every routing table) and on a slow safety ti
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from types import MappingProxyType
 from typing import Any
 
 import asyncpg
 
 from dialplan.blacklist import Blacklist, BlacklistEntry
+from dialplan.compliance import Rule, TenantRules
 from dialplan.region import RegionPolicy
 from dialplan.snapshot import (
     BoundDestination,
@@ -36,8 +39,9 @@ async def load_snapshot(conn: Any, generation: int, clock: Clock) -> ConfigSnaps
     extensions = await _load_extensions(conn)
     routes = await _load_trunk_routes(conn)
     menus = await _load_menus(conn)
+    compliance = await _load_compliance(conn)
     return ConfigSnapshot.build(
-        tenants, numbers, clock.now(), generation, blacklist, extensions, routes, menus
+        tenants, numbers, clock.now(), generation, blacklist, extensions, routes, menus, compliance
     )
 
 
@@ -178,6 +182,22 @@ async def _load_menus(conn: Any) -> dict[int, MenuSet]:
             *first,
         )
     return menus
+
+
+async def _load_compliance(conn: Any) -> TenantRules:
+    """The compliance rules: the platform's defaults and each tenant's own, by kind."""
+    platform: dict[str, Rule] = {}
+    tenants: dict[int, dict[str, Rule]] = {}
+    for r in await conn.fetch(
+        "SELECT tenant_id, kind, params, warning, critical, action, enabled FROM compliance_rules"
+    ):
+        params = r["params"] if isinstance(r["params"], dict) else json.loads(r["params"])
+        rule = Rule(r["kind"], params, r["warning"], r["critical"], r["action"], r["enabled"], r["tenant_id"])
+        if r["tenant_id"] is None:
+            platform[rule.kind] = rule
+        else:
+            tenants.setdefault(r["tenant_id"], {})[rule.kind] = rule
+    return TenantRules(MappingProxyType(platform), MappingProxyType(tenants))
 
 
 def _parsed(row: Any, parse: Any, *args: Any) -> Any:

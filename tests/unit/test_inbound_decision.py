@@ -142,6 +142,11 @@ def test_route_keeps_destinations_in_order_with_their_ring_timeouts() -> None:
         (Reason.CHANNEL_LIMIT, "CHANNEL_LIMIT", 17),
         (Reason.BILLING_UNAVAILABLE, "BILLING_UNAVAILABLE", 34),
         (Reason.BALANCE_EXHAUSTED, "BALANCE_EXHAUSTED", 16),
+        (Reason.CALLING_HOURS, "CALLING_HOURS", 21),
+        (Reason.CALLEE_FREQUENCY, "CALLEE_FREQUENCY", 21),
+        (Reason.OUTBOUND_SUSPENDED, "OUTBOUND_SUSPENDED", 21),
+        (Reason.OUTBOUND_THROTTLED, "OUTBOUND_THROTTLED", 34),
+        (Reason.SPEND_CAP, "SPEND_CAP", 21),
     ],
 )
 def test_reason_code_and_q850_cause(reason: Reason, code: str, cause: int) -> None:
