@@ -210,3 +210,41 @@ class Metrics:
         self.recordings_purged = Counter(
             "softswitch_recordings_purged", "Recordings whose file the retention purge removed", registry=r
         )
+        # Compliance (issue 15). Refusals are counted by softswitch_call_decisions_total by
+        # their reason code like every other; these are the monitors' findings and actions.
+        self.compliance_level = Gauge(
+            "softswitch_compliance_level",
+            "A monitor's current level per tenant and rule: 1 warning, 2 critical "
+            "(a series exists only while the tenant is past the warning level)",
+            ["tenant", "rule"],
+            registry=r,
+        )
+        self.compliance_actions = Counter(
+            "softswitch_compliance_actions",
+            "Actions taken by the compliance monitors (notice, alert, throttle, suspend) "
+            "and by operators (lift)",
+            ["rule", "action"],
+            registry=r,
+        )
+        self.complaints = Counter(
+            "softswitch_complaints", "Complaints registered, by category", ["category"], registry=r
+        )
+        self.spend_cap_cuts = Counter(
+            "softswitch_spend_cap_cuts",
+            "Live calls cut because their tenant reached its daily spend cap",
+            registry=r,
+        )
+        # The scheduler inside the service (issue 15.6).
+        self.scheduler_runs = Counter(
+            "softswitch_scheduler_runs",
+            "Runs of the periodic jobs by job and outcome (ok, failed, skipped: another "
+            "instance holds the job's lock)",
+            ["job", "outcome"],
+            registry=r,
+        )
+        self.scheduler_last_success = Gauge(
+            "softswitch_scheduler_last_success_timestamp_seconds",
+            "Unix time of each job's last successful run in this instance",
+            ["job"],
+            registry=r,
+        )
