@@ -155,3 +155,7 @@ class TenantRules:
 
     def for_tenant(self, tenant_id: int) -> dict[str, Rule]:
         return effective_rules(self.platform, self.tenants.get(tenant_id))
+
+    def spend_cap(self, tenant_id: int) -> Decimal | None:
+        """The tenant's daily spend cap, for every call it pays for (inbound legs too)."""
+        return outbound_rules(self.for_tenant(tenant_id)).daily_spend_cap

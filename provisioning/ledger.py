@@ -145,6 +145,7 @@ class Refusal(enum.StrEnum):
     CHANNEL_LIMIT = "CHANNEL_LIMIT"
     NO_BALANCE = "NO_BALANCE"
     ALREADY_OPEN = "ALREADY_OPEN"
+    SPEND_CAP = "SPEND_CAP"  # the tenant's daily spend cap (spent today + reserved) would be passed
     UNAVAILABLE = "UNAVAILABLE"  # the database did not answer in time: refused (fail closed)
 
 
@@ -162,14 +163,24 @@ class Grant:
 # one statement locking the account applies it; tests/db/test_exact_reservations.py holds
 # SQL and Python equal. Included seconds are held in billable seconds, as settlement uses
 # them.
-_OPEN = """
+def _spent(acc: str, ts: str) -> str:
+    """SQL: what account row `acc` spent on its tenant's local day of instant `ts` (tenants
+    `t` joined): spent_today counts only while spent_day is that day."""
+    return (
+        f"(CASE WHEN {acc}.spent_day = (({ts}::timestamptz) AT TIME ZONE t.timezone)::date "
+        f"THEN {acc}.spent_today ELSE 0 END)"
+    )
+
+
+_OPEN = f"""
 WITH a AS (
     SELECT * FROM accounts WHERE tenant_id = $1 FOR UPDATE
 ), want AS (
     SELECT a.tenant_id, a.balance, a.reserved, a.credit_limit, a.channel_cap, a.channels_in_use,
            inc.take AS inc_take, rated_amount(b.billable, inc.take, a.rate_per_minute) AS money,
-           EXISTS (SELECT 1 FROM reservations WHERE call_id = $2) AS already
-    FROM a
+           EXISTS (SELECT 1 FROM reservations WHERE call_id = $2) AS already,
+           {_spent("a", "$5")} AS spent
+    FROM a JOIN tenants t ON t.id = a.tenant_id
     CROSS JOIN LATERAL (SELECT billable_seconds($4, a.first_increment_s, a.increment_s) AS billable) b
     CROSS JOIN LATERAL (
         SELECT LEAST(GREATEST(a.included_seconds_left - a.included_reserved_s, 0), b.billable) AS take
@@ -185,6 +196,7 @@ WITH a AS (
       AND NOT w.already
       AND w.channels_in_use < w.channel_cap
       AND w.balance - w.reserved - w.money >= -w.credit_limit
+      AND ($6::numeric IS NULL OR w.spent + w.reserved + w.money <= $6)
     RETURNING w.money, w.inc_take
 ), opened AS (
     INSERT INTO reservations (call_id, tenant_id, channel, amount, included_s, granted_s, opened_at)
@@ -198,11 +210,12 @@ SELECT o.id, o.amount, o.included_s, o.granted_s,
             WHEN w.tenant_id IS NULL THEN 'NO_ACCOUNT'
             WHEN w.already THEN 'ALREADY_OPEN'
             WHEN w.channels_in_use >= w.channel_cap THEN 'CHANNEL_LIMIT'
-            ELSE 'NO_BALANCE' END AS refusal
+            WHEN w.balance - w.reserved - w.money < -w.credit_limit THEN 'NO_BALANCE'
+            ELSE 'SPEND_CAP' END AS refusal
 FROM (SELECT 1) AS one LEFT JOIN want w ON true LEFT JOIN opened o ON true
 """
 
-_RENEW = """
+_RENEW = f"""
 WITH r AS (
     SELECT * FROM reservations WHERE call_id = $1 AND state = 'open' FOR UPDATE
 ), a AS (
@@ -210,8 +223,9 @@ WITH r AS (
 ), want AS (
     SELECT a.tenant_id, a.balance, a.reserved, a.credit_limit, inc.total - r.included_s AS inc_take,
            -- never less than already held (included seconds may have become free meanwhile)
-           GREATEST(rated_amount(b.billable, inc.total, a.rate_per_minute) - r.amount, 0) AS money
-    FROM a JOIN r ON true
+           GREATEST(rated_amount(b.billable, inc.total, a.rate_per_minute) - r.amount, 0) AS money,
+           {_spent("a", "$3")} AS spent
+    FROM a JOIN r ON true JOIN tenants t ON t.id = a.tenant_id
     CROSS JOIN LATERAL (
         SELECT billable_seconds(r.granted_s + $2, a.first_increment_s, a.increment_s) AS billable
     ) b
@@ -226,6 +240,7 @@ WITH r AS (
         version = acc.version + 1
     FROM want w
     WHERE acc.tenant_id = w.tenant_id AND w.balance - w.reserved - w.money >= -w.credit_limit
+      AND ($4::numeric IS NULL OR w.spent + w.reserved + w.money <= $4)
     RETURNING w.money, w.inc_take
 )
 UPDATE reservations res
@@ -238,10 +253,19 @@ RETURNING res.id, t.money AS amount, t.inc_take AS included_s, res.granted_s
 
 
 async def open_reservation(
-    conn: asyncpg.Connection, tenant_id: int, call_id: str, channel: str, slice_s: int, now: datetime
+    conn: asyncpg.Connection,
+    tenant_id: int,
+    call_id: str,
+    channel: str,
+    slice_s: int,
+    now: datetime,
+    spend_cap: Decimal | None = None,
 ) -> Grant | Refusal:
+    """The first slice of a call (a channel slot, money or included seconds) in one
+    statement on the locked account row. ``spend_cap``: the tenant's daily cap — the day's
+    settled charges (its local day) plus every open reservation may not pass it."""
     try:
-        row = await conn.fetchrow(_OPEN, tenant_id, call_id, channel, slice_s, now)
+        row = await conn.fetchrow(_OPEN, tenant_id, call_id, channel, slice_s, now, spend_cap)
     except asyncpg.UniqueViolationError:
         # A concurrent attempt for the same call won; this whole statement rolled back.
         return Refusal.ALREADY_OPEN
@@ -252,14 +276,28 @@ async def open_reservation(
 
 
 async def renew_reservation(
-    conn: asyncpg.Connection, call_id: str, slice_s: int, now: datetime
+    conn: asyncpg.Connection, call_id: str, slice_s: int, now: datetime, spend_cap: Decimal | None = None
 ) -> Grant | None:
-    """Reserve the next slice of a live call; None if the money is not there (or the
-    reservation is no longer open): the switch's hard stop then ends the call."""
-    row = await conn.fetchrow(_RENEW, call_id, slice_s, now)
+    """Reserve the next slice of a live call; None if the money is not there, the daily
+    spend cap would be passed (spend_cap_reached tells which), or the reservation is no
+    longer open: the switch's hard stop then ends the call."""
+    row = await conn.fetchrow(_RENEW, call_id, slice_s, now, spend_cap)
     if row is None:
         return None
     return Grant(row["id"], row["amount"], row["included_s"], slice_s)
+
+
+async def spend_cap_reached(conn: asyncpg.Connection, tenant_id: int, cap: Decimal, now: datetime) -> bool:
+    """Whether the tenant's day (settled charges of its local day, plus what its live calls
+    hold) has reached ``cap`` — why a renewal was refused, read after the refusal."""
+    reached: bool = await conn.fetchval(
+        f"""SELECT {_spent("a", "$2")} + a.reserved >= $3
+            FROM accounts a JOIN tenants t ON t.id = a.tenant_id WHERE a.tenant_id = $1""",
+        tenant_id,
+        now,
+        cap,
+    )
+    return bool(reached)
 
 
 _RELEASE = """
@@ -303,8 +341,10 @@ WITH r AS (
     SET balance = acc.balance - $3, reserved = acc.reserved - r.amount,
         channels_in_use = acc.channels_in_use - 1,
         included_seconds_left = acc.included_seconds_left - $6,
-        included_reserved_s = acc.included_reserved_s - r.included_s, version = acc.version + 1
-    FROM r WHERE acc.tenant_id = r.tenant_id
+        included_reserved_s = acc.included_reserved_s - r.included_s, version = acc.version + 1,
+        spent_today = {_spent("acc", "$2")} + $3,
+        spent_day = (($2::timestamptz) AT TIME ZONE t.timezone)::date
+    FROM r JOIN tenants t ON t.id = r.tenant_id WHERE acc.tenant_id = r.tenant_id
     RETURNING acc.tenant_id, acc.balance
 ), ledger AS (
     {_APPEND}

@@ -163,7 +163,16 @@ class Service:
         watch = asyncio.get_running_loop().create_task(self._watch_database(), name="db-watch")
         self._background.add(watch)
 
-        self.money = CallMoney(self.pool, self.control, self.registry, self.clock, self.metrics, s.prepaid)
+        snapshots = self.snapshots
+        self.money = CallMoney(
+            self.pool,
+            self.control,
+            self.registry,
+            self.clock,
+            self.metrics,
+            s.prepaid,
+            spend_cap=lambda tenant: snapshots.current.compliance.spend_cap(tenant),
+        )
         self.registry.add_end_listener(self.money.on_call_end)
         await self.money.start()
         self.recorder = Recorder(self.pool, self.clock, self.metrics, s.recording, s.asterisk.chroot)

@@ -66,6 +66,10 @@ class CallControl(Protocol):
         """A short tone to the caller: the call ends in a few seconds."""
         ...
 
+    async def hangup(self, channel: str, cause: int) -> None:
+        """Hang up a channel now, with Q.850 ``cause`` (the platform cuts the call)."""
+        ...
+
     async def live_channels(self) -> list[LiveChannel]:
         """The engine's live channels — returned only once every channel event the engine
         emitted before the list was taken has been delivered to the registry."""

@@ -19,13 +19,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
 
+from dialplan.compliance import Refused
+from dialplan.reasons import Reason
 from provisioning.ledger import (
     Grant,
     Refusal,
@@ -33,8 +36,10 @@ from provisioning.ledger import (
     release_reservation,
     renew_reservation,
     settle_reservation,
+    spend_cap_reached,
 )
 from softswitch.callpath.control import CallControl, ControlError
+from softswitch.callpath.outbound_gate import OutboundAttempt, gated_reservation
 from softswitch.callpath.registry import CallRegistry, LiveCall
 from softswitch.core.clock import Clock
 from softswitch.core.metrics import Metrics
@@ -52,6 +57,7 @@ class TrackedCall:
     tenant_id: int
     granted_s: int
     final: bool = False  # no further slice could be reserved
+    cut: bool = False  # hung up by the platform: the tenant's daily spend cap
     warned: bool = False
     renewing: bool = False
     extended_at: datetime | None = field(default=None)
@@ -66,7 +72,10 @@ class CallMoney:
         clock: Clock,
         metrics: Metrics,
         settings: PrepaidSettings,
+        spend_cap: Callable[[int], Decimal | None] = lambda _tenant: None,
     ) -> None:
+        """``spend_cap``: the tenant's daily spend cap now (its compliance rules)."""
+        self._spend_cap = spend_cap
         self._pool = pool
         self._control = control
         self._registry = registry
@@ -78,14 +87,26 @@ class CallMoney:
         self._loop_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ set-up
-    async def authorize(self, tenant_id: int, call_id: str, channel: str) -> Grant | Refusal:
+    async def authorize(
+        self, tenant_id: int, call_id: str, channel: str, outbound: OutboundAttempt | None = None
+    ) -> Grant | Refusal | Refused:
+        """A reservation for the call, or why not. An enterprise's outbound call
+        (``outbound``) first passes the compliance gate in the same transaction."""
         started = self._clock.now()
+        cap = self._spend_cap(tenant_id)
+        slice_s = self._s.slice_s
         try:
             async with asyncio.timeout(self._s.timeout_s):
                 async with self._pool.acquire() as conn:
-                    result = await open_reservation(
-                        conn, tenant_id, call_id, channel, self._s.slice_s, started
-                    )
+                    result: Grant | Refusal | Refused
+                    if outbound is None:
+                        result = await open_reservation(
+                            conn, tenant_id, call_id, channel, slice_s, started, cap
+                        )
+                    else:
+                        result = await gated_reservation(
+                            conn, outbound, tenant_id, call_id, channel, slice_s, started, cap
+                        )
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.error("prepaid check failed for call %s, refusing it (fail closed): %s", call_id, exc)
             self._metrics.reservations.labels("unavailable").inc()
@@ -93,9 +114,32 @@ class CallMoney:
         if isinstance(result, Grant):
             self._tracked[call_id] = TrackedCall(call_id, tenant_id, result.seconds)
             self._metrics.reservations.labels("granted").inc()
-        else:
+        elif isinstance(result, Refusal):
             self._metrics.reservations.labels(result.value.lower()).inc()
+            if result is Refusal.SPEND_CAP:
+                self._cut_tenant(tenant_id)
         return result
+
+    def _cut_tenant(self, tenant_id: int) -> None:
+        """The tenant reached its daily spend cap (toll fraud): its live calls are cut
+        now, not at the end of their reserved slices."""
+        for t in list(self._tracked.values()):
+            if t.tenant_id != tenant_id or t.cut:
+                continue
+            call = self._registry.get(t.call_id)
+            if call is None or call.ended_at is not None:
+                continue
+            t.cut = True
+            t.final = True
+            self._spawn(self._cut(call), f"cut-{t.call_id}")
+
+    async def _cut(self, call: LiveCall) -> None:
+        for channel in sorted(call.channels):
+            try:
+                await self._control.hangup(channel, Reason.SPEND_CAP.cause)
+            except ControlError as exc:
+                log.info("could not cut %s at the spend cap: %s", channel, exc)
+        self._metrics.spend_cap_cuts.inc()
 
     # ------------------------------------------------------------------ during the call
     async def start(self) -> None:
@@ -137,16 +181,23 @@ class CallMoney:
                 self._spawn(self._warn(call), f"warn-{t.call_id}")
 
     async def _renew(self, t: TrackedCall, call: LiveCall) -> None:
+        cap = self._spend_cap(t.tenant_id)
+        capped = False
         try:
             async with asyncio.timeout(self._s.timeout_s), self._pool.acquire() as conn:
-                grant = await renew_reservation(conn, t.call_id, self._s.slice_s, self._clock.now())
+                now = self._clock.now()
+                grant = await renew_reservation(conn, t.call_id, self._s.slice_s, now, cap)
+                if grant is None and cap is not None:
+                    capped = await spend_cap_reached(conn, t.tenant_id, cap, now)
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("renewal of call %s failed, the switch's stop stands: %s", t.call_id, exc)
             grant = None
         try:
             if grant is None:
                 t.final = True
-                self._metrics.reservations.labels("renewal_refused").inc()
+                self._metrics.reservations.labels("spend_cap" if capped else "renewal_refused").inc()
+                if capped:
+                    self._cut_tenant(t.tenant_id)
                 return
             t.granted_s += grant.seconds
             self._metrics.reservations.labels("renewed").inc()
@@ -189,7 +240,12 @@ class CallMoney:
             else:
                 assert call.answered_at is not None and call.ended_at is not None
                 billsec = int((call.ended_at - call.answered_at).total_seconds())
-            reason = "BALANCE_EXHAUSTED" if t.final and billsec >= t.granted_s - 2 else ""
+            if t.cut:
+                reason = Reason.SPEND_CAP.code
+            elif t.final and billsec >= t.granted_s - 2:
+                reason = Reason.BALANCE_EXHAUSTED.code
+            else:
+                reason = ""
             settled = await settle_reservation(conn, call.linkedid, billsec, now, reason)
         if settled is not None:
             self._metrics.settlements.inc()

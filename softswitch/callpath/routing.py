@@ -13,14 +13,17 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
+from dialplan.compliance import Refused, check_before_counting, outbound_rules
 from dialplan.distribution import Memory
 from dialplan.extension_calls import ExtensionCall, decide_extension_call, from_extension
 from dialplan.inbound import AskPin, Decision, InboundCall, Reject, Route, RunIvr, Voicemail, decide_inbound
 from dialplan.legs import Direction, Leg
 from dialplan.reasons import Reason
+from dialplan.time_policy import DEFAULT_TIMEZONE
 from provisioning.ledger import Grant, Refusal
 from provisioning.rules import pin_matches
 from softswitch.callpath.control import CallChannel
+from softswitch.callpath.outbound_gate import OutboundAttempt
 from softswitch.callpath.prepaid import CallMoney
 from softswitch.callpath.recorder import Recorder
 from softswitch.callpath.records import CallRecordWriter, DecisionRecord
@@ -183,7 +186,7 @@ class CallRouting:
     ) -> None:
         """Reserve the money a routed call needs, remember it for distribution, decide
         whether it is recorded, set the SS_* variables in one round trip, record and count."""
-        decision = await self._reserve(leg, linkedid, session.facts.channel)
+        decision = await self._reserve(leg, linkedid, session.facts.channel, called)
         leg = dataclasses.replace(leg, decision=decision)
         self._remember(decision)
         recording = None
@@ -200,19 +203,32 @@ class CallRouting:
         await session.deliver(leg, recording)
         self._record(session, started, decision, linkedid, caller, called, leg.direction)
 
-    async def _reserve(self, leg: Leg, call_id: str, channel: str) -> Decision:
+    async def _reserve(self, leg: Leg, call_id: str, channel: str, called: str) -> Decision:
         """A routed call the enterprise pays for rings only with a reservation in hand; one
-        that stays inside the platform (extensions only) takes no channel and costs nothing."""
+        that stays inside the platform (extensions only) takes no channel and costs nothing.
+        An enterprise's outbound call first passes the compliance gates: its calling hours
+        here (no counters needed), the rest with the reservation (outbound_gate)."""
         decision = leg.decision
         if self._money is None or not isinstance(decision, Route) or decision.tenant_id is None:
             return decision
         if not leg.billable:
             return decision
-        grant = await self._money.authorize(decision.tenant_id, call_id, channel)
+        attempt = None
+        if leg.direction is Direction.OUTBOUND:
+            snapshot = self._snapshots.current
+            rules = outbound_rules(snapshot.compliance.for_tenant(decision.tenant_id))
+            tenant = snapshot.tenants.get(decision.tenant_id)
+            timezone = tenant.timezone if tenant is not None else DEFAULT_TIMEZONE
+            early = check_before_counting(rules, timezone, self._clock.now())
+            if early is not None:
+                return Reject(early.reason, decision.tenant_id, decision.number_id, why=early.why)
+            attempt = OutboundAttempt(called, decision.caller_id, rules)
+        grant = await self._money.authorize(decision.tenant_id, call_id, channel, attempt)
         if isinstance(grant, Grant):
             return dataclasses.replace(decision, limit_s=grant.seconds)
-        reason = _REFUSALS[grant]
-        return Reject(reason, decision.tenant_id, decision.number_id)
+        if isinstance(grant, Refused):
+            return Reject(grant.reason, decision.tenant_id, decision.number_id, why=grant.why)
+        return Reject(_REFUSALS[grant], decision.tenant_id, decision.number_id)
 
     async def _pin_dialogue(self, session: CallChannel, called: str, ask: AskPin) -> bool:
         """Whether the caller keys the PIN of unified number `called` within its attempts."""
@@ -256,4 +272,5 @@ _REFUSALS: dict[Refusal, Reason] = {
     Refusal.CHANNEL_LIMIT: Reason.CHANNEL_LIMIT,
     Refusal.UNAVAILABLE: Reason.BILLING_UNAVAILABLE,
     Refusal.ALREADY_OPEN: Reason.BILLING_UNAVAILABLE,
+    Refusal.SPEND_CAP: Reason.SPEND_CAP,
 }

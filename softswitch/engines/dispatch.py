@@ -31,6 +31,9 @@ class EngineControls:
     async def warn(self, channel: str) -> None:
         await self._of(channel).warn(channel)
 
+    async def hangup(self, channel: str, cause: int) -> None:
+        await self._of(channel).hangup(channel, cause)
+
     async def live_channels(self) -> list[LiveChannel]:
         out = await self._default.live_channels()
         for _, control in self._by_prefix:

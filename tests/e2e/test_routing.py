@@ -5,7 +5,6 @@ outbound caller ID. Everything is provisioned through the service's API."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from typing import Any
 
@@ -19,8 +18,11 @@ from tests.e2e.conftest import (
     Engine,
     active_number,
     api_ok,
+    carrier_trunk,
     changed,
     dialled_legs,
+    ext_call,
+    extension,
     mobile,
     restarted,
     unique_caller,
@@ -276,37 +278,13 @@ async def test_pin_accepted_and_refused_by_rfc2833_dtmf(
     assert (await call_row(db, bad))["reason"] == "PIN_FAILED"
 
 
-def _extension(service: ServiceProcess, tenant: int, ext: str, site: str, password: str) -> dict[str, Any]:
-    return changed(
-        service,
-        "POST",
-        f"/v1/tenants/{tenant}/extensions",
-        json={"extension": ext, "site": site, "password": password},
-    )
-
-
-def ext_call(
-    a: dict[str, Any], password: str, dialled: str, presented: str, target: str, hold_ms: int = 300
-) -> SippResult:
-    return run_uac(
-        dialled,
-        presented,
-        scenario="uac_extension.xml",
-        local_ip="127.0.0.5",
-        target=target,
-        hold_ms=hold_ms,
-        extra=("-key", "ext", a["endpoint_id"], "-au", a["endpoint_id"], "-ap", password),
-        timeout_s=30,
-    )
-
-
 async def test_extension_to_extension_across_sites(
     db: asyncpg.Connection, service: ServiceProcess, engine: Engine
 ) -> None:
     tenant, _number_id, _number = active_number(service)
     pw_a, pw_b = "alpha-secret-1", "bravo-secret-2"
-    a = _extension(service, tenant, "801", "shanghai-hq", pw_a)
-    b = _extension(service, tenant, "802", "beijing-branch", pw_b)
+    a = extension(service, tenant, "801", "shanghai-hq", pw_a)
+    b = extension(service, tenant, "802", "beijing-branch", pw_b)
     # Phone B registers as extension 802 and answers calls to it (out-of-call scenario).
     phone_b = SippUas(
         "uas_phone.xml",
@@ -328,12 +306,8 @@ async def test_outbound_caller_id_must_be_the_tenants(
 ) -> None:
     tenant, _number_id, number = active_number(service)
     pw = "charlie-secret-3"
-    a = _extension(service, tenant, "803", "main", pw)
-    trunk = f"e2e-{os.getpid()}"
-    existing = api_ok(service.request("GET", "/v1/trunks?kind=carrier&limit=500"))["items"]
-    if not any(t["host"] == "127.0.0.3" for t in existing):
-        t = changed(service, "POST", "/v1/trunks", json={"name": trunk, "host": "127.0.0.3", "port": 5060})
-        changed(service, "POST", "/v1/trunk-routes", json={"trunk_id": t["id"], "prefix": "1", "priority": 1})
+    a = extension(service, tenant, "803", "main", pw)
+    carrier_trunk(service)
     outside = mobile()
     replaced = ext_call(a, pw, outside, "13999999999", engine.phones)  # a number the tenant does not own
     assert replaced.final_status == 200, replaced.message_log[-1500:]

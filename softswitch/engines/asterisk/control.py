@@ -34,6 +34,9 @@ class AmiCallControl:
     async def warn(self, channel: str) -> None:
         await self._action("PlayDTMF", {"Channel": channel, "Digit": "#", "Duration": "400"})
 
+    async def hangup(self, channel: str, cause: int) -> None:
+        await self._action("Hangup", {"Channel": channel, "Cause": str(cause)})
+
     async def live_channels(self) -> list[LiveChannel]:
         try:
             _, listing = await self._ami.action_list("CoreShowChannels")

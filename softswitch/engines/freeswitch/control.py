@@ -33,6 +33,10 @@ def uuid_of(channel: str) -> str:
     return uuid
 
 
+# Q.850 causes by FreeSWITCH's names (uuid_kill takes the name).
+_CAUSE_NAMES = {16: "NORMAL_CLEARING", 17: "USER_BUSY", 21: "CALL_REJECTED", 34: "NORMAL_CIRCUIT_CONGESTION"}
+
+
 class EslCallControl:
     def __init__(self, esl: EslClient) -> None:
         self._esl = esl
@@ -46,6 +50,9 @@ class EslCallControl:
 
     async def warn(self, channel: str) -> None:
         await self._api(f"uuid_send_dtmf {uuid_of(channel)} #@400")
+
+    async def hangup(self, channel: str, cause: int) -> None:
+        await self._api(f"uuid_kill {uuid_of(channel)} {_CAUSE_NAMES.get(cause, 'NORMAL_CLEARING')}")
 
     async def live_channels(self) -> list[LiveChannel]:
         try:
