@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a fresh Debian 12 machine; quick when already done.
-#   - Debian packages: PostgreSQL 15, SIPp (sip-tester), debootstrap, espeak-ng, sox, chromium
+#   - Debian packages: PostgreSQL 15, SIPp (sip-tester), debootstrap, espeak-ng, sox, chromium,
+#     prometheus (promtool for the alert rules' tests; its packaged daemon is disabled)
 #   - Asterisk 22 from Debian unstable in a debootstrap chroot (the host's libraries stay)
 #   - FreeSWITCH 1.10.12 built from the vendored sources (scripts/freeswitch.sh)
 #   - the Python venv (.venv) with the project installed in editable mode
@@ -18,11 +19,25 @@ command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v sox >/dev/null || need+=(sox)
 command -v chromium >/dev/null || need+=(chromium)  # the portal's browser tests (Playwright)
+command -v promtool >/dev/null || need+=(prometheus)  # promtool check/test rules; the e2e scrape
 [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need+=(fonts-wqy-microhei)  # Chinese text in screenshots
 if [ ${#need[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if [[ " ${need[*]} " == *" prometheus "* ]]; then
+  # Where an init system runs, Debian starts the packaged Prometheus (:9090) and its node
+  # exporter (:9100, recommended); the tests run their own Prometheus on a free port
+  # (tests/e2e/test_prometheus.py): stop and disable the packaged ones, once, at install.
+  for unit in prometheus prometheus-node-exporter; do
+    if [ -d /run/systemd/system ]; then
+      systemctl disable --now "$unit" >/dev/null 2>&1 || true
+    elif [ -x "/etc/init.d/$unit" ]; then
+      "/etc/init.d/$unit" stop >/dev/null 2>&1 || true
+      update-rc.d "$unit" disable >/dev/null 2>&1 || true
+    fi
+  done
 fi
 
 if [ ! -x "$ROOT/usr/sbin/asterisk" ]; then
