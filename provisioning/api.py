@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, create_model
 
 from provisioning import cards, catalog, click_to_dial, engine, money, numbers, reports, tenants, users
+from provisioning.compliance.api import build_compliance_router
 from provisioning.engine import Ctx, ProvisioningError, Resource
 from provisioning.roles import Principal
 from provisioning.schemas import (
@@ -143,6 +144,7 @@ def build_router(deps: ApiDeps) -> APIRouter:
     _mount_click_to_dial(router, CtxDep, deps)
     for res in catalog.TENANT_RESOURCES + catalog.PLATFORM_RESOURCES:
         _mount(router, res, CtxDep)
+    router.include_router(build_compliance_router(deps.pool, deps.clock))
     return router
 
 
