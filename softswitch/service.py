@@ -17,6 +17,7 @@ import uvicorn
 from provisioning.prompts import PromptStore
 from provisioning.sip import DEFAULT_REALM
 from softswitch.callpath.audit import EngineAudit
+from softswitch.callpath.compliance_watch import ComplianceWatch
 from softswitch.callpath.ivr_line import IvrLine
 from softswitch.callpath.prepaid import CallMoney
 from softswitch.callpath.recorder import Recorder
@@ -132,6 +133,7 @@ class Service:
         self.pool: asyncpg.Pool | None = None
         self.snapshots: SnapshotStore | None = None
         self.records: CallRecordWriter | None = None
+        self.compliance: ComplianceWatch | None = None
         self.agi: AgiServer | None = None
         self.money: CallMoney | None = None
         self.recorder: Recorder | None = None
@@ -149,6 +151,9 @@ class Service:
         await self.snapshots.start()
         self.records = CallRecordWriter(self.pool, self.metrics)
         await self.records.start()
+        self.compliance = ComplianceWatch(self.pool, self.clock, self.metrics)
+        self.records.on_outbound_ended(self.compliance.tenants_changed)
+        await self.compliance.start()
         self.registry.add_end_listener(self._on_call_end)
 
         self.ami.add_event_listener(AmiChannelEvents(self.registry).on_event)
@@ -286,6 +291,8 @@ class Service:
         await asyncio.gather(*self._background, return_exceptions=True)
         if self.records is not None:
             await self.records.stop()
+        if self.compliance is not None:
+            await self.compliance.stop()
         if self.snapshots is not None:
             await self.snapshots.stop()
         if self.pool is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -42,11 +43,12 @@ class EndRecord:
     answered_at: datetime | None
     ended_at: datetime
     hangup_cause: int | None
+    alerted_at: datetime | None = None
 
     @staticmethod
     def of(call: LiveCall) -> EndRecord:
         assert call.ended_at is not None
-        return EndRecord(call.linkedid, call.answered_at, call.ended_at, call.hangup_cause)
+        return EndRecord(call.linkedid, call.answered_at, call.ended_at, call.hangup_cause, call.alerted_at)
 
 
 _INSERT = """
@@ -73,9 +75,15 @@ WHERE linkedid = $1 AND action = 'dial' AND direction = 'inbound'
   AND final_action = 'missed_call' AND answered_at IS NULL
 ON CONFLICT (kind, dedupe_key) DO NOTHING
 """
+# One statement for the batch's ends; it names the tenants whose outbound calls ended,
+# for the compliance monitors (softswitch.callpath.compliance_watch).
 _END = """
-UPDATE calls SET answered_at = $2, ended_at = $3, hangup_cause = $4
-WHERE linkedid = $1 AND ended_at IS NULL
+UPDATE calls SET answered_at = e.answered_at, ended_at = e.ended_at, hangup_cause = e.hangup_cause,
+                 alerted_at = e.alerted_at
+FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::int[], $5::timestamptz[])
+     AS e (linkedid, answered_at, ended_at, hangup_cause, alerted_at)
+WHERE calls.linkedid = e.linkedid AND calls.ended_at IS NULL
+RETURNING calls.tenant_id, calls.direction
 """
 
 
@@ -86,6 +94,11 @@ class CallRecordWriter:
         self._batch = batch
         self._queue: asyncio.Queue[DecisionRecord | EndRecord] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._outbound_ended: list[Callable[[set[int]], None]] = []
+
+    def on_outbound_ended(self, listener: Callable[[set[int]], None]) -> None:
+        """`listener(tenant_ids)` after a batch that recorded the end of outbound calls."""
+        self._outbound_ended.append(listener)
 
     def decided(self, rec: DecisionRecord) -> None:
         self._queue.put_nowait(rec)
@@ -145,12 +158,22 @@ class CallRecordWriter:
             for d in items
             if isinstance(d, DecisionRecord)
         ]
-        ends = [
-            (e.linkedid, e.answered_at, e.ended_at, e.hangup_cause) for e in items if isinstance(e, EndRecord)
-        ]
+        ends = [e for e in items if isinstance(e, EndRecord)]
+        tenants: set[int] = set()
         async with self._pool.acquire() as conn, conn.transaction():
             if decisions:
                 await conn.executemany(_INSERT, decisions)
             if ends:
-                await conn.executemany(_END, ends)
-                await conn.executemany(_MISSED, [(e[0], e[2]) for e in ends])
+                ended = await conn.fetch(
+                    _END,
+                    [e.linkedid for e in ends],
+                    [e.answered_at for e in ends],
+                    [e.ended_at for e in ends],
+                    [e.hangup_cause for e in ends],
+                    [e.alerted_at for e in ends],
+                )
+                await conn.executemany(_MISSED, [(e.linkedid, e.ended_at) for e in ends])
+                tenants = {r["tenant_id"] for r in ended if r["direction"] == "outbound" and r["tenant_id"]}
+        if tenants:
+            for listener in self._outbound_ended:
+                listener(tenants)

@@ -4,15 +4,13 @@ NOTIFY config_changed (a trigger on every routing table) and on a slow safety ti
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from types import MappingProxyType
 from typing import Any
 
 import asyncpg
 
 from dialplan.blacklist import Blacklist, BlacklistEntry
-from dialplan.compliance import Rule, TenantRules
+from dialplan.compliance import TenantRules
 from dialplan.region import RegionPolicy
 from dialplan.snapshot import (
     BoundDestination,
@@ -24,6 +22,7 @@ from dialplan.snapshot import (
 )
 from dialplan.time_policy import DEFAULT_TIMEZONE, TimePolicy
 from ivr.menu import MenuSet
+from provisioning.compliance.watch import load_rules
 from softswitch.core.clock import Clock
 from softswitch.core.metrics import Metrics
 from trunks.selection import TrunkRoute
@@ -186,18 +185,7 @@ async def _load_menus(conn: Any) -> dict[int, MenuSet]:
 
 async def _load_compliance(conn: Any) -> TenantRules:
     """The compliance rules: the platform's defaults and each tenant's own, by kind."""
-    platform: dict[str, Rule] = {}
-    tenants: dict[int, dict[str, Rule]] = {}
-    for r in await conn.fetch(
-        "SELECT tenant_id, kind, params, warning, critical, action, enabled FROM compliance_rules"
-    ):
-        params = r["params"] if isinstance(r["params"], dict) else json.loads(r["params"])
-        rule = Rule(r["kind"], params, r["warning"], r["critical"], r["action"], r["enabled"], r["tenant_id"])
-        if r["tenant_id"] is None:
-            platform[rule.kind] = rule
-        else:
-            tenants.setdefault(r["tenant_id"], {})[rule.kind] = rule
-    return TenantRules(MappingProxyType(platform), MappingProxyType(tenants))
+    return await load_rules(conn)
 
 
 def _parsed(row: Any, parse: Any, *args: Any) -> Any:
