@@ -20,6 +20,7 @@ from provisioning.recordings import PurgeReport, purge_recordings
 from softswitch.core.clock import clock_from_setting
 from softswitch.core.db import connect, migrate_and_grant
 from softswitch.core.settings import Settings, load_settings
+from softswitch.jobs.cli import jobs_app
 from softswitch.service import run_service
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -29,6 +30,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(billing_app, name="billing")
 recordings_app = typer.Typer(no_args_is_help=True, help="Call recordings (retention).")
 app.add_typer(recordings_app, name="recordings")
+app.add_typer(jobs_app, name="jobs")
 
 
 def _operator_commands() -> None:

@@ -42,6 +42,8 @@ from softswitch.engines.freeswitch.esl.client import EslClient
 from softswitch.engines.freeswitch.events import CHANNEL_EVENTS, EslChannelEvents
 from softswitch.engines.freeswitch.outbound import OutboundServer
 from softswitch.http import HttpDeps, create_app
+from softswitch.jobs.catalogue import build_scheduler
+from softswitch.jobs.scheduler import Scheduler
 from trunks.selection import addresses
 
 log = logging.getLogger(__name__)
@@ -138,6 +140,7 @@ class Service:
         self.money: CallMoney | None = None
         self.recorder: Recorder | None = None
         self.audit: EngineAudit | None = None
+        self.scheduler: Scheduler | None = None
         self.loop_lag = LoopLagMonitor(self.metrics.event_loop_lag, self.metrics.event_loop_lag_max)
         self._http: _EmbeddedUvicorn | None = None
         self._http_task: asyncio.Task[None] | None = None
@@ -252,6 +255,9 @@ class Service:
             if self._http_task.done():
                 raise RuntimeError(f"HTTP server failed to start on {s.http.host}:{s.http.port}")
             await asyncio.sleep(0.01)
+        if s.scheduler.enabled:
+            self.scheduler = build_scheduler(s, self.pool, self.clock, self.metrics)
+            await self.scheduler.start()
         log.info(
             "softswitch serving: agi=%s:%d http=%s:%d ami=%s:%d",
             s.agi.host,
@@ -269,6 +275,8 @@ class Service:
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop taking calls; let live AGI sessions finish their current step; flush."""
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         if self.agi is not None:
             await self.agi.stop(grace)
         if self.esl_server is not None:

@@ -161,6 +161,23 @@ class RecordingSettings(_Section):
     finalize_wait_s: float = Field(2.0, ge=0, le=30)
 
 
+class SchedulerSettings(_Section):
+    """The periodic jobs run inside the service (softswitch.jobs): one instance runs each."""
+
+    enabled: bool = True
+    tick_s: float = Field(5.0, gt=0)  # how often due jobs are looked for
+    # A failed run is retried after retry_s, doubled by each further failure up to retry_max_s.
+    retry_s: float = Field(60.0, gt=0)
+    retry_max_s: float = Field(3600.0, gt=0)
+    # Only these jobs (names of `softswitch jobs list`); empty: every job.
+    jobs: list[str] = Field(default_factory=list)
+    # How this instance is named in scheduler_runs; empty: <host>:<pid>.
+    instance: str = ""
+    onboarding_interval_s: float = Field(300.0, gt=0)  # onboarding document deadlines
+    attempts_purge_interval_s: float = Field(3600.0, gt=0)  # outbound attempts past their windows
+    attempts_purge_batch: int = Field(5000, ge=1, le=100000)  # rows deleted per statement
+
+
 class StackSettings(_Section):
     dir: Path = DEFAULT_STACK_DIR
 
@@ -177,6 +194,7 @@ class Settings(BaseSettings):
     recording: RecordingSettings = Field(default_factory=RecordingSettings)
     asterisk: AsteriskSettings = Field(default_factory=AsteriskSettings)
     freeswitch: FreeSwitchSettings = Field(default_factory=FreeSwitchSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
     log_level: str = "INFO"
     # Pins the service clock (ISO 8601 with offset) for tests and demos; empty = real time.

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PURE = ("dialplan", "ivr", "rating", "trunks")
 LAYERS = (  # top first
     ("softswitch.service", "softswitch.cli", "softswitch.http"),
+    ("softswitch.jobs",),  # the periodic jobs and their scheduler
     ("softswitch.engines",),
     ("softswitch.callpath",),
     ("provisioning",),
