@@ -28,6 +28,9 @@ from softswitch.core.settings import Settings
 from tests.conftest import IN_CI, require_stack
 
 ROOT = Path(__file__).resolve().parents[2]
+# Every service the harness starts inherits this (a test turns the scheduler on for itself):
+# no billing cycle or purge of the shared database in the middle of the suite.
+os.environ.setdefault("SOFTSWITCH_SCHEDULER__ENABLED", "false")
 
 
 @pytest.fixture(scope="session")
