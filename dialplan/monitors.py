@@ -51,14 +51,15 @@ class Figures:
 
     @property
     def answer_rate(self) -> Decimal:
-        return _ratio(self.answered, self.calls)
+        return ratio(self.answered, self.calls)
 
     @property
     def avg_talk_s(self) -> Decimal:
-        return _ratio(self.talk_s, self.answered)
+        return ratio(self.talk_s, self.answered)
 
 
-def _ratio(a: int, b: int) -> Decimal:
+def ratio(a: int, b: int) -> Decimal:
+    """a / b to four places (0 when b is 0): every share and average of the monitors."""
     return (Decimal(a) / Decimal(b)).quantize(RATE, ROUND_HALF_UP) if b else Decimal(0)
 
 
@@ -87,9 +88,9 @@ def measure(rule: Rule, f: Figures) -> Decimal | None:
         )
         return Decimal(f.distinct_callees) if automated else Decimal(0)
     if rule.kind == "one_ring":
-        return None if f.calls < min_calls else _ratio(f.one_ring, f.calls)
+        return None if f.calls < min_calls else ratio(f.one_ring, f.calls)
     if rule.kind == "failed_rate":
-        return None if f.calls < min_calls else _ratio(f.calls - f.answered, f.calls)
+        return None if f.calls < min_calls else ratio(f.calls - f.answered, f.calls)
     if rule.kind == "avg_duration":
         return None if f.answered < max(min_calls, 1) else f.avg_talk_s
     if rule.kind == "call_frequency":

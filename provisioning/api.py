@@ -21,6 +21,7 @@ from pydantic import BaseModel, create_model
 
 from provisioning import cards, catalog, click_to_dial, engine, money, numbers, reports, tenants, users
 from provisioning.compliance.api import build_compliance_router
+from provisioning.compliance.oversight_api import build_oversight_router
 from provisioning.engine import Ctx, ProvisioningError, Resource
 from provisioning.roles import Principal
 from provisioning.schemas import (
@@ -145,6 +146,7 @@ def build_router(deps: ApiDeps) -> APIRouter:
     for res in catalog.TENANT_RESOURCES + catalog.PLATFORM_RESOURCES:
         _mount(router, res, CtxDep)
     router.include_router(build_compliance_router(deps.pool, deps.clock))
+    router.include_router(build_oversight_router(deps.pool, deps.clock))
     return router
 
 

@@ -104,9 +104,10 @@ class Outcome:
     rule: Rule
 
 
-async def _figures(
+async def figures(
     conn: asyncpg.Connection, tenant_id: int, since: datetime, now: datetime, ring_s: float
 ) -> Figures:
+    """The tenant's outbound figures of the calls decided in (since, now]."""
     row = await conn.fetchrow(_FIGURES, tenant_id, since, now, float(ring_s))
     assert row is not None
     complaints = await conn.fetchval(_COMPLAINTS, tenant_id, since, now)
@@ -134,7 +135,7 @@ async def _findings(
         since = lifted_at
     if rule.kind != "call_frequency":
         ring_s = float(rule.params.get("ring_s", 4))
-        return [evaluate(rule, await _figures(conn, tenant_id, since, now, ring_s))]
+        return [evaluate(rule, await figures(conn, tenant_id, since, now, ring_s))]
     # One finding per caller number past the warning level, and one for each number that
     # was flagged before (so it can fall back to ok).
     floor = min((t for t in (rule.warning, rule.critical) if t is not None), default=None)
