@@ -69,14 +69,14 @@ _SEVERITY = {action: rank for rank, action in enumerate(ACTIONS)}
 _PARAM_DIRECTION: dict[str, dict[str, str]] = {
     # distinct callees of calls that look automated: answer rate below max_answer_rate or
     # average talk below max_avg_talk_s: larger limits count more calls as automated
-    "robocall": {"window_s": "up", "max_answer_rate": "up", "max_avg_talk_s": "up", "min_calls": "down"},
+    "robocall": {"window_s": "up", "max_answer_rate": "up", "max_avg_talk_s": "up", "min_calls": "down", "throttle_per_min": "down"},
     # a longer ring_s counts more abandoned calls as one-ring
-    "one_ring": {"window_s": "same", "ring_s": "up", "min_calls": "down"},
-    "failed_rate": {"window_s": "same", "min_calls": "down"},
-    "avg_duration": {"window_s": "same", "min_calls": "down", "below": "same"},
-    "call_frequency": {"window_s": "up"},
-    "numbers_in_use": {"window_s": "up"},
-    "complaints": {"window_s": "up"},
+    "one_ring": {"window_s": "same", "ring_s": "up", "min_calls": "down", "throttle_per_min": "down"},
+    "failed_rate": {"window_s": "same", "min_calls": "down", "throttle_per_min": "down"},
+    "avg_duration": {"window_s": "same", "min_calls": "down", "below": "same", "throttle_per_min": "down"},
+    "call_frequency": {"window_s": "up", "throttle_per_min": "down"},
+    "numbers_in_use": {"window_s": "up", "throttle_per_min": "down"},
+    "complaints": {"window_s": "up", "throttle_per_min": "down"},
 }
 
 
@@ -205,8 +205,11 @@ def loosening(kind: str, current: Rule | None, new: Rule) -> tuple[str, str] | N
 
 # ---------------------------------------------------------------------------- rows
 def _params(value: Any) -> dict[str, Any]:
-    # a dict through the pool's jsonb codec, the JSON text without one
-    return dict(value) if isinstance(value, Mapping) else dict(json.loads(value))
+    # A dict through the pool's jsonb codec, the JSON text without one; a row written as a
+    # JSON string holding the object (text passed through the codec) is read all the same.
+    while isinstance(value, str | bytes):
+        value = json.loads(value)
+    return dict(value)
 
 
 def read_model(row: Mapping[str, Any]) -> RuleRead:
