@@ -26,6 +26,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from dialplan.compliance import ACTIONS, GATE_KINDS, KINDS, Rule
+from dialplan.monitors import throttle_of
 from provisioning.compliance.schemas import (
     PARAMS,
     RATIO_KINDS,
@@ -69,14 +70,14 @@ _SEVERITY = {action: rank for rank, action in enumerate(ACTIONS)}
 _PARAM_DIRECTION: dict[str, dict[str, str]] = {
     # distinct callees of calls that look automated: answer rate below max_answer_rate or
     # average talk below max_avg_talk_s: larger limits count more calls as automated
-    "robocall": {"window_s": "up", "max_answer_rate": "up", "max_avg_talk_s": "up", "min_calls": "down", "throttle_per_min": "down"},
+    "robocall": {"window_s": "up", "max_answer_rate": "up", "max_avg_talk_s": "up", "min_calls": "down"},
     # a longer ring_s counts more abandoned calls as one-ring
-    "one_ring": {"window_s": "same", "ring_s": "up", "min_calls": "down", "throttle_per_min": "down"},
-    "failed_rate": {"window_s": "same", "min_calls": "down", "throttle_per_min": "down"},
-    "avg_duration": {"window_s": "same", "min_calls": "down", "below": "same", "throttle_per_min": "down"},
-    "call_frequency": {"window_s": "up", "throttle_per_min": "down"},
-    "numbers_in_use": {"window_s": "up", "throttle_per_min": "down"},
-    "complaints": {"window_s": "up", "throttle_per_min": "down"},
+    "one_ring": {"window_s": "same", "ring_s": "up", "min_calls": "down"},
+    "failed_rate": {"window_s": "same", "min_calls": "down"},
+    "avg_duration": {"window_s": "same", "min_calls": "down", "below": "same"},
+    "call_frequency": {"window_s": "up"},
+    "numbers_in_use": {"window_s": "up"},
+    "complaints": {"window_s": "up"},
 }
 
 
@@ -103,7 +104,7 @@ def validate_rule(kind: str, data: RuleWrite) -> Rule:
         where = _error_field(err["loc"])
         msg = str(err["msg"]).removeprefix("Value error, ")
         raise Invalid(f"{kind}: {msg}", f"params.{where}" if where else "params") from None
-    normalised = params.model_dump(mode="json")
+    normalised = params.model_dump(mode="json", exclude_none=True)
     warning, critical = data.warning, data.critical
     if kind in GATE_KINDS:
         for name, value in (("warning", warning), ("critical", critical)):
@@ -156,7 +157,8 @@ def loosening(kind: str, current: Rule | None, new: Rule) -> tuple[str, str] | N
     - daily_spend_cap: the new amount is no higher;
     - monitors: the warning and critical levels are reached no later (no higher; no lower
       for avg_duration, reached below its levels), the action is no milder (notice < alert
-      < throttle < suspend), and each parameter moves only as _PARAM_DIRECTION says."""
+      < throttle < suspend), a throttle allows no more calls a minute, and each parameter
+      moves only as _PARAM_DIRECTION says."""
     if current is None or not current.enabled:
         return None
     if not new.enabled:
@@ -200,6 +202,8 @@ def loosening(kind: str, current: Rule | None, new: Rule) -> tuple[str, str] | N
             return name, f"{name} may not be {side} than {before_level}"
     if _SEVERITY[new.action] < _SEVERITY[current.action]:
         return "action", f"the action may not be milder than {current.action}"
+    if new.action == current.action == "throttle" and throttle_of(new) > throttle_of(current):
+        return "params.throttle_per_min", f"the throttle may not allow more than {throttle_of(current)}/min"
     return None
 
 
