@@ -116,7 +116,7 @@ def within_hours(hours: tuple[time, time] | None, timezone: str, now: datetime) 
     local = now.astimezone(ZoneInfo(timezone)).time()
     start, end = hours
     if start <= end:
-        return start <= local < end or end == time.max
+        return start <= local and (local < end or end == time.max)
     return local >= start or local < end
 
 

@@ -148,7 +148,8 @@ def step(previous: str | None, finding: Finding, rule: Rule) -> Step:
 
 def throttle_of(rule: Rule) -> int:
     """Calls a minute a throttle allows: the rule's `throttle_per_min`, else 10."""
-    return int(rule.params.get("throttle_per_min", 10))
+    pace = rule.params.get("throttle_per_min")
+    return 10 if pace is None else int(pace)
 
 
 def monitors(rules: Mapping[str, Rule]) -> list[Rule]:

@@ -92,6 +92,8 @@ class DailySpendCapParams(_In):
 
 class _Window(_In):
     window_s: int = Field(gt=0, le=MAX_WINDOW_S)
+    # the pace a throttle allows when the rule's action is "throttle" (10 when absent)
+    throttle_per_min: int | None = Field(None, ge=1, le=10_000)
 
 
 class RobocallParams(_Window):

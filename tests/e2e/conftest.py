@@ -380,3 +380,25 @@ def carrier_trunk(service: ServiceProcess) -> None:
         body = {"name": f"e2e-{os.getpid()}", "host": CARRIER_HOST, "port": 5060}
         t = changed(service, "POST", "/v1/trunks", json=body)
         changed(service, "POST", "/v1/trunk-routes", json={"trunk_id": t["id"], "prefix": "1", "priority": 1})
+
+
+async def outbound_row(db: asyncpg.Connection, presented: str) -> asyncpg.Record:
+    """The call record of the outbound call whose phone presented `presented`."""
+    deadline = time.monotonic() + 5
+    while True:
+        row = await db.fetchrow(
+            "SELECT * FROM calls WHERE caller = $1 AND direction = 'outbound' ORDER BY id DESC LIMIT 1",
+            presented,
+        )
+        if row is not None:
+            return row
+        assert time.monotonic() < deadline, f"no call record for {presented}"
+        await asyncio.sleep(0.05)
+
+
+def calling_tenant(service: ServiceProcess, ext: str, password: str) -> tuple[int, dict[str, Any]]:
+    """A new tenant with an active number (its caller ID) and extension `ext`, and the
+    carrier trunk its outbound calls leave by."""
+    tenant, _number_id, _number = active_number(service)
+    carrier_trunk(service)
+    return tenant, extension(service, tenant, ext, "main", password)

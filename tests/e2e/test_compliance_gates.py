@@ -23,16 +23,15 @@ from scripts.devstack.sipp import SippResult, SippUas
 from scripts.devstack.stack import LocalStack
 from tests.e2e.conftest import (
     Engine,
-    active_number,
-    carrier_trunk,
     engine_of,
     ext_call,
-    extension,
     mobile,
+    outbound_row,
     require_freeswitch,
     restarted,
     unique_caller,
 )
+from tests.e2e.conftest import calling_tenant as _calling_tenant
 
 pytestmark = pytest.mark.stack
 
@@ -42,6 +41,10 @@ SHORT_SLICES = {
     "SOFTSWITCH_PREPAID__RENEW_MARGIN_S": "3",
     "SOFTSWITCH_PREPAID__WARNING_S": "2",
 }
+
+
+def calling_tenant(service: ServiceProcess, ext: str) -> tuple[int, dict[str, Any]]:
+    return _calling_tenant(service, ext, PASSWORD)
 
 
 async def tenant_rule(
@@ -60,26 +63,6 @@ async def tenant_rule(
     while service.metric("softswitch_snapshot_generation") <= generation:
         assert time.monotonic() < deadline, "the snapshot did not reload"
         await asyncio.sleep(0.02)
-
-
-async def outbound_row(db: asyncpg.Connection, presented: str) -> asyncpg.Record:
-    """The call record of the outbound call whose phone presented `presented`."""
-    deadline = time.monotonic() + 5
-    while True:
-        row = await db.fetchrow(
-            "SELECT * FROM calls WHERE caller = $1 AND direction = 'outbound' ORDER BY id DESC LIMIT 1",
-            presented,
-        )
-        if row is not None:
-            return row
-        assert time.monotonic() < deadline, f"no call record for {presented}"
-        await asyncio.sleep(0.05)
-
-
-def calling_tenant(service: ServiceProcess, ext: str) -> tuple[int, dict[str, Any]]:
-    tenant, _number_id, _number = active_number(service)
-    carrier_trunk(service)
-    return tenant, extension(service, tenant, ext, "main", PASSWORD)
 
 
 async def test_the_next_call_to_the_same_callee_inside_the_window_is_refused(
