@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -106,6 +106,7 @@ class DeadlineReport:
 _CANDIDATES = """
 SELECT t.id FROM tenants t
 WHERE t.paid_at IS NOT NULL AND t.paid_at <= $1 AND t.state <> 'terminated'
+  AND ($3::bigint[] IS NULL OR t.id = ANY($3::bigint[]))
   AND EXISTS (SELECT 1 FROM tenant_documents d WHERE d.tenant_id = t.id AND d.status <> 'approved')
   AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.kind = $2 AND o.dedupe_key =
                   'onboarding:' || t.id || ':' || floor(extract(epoch FROM t.paid_at))::bigint || ':release')
@@ -185,15 +186,20 @@ async def _tenant(
 
 
 async def apply_deadlines(
-    pool_or_conn: asyncpg.Pool | asyncpg.Connection, now: datetime, *, actor: str = SYSTEM_ACTOR_NAME
+    pool_or_conn: asyncpg.Pool | asyncpg.Connection,
+    now: datetime,
+    *,
+    tenant_ids: Sequence[int] | None = None,
+    actor: str = SYSTEM_ACTOR_NAME,
 ) -> DeadlineReport:
-    """Take every step of the document deadline that is due at ``now`` (idempotent). One
-    transaction per tenant; a tenant that fails is rolled back, reported, and retried by
-    the next run."""
+    """Take every step of the document deadline that is due at ``now`` (idempotent), for
+    every tenant or only ``tenant_ids``. One transaction per tenant; a tenant that fails is
+    rolled back, reported, and retried by the next run."""
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime (with a UTC offset)")
     report = DeadlineReport(now)
     earliest_reminder = DOCUMENT_DEADLINE - max(before for _, before in REMINDERS)
+    only = None if tenant_ids is None else list(tenant_ids)
 
     async def _one(conn: asyncpg.Connection, tenant_id: int) -> None:
         try:
@@ -206,12 +212,17 @@ async def apply_deadlines(
 
     if isinstance(pool_or_conn, asyncpg.Pool):
         async with pool_or_conn.acquire() as conn:
-            ids = [r["id"] for r in await conn.fetch(_CANDIDATES, now - earliest_reminder, RELEASED_KIND)]
+            ids = [
+                r["id"] for r in await conn.fetch(_CANDIDATES, now - earliest_reminder, RELEASED_KIND, only)
+            ]
         for tid in ids:
             async with pool_or_conn.acquire() as conn:
                 await _one(conn, tid)
     else:
-        ids = [r["id"] for r in await pool_or_conn.fetch(_CANDIDATES, now - earliest_reminder, RELEASED_KIND)]
+        ids = [
+            r["id"]
+            for r in await pool_or_conn.fetch(_CANDIDATES, now - earliest_reminder, RELEASED_KIND, only)
+        ]
         for tid in ids:
             await _one(pool_or_conn, tid)
     return report
