@@ -16,6 +16,7 @@ import typer
 from provisioning.billing_cycle import CycleReport, run_billing_cycle
 from provisioning.cli import register
 from provisioning.compliance.cli import compliance_app
+from provisioning.compliance.oversight_cli import register_oversight
 from provisioning.recordings import PurgeReport, purge_recordings
 from softswitch.core.clock import clock_from_setting
 from softswitch.core.db import connect, migrate_and_grant
@@ -37,6 +38,7 @@ def _operator_commands() -> None:
     """The operator's daily tasks (tenants, numbers, extensions, money, calls, users)."""
 
     register(app)
+    register_oversight(compliance_app)
     app.add_typer(compliance_app, name="compliance")
 
 
