@@ -176,6 +176,9 @@ class SchedulerSettings(_Section):
     onboarding_interval_s: float = Field(300.0, gt=0)  # onboarding document deadlines
     attempts_purge_interval_s: float = Field(3600.0, gt=0)  # outbound attempts past their windows
     attempts_purge_batch: int = Field(5000, ge=1, le=100000)  # rows deleted per statement
+    # The compliance monitors' sweep of every active tenant (the service also judges a
+    # tenant as its outbound calls end: softswitch.callpath.compliance_watch).
+    monitors_interval_s: float = Field(60.0, gt=0)
 
 
 class StackSettings(_Section):

@@ -1,7 +1,7 @@
 """The periodic jobs of the service, each a thin edge over the service function that does
 the work (the same one the CLI calls): the billing cycle at each tenant's local day start,
-the recordings' retention purge, the onboarding document deadlines and the purge of
-outbound attempts past the longest per-callee window."""
+the recordings' retention purge, the onboarding document deadlines, the purge of
+outbound attempts past the longest per-callee window and the compliance monitors' sweep."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import asyncpg
 
 from dialplan.compliance import Rule, outbound_rules
 from provisioning.billing_cycle import run_billing_cycle
+from provisioning.compliance.watch import sweep
 from provisioning.onboarding import apply_deadlines
 from provisioning.recordings import purge_recordings
 from softswitch.core.clock import Clock
@@ -130,10 +131,15 @@ def outbound_attempts_purge(settings: Settings) -> Job:
     )
 
 
+# ---------------------------------------------------------------------------- compliance
+async def compliance_monitors(run: JobRun) -> JobResult:
+    """Every tenant with recent outbound calls, complaints or a raised level judged once."""
+    return JobResult(await sweep(run.pool, run.now))
+
+
 # ---------------------------------------------------------------------------- the list
 def all_jobs(settings: Settings) -> list[Job]:
-    """Every periodic job of the service. A new job is one more entry here (the compliance
-    monitors, provisioning.compliance, come next)."""
+    """Every periodic job of the service. A new job is one more entry here."""
     s = settings.scheduler
     return [
         Job(
@@ -150,6 +156,12 @@ def all_jobs(settings: Settings) -> list[Job]:
             "onboarding documents: reminders 2 and 1 days before, numbers released at 7 days",
         ),
         outbound_attempts_purge(settings),
+        Job(
+            "compliance_monitors",
+            Every(s.monitors_interval_s),
+            compliance_monitors,
+            "the compliance monitors over every active tenant (beside their run as calls end)",
+        ),
     ]
 
 

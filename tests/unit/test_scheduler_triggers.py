@@ -234,12 +234,19 @@ def test_a_window_that_cannot_be_read_stops_the_purge_rather_than_shorten_it() -
 def test_the_job_list_and_the_selection_by_settings() -> None:
     jobs = all_jobs(Settings())
     names = [j.name for j in jobs]
-    assert names == ["billing_cycle", "recording_purge", "onboarding_deadlines", "outbound_attempts_purge"]
+    assert names == [
+        "billing_cycle",
+        "recording_purge",
+        "onboarding_deadlines",
+        "outbound_attempts_purge",
+        "compliance_monitors",
+    ]
     triggers = {j.name: j.trigger for j in jobs}
     assert triggers["billing_cycle"] == LocalDayStart()
     assert triggers["recording_purge"] == Every(3600)
     assert triggers["onboarding_deadlines"] == Every(300)
     assert triggers["outbound_attempts_purge"] == Every(3600)
+    assert triggers["compliance_monitors"] == Every(60)
     assert [j.name for j in selected(jobs, ["outbound_attempts_purge"])] == ["outbound_attempts_purge"]
     assert selected(jobs, []) == jobs
     with pytest.raises(ValueError, match=r"scheduler\.jobs: no job 'billing'"):
