@@ -401,6 +401,15 @@ async def sweep(pool: asyncpg.Pool, now: datetime, tenant_ids: Iterable[int] | N
     return {"tenants": len(ids), "changes": changes}
 
 
+async def recent_complaints(conn: asyncpg.Connection, now: datetime) -> dict[str, int]:
+    """Complaints of the last 30 days by category, for the gauge."""
+    rows = await conn.fetch(
+        "SELECT category, count(*) AS n FROM complaints WHERE occurred_at > $1 GROUP BY category",
+        now - timedelta(days=30),
+    )
+    return {r["category"]: r["n"] for r in rows}
+
+
 async def levels(conn: asyncpg.Connection) -> list[tuple[int, str, int]]:
     """(tenant, rule, 1 warning / 2 critical) of every raised level, for the gauge; a
     rule's level is its worst subject's."""

@@ -5,18 +5,21 @@ again a moment later (provisioning.compliance.watch.evaluate_tenant) — a burst
 costs one evaluation per `debounce_s`, not one per call. The scheduler's
 `compliance_monitors` job sweeps every active tenant as a safety net.
 
-Every instance exports softswitch_compliance_level from the shared compliance_levels
-table, so the gauge is the same whichever instance Prometheus scrapes."""
+Every instance exports softswitch_compliance_level (from the shared compliance_levels
+table) and softswitch_complaints_30d (from complaints), so the gauges are the same whichever
+instance Prometheus scrapes."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from typing import get_args
 
 import asyncpg
 
-from provisioning.compliance.watch import evaluate_tenant, levels
+from provisioning.compliance.schemas import Category
+from provisioning.compliance.watch import evaluate_tenant, levels, recent_complaints
 from softswitch.core.clock import Clock
 from softswitch.core.masking import mask_number
 from softswitch.core.metrics import Metrics
@@ -24,6 +27,7 @@ from softswitch.core.metrics import Metrics
 log = logging.getLogger(__name__)
 
 COMPLAINT_CHANNEL = "compliance_complaint"
+COMPLAINT_CATEGORIES: tuple[str, ...] = get_args(Category)
 
 
 class ComplianceWatch:
@@ -109,6 +113,9 @@ class ComplianceWatch:
     async def export_levels(self) -> None:
         async with self._pool.acquire() as conn:
             raised = await levels(conn)
+            complaints = await recent_complaints(conn, self._clock.now())
+        for category in COMPLAINT_CATEGORIES:
+            self._metrics.complaints.labels(category).set(complaints.get(category, 0))
         now = {(str(t), rule): n for t, rule, n in raised}
         for key in self._exported - set(now):
             with contextlib.suppress(KeyError):

@@ -226,8 +226,12 @@ class Metrics:
             ["rule", "action"],
             registry=r,
         )
-        self.complaints = Counter(
-            "softswitch_complaints", "Complaints registered, by category", ["category"], registry=r
+        self.complaints = Gauge(
+            "softswitch_complaints_30d",
+            "Complaints against the platform's enterprises of the last 30 days, by category "
+            "(every instance exports the shared table's count)",
+            ["category"],
+            registry=r,
         )
         self.spend_cap_cuts = Counter(
             "softswitch_spend_cap_cuts",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -25,6 +26,7 @@ from scripts.devstack.process import ServiceProcess
 from scripts.devstack.sipp import SippResult, SippUas, run_uac
 from tests.e2e.conftest import (
     Engine,
+    active_number,
     api_ok,
     calling_tenant,
     ext_call,
@@ -213,3 +215,33 @@ async def test_one_ring_calls_trip_their_rule_and_throttle_the_tenant(
     presented = unique_caller()
     again = await asyncio.to_thread(ext_call, phone, PASSWORD, mobile(), presented, engine.phones)
     assert again.final_status == 200 and (await outbound_row(db, presented))["reason"] == "ROUTED"
+
+
+async def test_complaints_registered_through_the_api_suspend_the_tenant_in_the_running_service(
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas
+) -> None:
+    """The platform's complaints rule (5 in 30 days: suspend): the service hears each
+    complaint (NOTIFY compliance_complaint) and judges the tenant at once; the
+    complaints gauge counts them by category."""
+    tenant, _number_id, number = active_number(service)
+    fraud_before = service.metric("softswitch_complaints_30d", category="fraud")
+    when = datetime.now(UTC) - timedelta(hours=1)
+    for i in range(5):
+        body = {
+            "number": number,
+            "callee": mobile(),
+            "category": "fraud",
+            "occurred_at": (when + timedelta(minutes=i)).isoformat(),
+            "note": "e2e",
+        }
+        api_ok(service.request("POST", f"/v1/tenants/{tenant}/complaints", json=body), 201)
+    row = await restriction(db, tenant, "outbound_suspended_at", timeout_s=10)
+    assert row["suspended_rule"] == "complaints"
+    deadline = time.monotonic() + 10  # the gauge is exported every 5 s
+    while service.metric("softswitch_complaints_30d", category="fraud") < fraud_before + 5:
+        assert time.monotonic() < deadline, "the complaints gauge did not count the five complaints"
+        await asyncio.sleep(0.2)
+    first, last = when.date() - timedelta(days=1), when.date() + timedelta(days=1)
+    report = api_ok(service.request("GET", f"/v1/tenants/{tenant}/compliance/report?from={first}&to={last}"))
+    assert report["metrics"]["complaints"] == 5
+    assert [(a["rule"], a["action"]) for a in report["actions"]] == [("complaints", "suspend")]
