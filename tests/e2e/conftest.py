@@ -68,12 +68,18 @@ def platform_gates_open(stack: LocalStack, settings: Settings) -> Iterator[None]
                 before[kind] = await conn.fetchval(
                     "SELECT params::text FROM compliance_rules WHERE tenant_id IS NULL AND kind = $1", kind
                 )
+                # As text: the connection's jsonb codec would encode the JSON text again.
                 await conn.execute(
-                    "UPDATE compliance_rules SET params = $2::jsonb, version = version + 1 "
+                    "UPDATE compliance_rules SET params = $2::text::jsonb, version = version + 1 "
                     "WHERE tenant_id IS NULL AND kind = $1",
                     kind,
                     value if isinstance(value, str) else json.dumps(value),
                 )
+            bad = await conn.fetch(
+                "SELECT kind FROM compliance_rules "
+                "WHERE tenant_id IS NULL AND jsonb_typeof(params) <> 'object'"
+            )
+            assert not bad, f"platform rules whose params are not a JSON object: {[r['kind'] for r in bad]}"
             return before
         finally:
             await conn.close()
