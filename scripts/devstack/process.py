@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,46 @@ import httpx
 from softswitch.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
+_TYPE_LINE = re.compile(r"^# TYPE (\S+) (\S+)$", re.M)
+# A sample name's suffix and the family types it belongs to (Prometheus text format 0.0.4
+# names a counter's family with its _total; OpenMetrics without it).
+_SUFFIXES = (
+    ("_total", {"counter"}),
+    ("_bucket", {"histogram"}),
+    ("_count", {"histogram", "summary"}),
+    ("_sum", {"histogram", "summary"}),
+    ("_created", {"counter", "histogram", "summary"}),
+)
+
+
+class MetricAbsent(LookupError):
+    """The service's /metrics has no family of that name."""
+
+
+def metric_family(exposition: str, name: str) -> str | None:
+    """The family (its `# TYPE` line's name) a sample name belongs to, or None."""
+    families = {m.group(1): m.group(2) for m in _TYPE_LINE.finditer(exposition)}
+    if name in families:
+        return name
+    for suffix, kinds in _SUFFIXES:
+        base = name.removesuffix(suffix)
+        if base != name and families.get(base) in kinds:
+            return base
+    return None
+
+
+def sample_value(exposition: str, name: str, labels: Mapping[str, str]) -> float:
+    """The value of the sample `name{labels}` of a Prometheus text exposition: 0.0 when the
+    family is exported but that sample is not (yet); MetricAbsent when the family is not."""
+    if metric_family(exposition, name) is None:
+        raise MetricAbsent(f"no metric family {name!r} in /metrics (no '# TYPE' line for it)")
+    want = sorted(f'{k}="{v}"' for k, v in labels.items())
+    pattern = re.compile(rf"^{re.escape(name)}(\{{(?P<labels>[^}}]*)\}})? (?P<value>\S+)$", re.M)
+    for m in pattern.finditer(exposition):
+        got = sorted(m.group("labels").split(",")) if m.group("labels") else []
+        if got == want:
+            return float(m.group("value"))
+    return 0.0
 
 
 @dataclass
@@ -94,14 +135,10 @@ class ServiceProcess:
         return httpx.get(self.base_url + "/metrics", timeout=2.0).text
 
     def metric(self, name: str, **labels: str) -> float:
-        """The value of one sample of /metrics (0.0 when absent)."""
-        want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-        pattern = re.compile(rf"^{re.escape(name)}(\{{(?P<labels>[^}}]*)\}})? (?P<value>\S+)$", re.M)
-        for m in pattern.finditer(self.metrics()):
-            got = ",".join(sorted((m.group("labels") or "").split(","))) if m.group("labels") else ""
-            if got == want:
-                return float(m.group("value"))
-        return 0.0
+        """The value of one sample of /metrics. Raises MetricAbsent when the service exports
+        no such family (a renamed or dropped metric fails the test that reads it); 0.0 for a
+        sample of an exported family with labels not seen yet (a counter's new labels)."""
+        return sample_value(self.metrics(), name, labels)
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -114,8 +151,12 @@ class ServiceProcess:
         return httpx.request(method, self.base_url + path, headers=headers, timeout=5.0, **kw)  # type: ignore[arg-type]
 
     def histogram(self, name: str) -> list[tuple[float, float]]:
-        """Cumulative (upper bound, count) buckets of a histogram without labels."""
+        """Cumulative (upper bound, count) buckets of a histogram without labels
+        (MetricAbsent when the service exports no such histogram)."""
+        text = self.metrics()
+        if metric_family(text, f"{name}_bucket") != name:
+            raise MetricAbsent(f"no histogram {name!r} in /metrics")
         out = []
-        for m in re.finditer(rf'^{re.escape(name)}_bucket\{{le="([^"]+)"\}} (\S+)$', self.metrics(), re.M):
+        for m in re.finditer(rf'^{re.escape(name)}_bucket\{{le="([^"]+)"\}} (\S+)$', text, re.M):
             out.append((float(m.group(1)), float(m.group(2))))
         return out

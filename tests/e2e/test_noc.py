@@ -1,15 +1,12 @@
 """The NOC view is built on what the service really exports: every metric name in every
 Grafana panel expression (docker/grafana/softswitch-dashboard.json) and every Prometheus
-alert expression (docker/prometheus/alerts.yml) is in the live service's /metrics.
-
-The four metrics of call recording (another change in progress) are tolerated while
-absent — exactly those four, and only while absent; any other missing name fails."""
+alert expression (docker/prometheus/alerts.yml) is in the live service's /metrics; any
+missing name fails (the recording metrics, once tolerated while absent, are exported)."""
 
 from __future__ import annotations
 
 import json
 import re
-import warnings
 from pathlib import Path
 
 import pytest
@@ -23,16 +20,6 @@ ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "docker" / "grafana" / "softswitch-dashboard.json"
 ALERTS = ROOT / "docker" / "prometheus" / "alerts.yml"
 PROMETHEUS = ROOT / "docker" / "prometheus" / "prometheus.yml"
-
-# Being added by the call-recording change; the dashboard and alerts already use them.
-RECORDING_PENDING = frozenset(
-    {
-        "softswitch_recording_disk_bytes",
-        "softswitch_recordings_total",
-        "softswitch_recording_purge_runs_total",
-        "softswitch_recordings_purged_total",
-    }
-)
 
 NAME = re.compile(r"\bsoftswitch_[a-z0-9_]+")
 TYPE_LINE = re.compile(r"^# TYPE (\S+) (\S+)$", re.M)
@@ -114,14 +101,7 @@ def test_every_dashboard_and_alert_metric_is_exported_by_the_live_service(servic
         for name in names:
             used.setdefault(name, []).append(where)
     missing = {n: w for n, w in used.items() if not is_exported(n, samples, families)}
-    tolerated = sorted(set(missing) & RECORDING_PENDING)
-    if tolerated:
-        warnings.warn(
-            f"recording metrics not exported yet (tolerated while absent): {', '.join(tolerated)}",
-            stacklevel=1,
-        )
-    unexpected = {n: w for n, w in missing.items() if n not in RECORDING_PENDING}
-    assert not unexpected, f"used but not exported by the service: {json.dumps(unexpected, indent=1)}"
+    assert not missing, f"used but not exported by the service: {json.dumps(missing, indent=1)}"
 
 
 def test_dashboard_and_prometheus_config_are_well_formed() -> None:
