@@ -1,14 +1,16 @@
 """Shared test policy: tests that need the real stack skip on a laptop without it, and
-fail — never skip — when CI=true."""
+fail — never skip — when CI=true; and hold it (the stack lock) while they use it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 
+from scripts.devstack.stack import shared_use
 from softswitch.core.settings import Settings
 
 
@@ -32,13 +34,35 @@ def stack_missing_reason(settings: Settings) -> str | None:
 
 
 def require_stack(settings: Settings) -> None:
-    """Skip without the stack — unless CI=true, where a missing stack is a failure."""
+    """Skip without the stack — unless CI=true, where a missing stack is a failure. With
+    it, the session holds the stack shared from here to its end (see _SESSION_HOLD)."""
     reason = stack_missing_reason(settings)
     if reason is None:
+        _hold_shared(settings)
         return
     if IN_CI:
         pytest.fail(f"CI=true and the real stack is missing: {reason}")
     pytest.skip(reason)
+
+
+# The stack lock held shared by this test session once a test needs the stack (tests/api,
+# tests/db, the CLI tests on the database): another process's e2e session, benchmark or
+# `stack up/down` (exclusive) waits until this session ends, and this session waits for
+# theirs — no one restarts PostgreSQL under the other. The lock is reentrant within the
+# process, so tests/e2e's exclusive hold (its `stack` fixture) joins this one.
+_SESSION_HOLD = contextlib.ExitStack()
+_HELD_DIRS: set[Path] = set()
+
+
+def _hold_shared(settings: Settings) -> None:
+    if settings.stack.dir not in _HELD_DIRS:
+        _SESSION_HOLD.enter_context(shared_use(settings))
+        _HELD_DIRS.add(settings.stack.dir)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _SESSION_HOLD.close()
+    _HELD_DIRS.clear()
 
 
 def pytest_collection_modifyitems(

@@ -28,23 +28,30 @@ app.add_typer(demo_app, name="demo")
 
 @stack_app.command("up")
 def stack_up() -> None:
-    """Start PostgreSQL and Asterisk (idempotent; re-renders Asterisk's config)."""
-    LocalStack(load_settings()).up()
+    """Start PostgreSQL and Asterisk (idempotent; re-renders Asterisk's config). Waits while
+    a test session or benchmark holds the stack."""
+    settings = load_settings()
+    with exclusive_use(settings):
+        LocalStack(settings).up()
     stack_status(as_json=False)
 
 
 @stack_app.command("down")
 def stack_down() -> None:
-    """Stop Asterisk and PostgreSQL by their recorded PIDs."""
-    LocalStack(load_settings()).down()
+    """Stop Asterisk and PostgreSQL by their recorded PIDs (once no one else holds the stack)."""
+    settings = load_settings()
+    with exclusive_use(settings):
+        LocalStack(settings).down()
     stack_status(as_json=False)
 
 
 @stack_app.command("restart-asterisk")
 def stack_restart_asterisk() -> None:
-    st = LocalStack(load_settings())
-    st.asterisk_down()
-    st.asterisk_up()
+    settings = load_settings()
+    with exclusive_use(settings):
+        st = LocalStack(settings)
+        st.asterisk_down()
+        st.asterisk_up()
     stack_status(as_json=False)
 
 

@@ -15,11 +15,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from provisioning.sip import DEFAULT_REALM
 from softswitch.core.settings import Settings
@@ -54,29 +56,98 @@ class StackError(RuntimeError):
     pass
 
 
-@contextlib.contextmanager
-def exclusive_use(settings: Settings) -> Iterator[None]:
-    """Hold the local stack for one user at a time (a test session, a benchmark, the
-    demo): they share fixed ports (SIP 5060, FastAGI, HTTP), so a second one waits here
-    instead of colliding. The lock is an flock, released by the kernel if its holder dies."""
-    path = settings.stack.dir / "run" / "exclusive.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another user"
-            print(f"waiting for the local stack, held by {holder} (Ctrl-C to give up)", flush=True)
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        fh.seek(0)
-        fh.truncate()
+@dataclass
+class _HeldLock:
+    """This process's hold on the stack lock: one open file (an flock belongs to the open
+    file, so a second open() by the same process would wait on its own lock) and the mode
+    each nested user asked for."""
+
+    fh: IO[str]
+    modes: list[int]
+
+    @property
+    def mode(self) -> int:
+        return fcntl.LOCK_EX if fcntl.LOCK_EX in self.modes else fcntl.LOCK_SH
+
+
+# Process-wide by nature (see _HeldLock): a pytest session's e2e fixture holds the lock
+# exclusively while its own api/db fixtures hold it shared, and must not wait on itself.
+_HELD: dict[Path, _HeldLock] = {}
+_HELD_GUARD = threading.Lock()
+
+
+def _flock(fh: IO[str], mode: int) -> None:
+    """Take (or convert to) `mode`, saying whom we wait for when another process holds it."""
+    try:
+        fcntl.flock(fh, mode | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        pass
+    fh.seek(0)
+    holder = fh.read().strip() or "tests sharing it (tests/api, tests/db)"
+    print(f"waiting for the local stack, held by {holder} (Ctrl-C to give up)", file=sys.stderr, flush=True)
+    fcntl.flock(fh, mode)
+
+
+def _record_holder(fh: IO[str], mode: int) -> None:
+    fh.seek(0)
+    fh.truncate()
+    if mode == fcntl.LOCK_EX:  # shared holders are many: they leave the file empty
         fh.write(f"pid {os.getpid()} ({' '.join(sys.argv)[:120]})")
-        fh.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    fh.flush()
+
+
+@contextlib.contextmanager
+def _stack_lock(settings: Settings, mode: int) -> Iterator[None]:
+    path = settings.stack.dir / "run" / "exclusive.lock"
+    with _HELD_GUARD:
+        held = _HELD.get(path)
+        if held is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            held = _HeldLock(open(path, "a+"), [])  # noqa: SIM115 - closed when the last user leaves
+            try:
+                _flock(held.fh, mode)
+            except BaseException:  # Ctrl-C while waiting
+                held.fh.close()
+                raise
+            _HELD[path] = held
+        elif mode == fcntl.LOCK_EX and held.mode == fcntl.LOCK_SH:
+            # Shared to exclusive: flock drops the shared lock, then waits for the others.
+            _flock(held.fh, fcntl.LOCK_EX)
+        before = held.mode if held.modes else None
+        held.modes.append(mode)
+        if held.mode != before:
+            _record_holder(held.fh, held.mode)
+    try:
+        yield
+    finally:
+        with _HELD_GUARD:
+            held.modes.remove(mode)
+            if not held.modes:
+                _record_holder(held.fh, fcntl.LOCK_SH)
+                fcntl.flock(held.fh, fcntl.LOCK_UN)
+                held.fh.close()
+                del _HELD[path]
+            elif held.mode == fcntl.LOCK_SH and mode == fcntl.LOCK_EX:
+                _record_holder(held.fh, fcntl.LOCK_SH)
+                fcntl.flock(held.fh, fcntl.LOCK_SH)  # back to what the outer users asked for
+
+
+def exclusive_use(settings: Settings) -> contextlib.AbstractContextManager[None]:
+    """Hold the local stack for one user at a time (an e2e test session, a benchmark, the
+    demo, `stack up/down/restart-asterisk`): they share fixed ports (SIP 5060, FastAGI,
+    HTTP) and may restart PostgreSQL or Asterisk, so a second one waits here instead of
+    colliding. The lock is an flock, released by the kernel if its holder dies; within one
+    process it is reentrant (a nested use, shared or exclusive, joins the outer one)."""
+    return _stack_lock(settings, fcntl.LOCK_EX)
+
+
+def shared_use(settings: Settings) -> contextlib.AbstractContextManager[None]:
+    """Hold the stack shared (tests/api, tests/db: PostgreSQL only, with their own random
+    rows): any number of them at once, none while someone holds it exclusively — so a
+    benchmark or an e2e session restarting PostgreSQL never pulls it from under them, and
+    they never restart it under one. Inside an exclusive hold of this process, joins it."""
+    return _stack_lock(settings, fcntl.LOCK_SH)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -18,7 +18,7 @@ from tests.conftest import require_stack
 async def pool() -> AsyncIterator[asyncpg.Pool]:
     settings = Settings()
     require_stack(settings)
-    LocalStack(settings).pg_up()
+    LocalStack(settings).pg_up()  # under the shared lock require_stack took: no one restarts it
     await migrate_and_grant(settings)
     p = await create_pool(
         settings.model_copy(update={"database": settings.database.model_copy(update={"pool_max": 40})})

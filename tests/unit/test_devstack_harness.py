@@ -1,12 +1,23 @@
-"""The e2e harness's own readers, without the stack: a metric read from /metrics fails when
-its family is gone (a renamed metric never reads as 0.0)."""
+"""The e2e harness's own tools, without the stack: a metric read from /metrics fails when
+its family is gone (a renamed metric never reads as 0.0); the stack lock is shared by
+api/db tests, exclusive for e2e sessions, benchmarks and stack commands, and reentrant
+within one process."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from scripts.devstack.process import MetricAbsent, metric_family, sample_value
+from scripts.devstack.stack import exclusive_use, shared_use
+from softswitch.core.settings import Settings, StackSettings
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +64,103 @@ def test_families_of_suffixed_samples() -> None:
     assert metric_family(openmetrics, "softswitch_h_bucket") == "softswitch_h"
     assert metric_family(openmetrics, "softswitch_h_sum") == "softswitch_h"
     assert metric_family(openmetrics, "softswitch_x_bucket") is None
+
+
+# ------------------------------------------------------------------ the stack lock
+PROBE = """
+import fcntl, sys
+fh = open(sys.argv[1], "a+")
+mode = fcntl.LOCK_EX if sys.argv[2] == "ex" else fcntl.LOCK_SH
+try:
+    fcntl.flock(fh, mode | fcntl.LOCK_NB)
+except BlockingIOError:
+    print("busy")
+else:
+    print("got")
+"""
+
+
+HOLDER = """
+import sys
+from pathlib import Path
+from scripts.devstack.stack import exclusive_use
+from tests.unit.test_devstack_harness import _lock_settings
+with exclusive_use(_lock_settings(Path(sys.argv[1]))):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def _lock_settings(tmp_path: Path) -> Settings:
+    return Settings().model_copy(update={"stack": StackSettings(dir=tmp_path)})
+
+
+def _another_process_gets(tmp_path: Path, mode: str) -> bool:
+    """Whether another process would get the stack lock in `mode` ("ex" or "sh") now."""
+    lock = tmp_path / "run" / "exclusive.lock"
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(lock), mode], capture_output=True, text=True, check=True, timeout=10
+    )
+    return out.stdout.strip() == "got"
+
+
+def test_shared_users_share_and_keep_an_exclusive_one_out(tmp_path: Path) -> None:
+    s = _lock_settings(tmp_path)
+    with shared_use(s):
+        assert _another_process_gets(tmp_path, "sh")
+        assert not _another_process_gets(tmp_path, "ex")
+    assert _another_process_gets(tmp_path, "ex")
+
+
+def test_the_lock_is_reentrant_within_a_process(tmp_path: Path) -> None:
+    """An e2e session (exclusive) runs its own api/db fixtures (shared) without waiting on
+    itself, in either order; the outer hold's mode comes back when the inner one ends."""
+    s = _lock_settings(tmp_path)
+    with exclusive_use(s):
+        with shared_use(s), exclusive_use(s):
+            assert not _another_process_gets(tmp_path, "sh")
+        assert not _another_process_gets(tmp_path, "sh")
+        assert "pid " in (tmp_path / "run" / "exclusive.lock").read_text()
+    with shared_use(s):
+        with exclusive_use(s):
+            assert not _another_process_gets(tmp_path, "sh")
+        assert _another_process_gets(tmp_path, "sh") and not _another_process_gets(tmp_path, "ex")
+    assert _another_process_gets(tmp_path, "ex")
+    assert (tmp_path / "run" / "exclusive.lock").read_text() == ""  # no stale holder named
+
+
+def test_an_exclusive_holder_elsewhere_keeps_shared_users_waiting(tmp_path: Path) -> None:
+    """A benchmark restarting PostgreSQL under the lock keeps another process's db tests out."""
+    s = _lock_settings(tmp_path)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            HOLDER,
+            str(tmp_path),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        got = threading.Event()
+
+        def db_tests() -> None:
+            with shared_use(s):
+                got.set()
+
+        waiter = threading.Thread(target=db_tests, daemon=True)
+        waiter.start()
+        assert not got.wait(0.5), "a shared user got in while another process held the stack exclusively"
+        assert holder.stdin is not None
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert got.wait(10), "the shared user did not get the stack once it was released"
+        waiter.join(5)
+    finally:
+        holder.kill()
+        holder.wait(5)
