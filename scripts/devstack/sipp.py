@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from scripts.devstack.dtmf_pcap import digit_pcaps
@@ -20,6 +21,65 @@ SCENARIOS = Path(__file__).resolve().parents[2] / "sipp-scenarios"
 _STATUS = re.compile(r"^SIP/2\.0 (\d{3}) ", re.M)
 _RECEIVED = re.compile(r"UDP message received \[\d+\] bytes :\s*\n\s*\n(SIP/2\.0 (\d{3})[^\n]*)")
 _RECEIVED_REQUEST = re.compile(r"message received \[\d+\] bytes :\s*\n\s*\n([A-Z]+) (\S+) SIP/2\.0", re.M)
+
+
+# One message of SIPp's -trace_msg file: its separator line carries the local time.
+_TRACE_MESSAGE = re.compile(
+    r"^-{20,} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\n"
+    r"\S+ message (sent|received)[^\n]*\n\s*\n(.*?)(?=^-{20,} \d{4}-|\Z)",
+    re.M | re.S,
+)
+_HEADER = re.compile(r"^(call-id|i|cseq)\s*:\s*(.+?)\s*$", re.M | re.I)
+
+
+@dataclass(frozen=True)
+class SippCall:
+    """One call of a SIPp run, as its message trace shows it from the caller's side."""
+
+    call_id: str
+    invited_at: float  # epoch seconds of the first INVITE sent
+    responses: tuple[tuple[float, int], ...]  # (when, status) of each response to the INVITE
+    received_requests: tuple[str, ...]  # methods the far end sent (BYE: it hung up)
+
+    @property
+    def statuses(self) -> list[int]:
+        return [status for _, status in self.responses]
+
+    @property
+    def final_status(self) -> int | None:
+        return next((status for _, status in self.responses if status >= 200), None)
+
+    @property
+    def final_after_s(self) -> float | None:
+        """Seconds from the first INVITE to the first final response."""
+        return next((at - self.invited_at for at, status in self.responses if status >= 200), None)
+
+
+def trace_calls(message_log: str) -> dict[str, SippCall]:
+    """The calls of a -trace_msg file by Call-ID, in the order they were placed."""
+    invited: dict[str, float] = {}
+    responses: dict[str, list[tuple[float, int]]] = {}
+    requests: dict[str, list[str]] = {}
+    for m in _TRACE_MESSAGE.finditer(message_log):
+        at = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp()
+        direction, message = m.group(2), m.group(3)
+        headers = {k.lower(): v for k, v in _HEADER.findall(message)}
+        call_id = headers.get("call-id") or headers.get("i")
+        if call_id is None:
+            continue
+        cseq_method = headers.get("cseq", "").split()[-1:] or [""]
+        first = message.split("\n", 1)[0]
+        status = _STATUS.match(first)
+        if direction == "sent" and first.startswith("INVITE "):
+            invited.setdefault(call_id, at)
+        elif direction == "received" and status and cseq_method[0] == "INVITE":
+            responses.setdefault(call_id, []).append((at, int(status.group(1))))
+        elif direction == "received" and not status:
+            requests.setdefault(call_id, []).append(first.split(" ", 1)[0])
+    return {
+        cid: SippCall(cid, at, tuple(responses.get(cid, ())), tuple(requests.get(cid, ())))
+        for cid, at in invited.items()
+    }
 
 
 @dataclass
@@ -41,6 +101,12 @@ class SippResult:
         finals = [s for s in self.statuses if s >= 200]
         return finals[-1] if finals else None
 
+    @property
+    def calls(self) -> dict[str, SippCall]:
+        """Each call of the run by Call-ID (the trace is on for runs of up to 20 calls, or
+        with trace=True)."""
+        return trace_calls(self.message_log)
+
 
 def _read_stats(path: Path) -> dict[str, str]:
     """The last row of SIPp's -trace_stat CSV (cumulative counters), as a dict."""
@@ -60,8 +126,10 @@ def _run(
     *,
     calls: int = 1,
     timeout_s: float = 60.0,
+    trace: bool | None = None,
 ) -> SippResult:
-    """Run one bounded SIPp client (`calls` calls, at most timeout_s) and read its traces."""
+    """Run one bounded SIPp client (`calls` calls, at most timeout_s) and read its traces
+    (the message trace of every call when `trace`; by default for up to 20 calls)."""
     with tempfile.TemporaryDirectory(prefix="sipp-") as tmp:
         msg_file = Path(tmp) / "messages.log"
         stat_file = Path(tmp) / "stats.csv"
@@ -84,7 +152,7 @@ def _run(
             "-fd",
             "1",
         ]
-        if calls <= 20:  # message traces of load runs would cost more than the calls
+        if trace or (trace is None and calls <= 20):  # a load run's would cost more than its calls
             cmd += ["-trace_msg", "-message_file", str(msg_file)]
         cmd.append(target)
         started = time.monotonic()
@@ -136,10 +204,12 @@ def run_uac(
     extra: tuple[str, ...] = (),
     dtmf: str | None = None,
     dtmf_gap_ms: int = 450,
+    trace: bool | None = None,
 ) -> SippResult:
     """Place `calls` calls to `called` and wait for SIPp to finish (bounded by timeout_s).
     With `dtmf`, the caller keys those digits (RFC 2833) once the call is answered, then
-    waits up to hold_ms for the far end to hang up before hanging up itself."""
+    waits up to hold_ms for the far end to hang up before hanging up itself. `trace` keeps
+    the message trace of a run of more than 20 calls (SippResult.calls)."""
     args = ["-s", called, "-key", "caller", caller, "-d", str(hold_ms)]
     if dtmf is not None:
         with tempfile.TemporaryDirectory(prefix="sipp-dtmf-") as tmp:
@@ -157,12 +227,13 @@ def run_uac(
                 limit=limit,
                 timeout_s=timeout_s,
                 extra=extra,
+                trace=trace,
             )
     if rate is not None:
         args += ["-r", str(rate)]
     if limit is not None:
         args += ["-l", str(limit)]
-    return _run(scenario, local_ip, target, [*args, *extra], calls=calls, timeout_s=timeout_s)
+    return _run(scenario, local_ip, target, [*args, *extra], calls=calls, timeout_s=timeout_s, trace=trace)
 
 
 def run_register(

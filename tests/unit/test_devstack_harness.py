@@ -1,5 +1,6 @@
 """The e2e harness's own tools, without the stack: a metric read from /metrics fails when
-its family is gone (a renamed metric never reads as 0.0); the stack lock is shared by
+its family is gone (a renamed metric never reads as 0.0); each call of a SIPp trace by
+its Call-ID (what it heard, and when); the stack lock is shared by
 api/db tests, exclusive for e2e sessions, benchmarks and stack commands, and reentrant
 within one process."""
 
@@ -14,6 +15,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from scripts.devstack.process import MetricAbsent, metric_family, sample_value
+from scripts.devstack.sipp import SippResult, trace_calls
 from scripts.devstack.stack import exclusive_use, shared_use
 from softswitch.core.settings import Settings, StackSettings
 
@@ -164,3 +166,45 @@ def test_an_exclusive_holder_elsewhere_keeps_shared_users_waiting(tmp_path: Path
     finally:
         holder.kill()
         holder.wait(5)
+
+
+# ------------------------------------------------------------------ SIPp's message trace
+def _msg(at: str, direction: str, first: str, call_id: str, cseq: str) -> str:
+    head = "UDP message sent (300 bytes):" if direction == "sent" else "UDP message received [300] bytes :"
+    return (
+        f"----------------------------------------------- 2026-12-03 12:00:{at}\n{head}\n\n"
+        f"{first}\nVia: SIP/2.0/UDP 127.0.0.2:5061\nCall-ID: {call_id}\nCSeq: {cseq}\nContent-Length: 0\n\n"
+    )
+
+
+TRACE = "".join(
+    [
+        _msg("01.000000", "sent", "INVITE sip:4001@127.0.0.1 SIP/2.0", "1-9@h", "1 INVITE"),
+        _msg("01.100000", "sent", "INVITE sip:4001@127.0.0.1 SIP/2.0", "2-9@h", "1 INVITE"),
+        _msg("01.400000", "sent", "INVITE sip:4001@127.0.0.1 SIP/2.0", "1-9@h", "1 INVITE"),  # again
+        _msg("01.150000", "received", "SIP/2.0 100 Trying", "2-9@h", "1 INVITE"),
+        _msg("01.250000", "received", "SIP/2.0 486 Busy Here", "2-9@h", "1 INVITE"),
+        _msg("01.250500", "sent", "ACK sip:4001@127.0.0.1 SIP/2.0", "2-9@h", "1 ACK"),
+        _msg("01.500000", "received", "SIP/2.0 180 Ringing", "1-9@h", "1 INVITE"),
+        _msg("02.000000", "received", "SIP/2.0 200 OK", "1-9@h", "1 INVITE"),
+        _msg("05.000000", "sent", "BYE sip:4001@127.0.0.1 SIP/2.0", "1-9@h", "2 BYE"),
+        _msg("05.010000", "received", "SIP/2.0 200 OK", "1-9@h", "2 BYE"),  # not the INVITE's
+    ]
+).replace("Call-ID: 2-9@h", "i: 2-9@h")  # the compact form
+
+
+def test_each_call_of_a_trace_by_call_id() -> None:
+    calls = SippResult(0, 4.0, message_log=TRACE).calls
+    assert list(calls) == ["1-9@h", "2-9@h"]
+    answered, busy = calls["1-9@h"], calls["2-9@h"]
+    assert (answered.statuses, answered.final_status) == ([180, 200], 200)
+    assert answered.final_after_s == pytest.approx(1.0)  # from the first INVITE, not the resent one
+    assert answered.received_requests == ()  # its own BYE is not the network's
+    assert (busy.statuses, busy.final_status, busy.final_after_s) == ([100, 486], 486, pytest.approx(0.15))
+
+
+def test_a_bye_from_the_network_belongs_to_its_call() -> None:
+    bye = _msg("04.000000", "received", "BYE sip:13800138000@127.0.0.2:5061 SIP/2.0", "1-9@h", "102 BYE")
+    calls = trace_calls(TRACE + bye)
+    assert calls["1-9@h"].received_requests == ("BYE",)
+    assert calls["2-9@h"].received_requests == ()
