@@ -244,4 +244,8 @@ async def test_complaints_registered_through_the_api_suspend_the_tenant_in_the_r
     first, last = when.date() - timedelta(days=1), when.date() + timedelta(days=1)
     report = api_ok(service.request("GET", f"/v1/tenants/{tenant}/compliance/report?from={first}&to={last}"))
     assert report["metrics"]["complaints"] == 5
-    assert [(a["rule"], a["action"]) for a in report["actions"]] == [("complaints", "suspend")]
+    # The service may have judged the tenant at the third complaint too (the warning level:
+    # a notice) before the fifth; the suspension comes once, at critical.
+    acted = [(a["rule"], a["level"], a["action"]) for a in report["actions"]]
+    assert acted[-1] == ("complaints", "critical", "suspend"), acted
+    assert set(acted[:-1]) <= {("complaints", "warning", "notice")}, acted
