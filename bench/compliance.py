@@ -138,8 +138,8 @@ async def monitors(pool: Any, runs: int) -> dict[str, Any]:
             await conn.executemany(
                 "INSERT INTO calls (linkedid, uniqueid, tenant_id, caller, called, action, reason, "
                 "decided_at, alerted_at, answered_at, ended_at, direction, caller_id_shown) "
-                "VALUES ($1, $1, $2, '1001', $3, 'dial', 'ROUTED', $4, $4 + interval '1 s', "
-                "$4 + interval '3 s', $4 + interval '90 s', 'outbound', $5)",
+                "SELECT $1, $1, $2, '1001', $3, 'dial', 'ROUTED', t, t + interval '1 s', t + interval '3 s', "
+                "t + interval '90 s', 'outbound', $5 FROM (SELECT $4::timestamptz AS t) AS at",
                 rows,
             )
             await evaluate_tenant(conn, tenant, now)  # the first evaluation records the levels
