@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from provisioning.backup_cli import register_backup
 from provisioning.billing_cycle import CycleReport, run_billing_cycle
 from provisioning.cli import register
 from provisioning.compliance.cli import compliance_app
@@ -25,7 +26,8 @@ from softswitch.jobs.cli import jobs_app
 from softswitch.service import run_service
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
-db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema, backup and restore.")
+register_backup(db_app)
 billing_app = typer.Typer(no_args_is_help=True, help="The billing cycle (rent, minimums, fees, life cycle).")
 app.add_typer(db_app, name="db")
 app.add_typer(billing_app, name="billing")
