@@ -8,6 +8,7 @@ import asyncio
 import signal
 import threading
 import time
+from collections import Counter
 from datetime import datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -16,7 +17,7 @@ import asyncpg
 import pytest
 
 from scripts.devstack.process import ServiceProcess
-from scripts.devstack.sipp import SippResult, SippUas, run_uac
+from scripts.devstack.sipp import SippCall, SippResult, SippUas, run_uac
 from scripts.devstack.stack import LocalStack
 from tests.e2e.conftest import OWNER, Engine, active_number, api_ok, mobile, restarted, unique_caller
 
@@ -61,6 +62,17 @@ async def all_reservations_closed(db: asyncpg.Connection, tenant: int, budget_s:
     ):
         assert time.monotonic() < deadline, "reservations left open"
         await asyncio.sleep(0.2)
+
+
+async def settled_row(db: asyncpg.Connection, caller: str, budget_s: float = 10) -> asyncpg.Record:
+    """The call record of `caller`'s call once it is settled (ended and charged)."""
+    deadline = time.monotonic() + budget_s
+    while (row := await db.fetchrow("SELECT * FROM calls WHERE caller = $1", caller)) is None or (
+        row["settled_at"] is None
+    ):
+        assert time.monotonic() < deadline, f"the call was not settled within {budget_s} s: {row}"
+        await asyncio.sleep(0.1)
+    return row
 
 
 async def settled_calls(db: asyncpg.Connection, tenant: int) -> None:
@@ -116,6 +128,23 @@ def most_at_once(legs: list[asyncpg.Record]) -> int:
     return peak
 
 
+# Busy carries no announcement: the caller hears 486 as soon as the service has refused the
+# call. A refusal that rang, or took an announcement's length, would be another outcome.
+BUSY_WITHIN_S = 2.0
+
+
+def heard_busy_at_once(calls: list[SippCall]) -> None:
+    """Each of these calls was answered busy (486, Q.850 17) promptly, without ringing."""
+    slow = [(c.call_id, c.statuses, c.final_after_s) for c in calls if not _busy_at_once(c)]
+    assert not slow, f"{len(slow)} of {len(calls)} refused calls not busy at once: {slow[:5]}"
+
+
+def _busy_at_once(call: SippCall) -> bool:
+    after = call.final_after_s
+    rang = 180 in call.statuses
+    return call.final_status == 486 and not rang and after is not None and after < BUSY_WITHIN_S
+
+
 async def test_200_simultaneous_calls_on_a_4_channel_package(
     db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, engine: Engine
 ) -> None:
@@ -125,32 +154,38 @@ async def test_200_simultaneous_calls_on_a_4_channel_package(
     await wait_reload(service, before)
     await db.execute("UPDATE accounts SET channel_cap = 4 WHERE tenant_id = $1", tenant)
 
+    # 200 calls over 4 s, each held 1 s once answered: a slot frees about every 1.5 s and is
+    # taken again, so more than 4 calls are routed in all and "never more than 4 at once"
+    # is measured on overlapping calls rather than implied by a count of 4.
     result = await asyncio.to_thread(
         run_uac,
         number,
         unique_caller(),
         calls=200,
-        rate=100,
+        rate=50,
         limit=200,
-        hold_ms=4000,
+        hold_ms=1000,
         timeout_s=60,
         target=engine.carrier,
+        trace=True,
     )
     assert int(result.stats.get("TotalCallCreated", 0)) == 200
+    calls = list(result.calls.values())
+    assert len(calls) == 200, len(calls)
     await all_reservations_closed(db, tenant)  # every call has hung up and released its slot
     outcomes = dict(
         await db.fetch("SELECT reason, count(*) FROM calls WHERE tenant_id = $1 GROUP BY reason", tenant)
     )
-    # The cap's promise is "never more than 4 at once", not "exactly 4 in all": on a loaded
-    # machine a routed call can fail to connect and free its slot for a later caller, and a
-    # reservation past its deadline is refused closed (BILLING_UNAVAILABLE). Both were seen
-    # once on a loaded machine (ROUTED 7, CHANNEL_LIMIT 183, BILLING_UNAVAILABLE 10).
+    # The cap's promise is "never more than 4 at once", not an exact number routed: on a
+    # loaded machine a routed call can fail to connect and free its slot for a later caller,
+    # and a reservation past its deadline is refused closed (BILLING_UNAVAILABLE). Both were
+    # seen once on a loaded machine (ROUTED 7, CHANNEL_LIMIT 183, BILLING_UNAVAILABLE 10).
     assert set(outcomes) <= {"ROUTED", "CHANNEL_LIMIT", "BILLING_UNAVAILABLE"}, outcomes
-    assert outcomes.get("ROUTED", 0) >= 4 and outcomes.get("CHANNEL_LIMIT", 0) >= 150, outcomes
+    assert outcomes.get("ROUTED", 0) > 4 and outcomes.get("CHANNEL_LIMIT", 0) >= 100, outcomes
     deadline = time.monotonic() + 10
     while True:  # each routed call's slot, from its decision to its recorded end
         routed = await db.fetch(
-            'SELECT decided_at AS answer, ended_at AS "end" FROM calls '
+            'SELECT decided_at AS answer, ended_at AS "end", answered_at FROM calls '
             "WHERE tenant_id = $1 AND reason = 'ROUTED'",
             tenant,
         )
@@ -158,10 +193,21 @@ async def test_200_simultaneous_calls_on_a_4_channel_package(
             break
         assert time.monotonic() < deadline, routed
         await asyncio.sleep(0.2)
-    assert most_at_once(routed) <= 4, routed
-    # Never more than 4 answered at once, by the engine's own records of the answered legs.
-    legs = await answered_legs(db, tenant, engine, expect=4)
-    assert len(legs) >= 4 and most_at_once(legs) <= 4
+    answered = sum(r["answered_at"] is not None for r in routed)
+    # What each caller heard, call by call: the refused ones busy at once, never ringing;
+    # as many answered as the service recorded answered; nothing left without an answer.
+    heard = Counter(c.final_status for c in calls)
+    assert None not in heard, [c for c in calls if c.final_status is None][:3]
+    assert heard[486] == outcomes["CHANNEL_LIMIT"], (heard, outcomes)
+    heard_busy_at_once([c for c in calls if c.final_status == 486])
+    assert heard[200] == answered, (heard, outcomes)
+    others = 200 - heard[486] - heard[200]
+    assert others == outcomes.get("BILLING_UNAVAILABLE", 0) + len(routed) - answered, (heard, outcomes)
+    # The 4 channels were all in use at once, and never more, by the decision-to-end spans
+    # of the routed calls and by the engine's own records of the answered legs.
+    assert most_at_once(routed) == 4, routed
+    legs = await answered_legs(db, tenant, engine, expect=answered)
+    assert len(legs) == answered > 4 and most_at_once(legs) <= 4, legs
     acct = await account(db, tenant)
     assert (acct["channels_in_use"], acct["reserved"]) == (0, 0)
     await settled_calls(db, tenant)
@@ -187,8 +233,7 @@ async def test_the_call_is_cut_within_one_slice_when_the_money_runs_out(
         assert result.final_status == 200
         assert "BYE" in result.received_requests  # the network hung up, not the caller
         assert 11 <= result.seconds <= 17, result.seconds
-        await asyncio.sleep(1.0)
-        row = await db.fetchrow("SELECT * FROM calls WHERE caller = $1", caller)
+        row = await settled_row(db, caller)
         assert row["final_reason"] == "BALANCE_EXHAUSTED"
         assert 10 <= row["billsec"] <= 12
         acct = await account(db, tenant)
@@ -254,12 +299,7 @@ async def test_a_pinned_clock_still_bills_what_was_talked(
             run_uac, number, caller, hold_ms=3000, timeout_s=30, target=engine.carrier
         )
         assert result.final_status == 200
-        deadline = time.monotonic() + 10
-        while (row := await db.fetchrow("SELECT * FROM calls WHERE caller = $1", caller)) is None or (
-            row["settled_at"] is None
-        ):
-            assert time.monotonic() < deadline, "the call was not settled"
-            await asyncio.sleep(0.1)
+        row = await settled_row(db, caller)
     assert row["decided_at"].date().isoformat() == "2026-11-23"
     cdr_billsec = await db.fetchval(  # the engine's own record of the call (both engines')
         "SELECT max(billsec) FROM engine_cdr WHERE linkedid = $1 AND disposition = 'ANSWERED'",
