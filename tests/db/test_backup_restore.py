@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import random
 import shutil
 import socket
@@ -30,7 +31,7 @@ import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from provisioning.backup import FileRoots, backup, restore
+from provisioning.backup import FileRoots, backup, database_of_dsn, restore
 from provisioning.backup_files import DUMP, FILES, MANIFEST, BackupError
 from provisioning.engine import Ctx
 from provisioning.ledger import Grant, open_reservation, settle_reservation
@@ -358,6 +359,15 @@ async def test_an_older_backup_comes_back_migrated_and_a_damaged_one_is_refused_
     (damaged / MANIFEST).unlink()
     with pytest.raises(BackupError, match=r"manifest\.json: missing .* not a finished backup"):
         await restore(target, damaged, FixedClock(NOW))
+    # A failure after pg_restore (here the row counts) leaves the database empty again.
+    lying = json.loads((archive / MANIFEST).read_text())
+    lying["rows"]["tenants"] += 1
+    shutil.copytree(archive, tmp_path / "lying")
+    (tmp_path / "lying" / MANIFEST).write_text(json.dumps(lying))
+    with pytest.raises(
+        BackupError, match=r"the restored database differs from the manifest in \['tenants'\]"
+    ):
+        await restore(target, tmp_path / "lying", FixedClock(NOW))
     # Nothing was changed: the database is still empty, no file or staging left behind.
     conn = await _connect(target)
     try:
@@ -427,3 +437,21 @@ def test_the_commands_back_up_refuse_a_damaged_archive_and_restore_with_force(
     assert (
         chroot / "usr/share/asterisk/sounds/softswitch/system/hello.wav"
     ).read_bytes() == prompt.read_bytes()
+
+
+def test_a_dsn_names_the_target_and_a_bad_one_names_the_option() -> None:
+    base = DatabaseSettings()
+    db = database_of_dsn("postgresql://ops:p%40ss@db.example:6543/softswitch_restored", base)
+    assert (db.user, db.password.get_secret_value(), db.host, db.port, db.name) == (
+        "ops",
+        "p@ss",
+        "db.example",
+        6543,
+        "softswitch_restored",
+    )
+    assert database_of_dsn("postgresql:///other", base).model_dump(exclude={"name", "command_timeout"}) == (
+        base.model_dump(exclude={"name", "command_timeout"})
+    )
+    for bad in ("mysql://u@h/db", "postgresql://u@h", "postgresql://u@h:99999/db"):
+        with pytest.raises(BackupError, match=r"\(--dsn\)$"):
+            database_of_dsn(bad, base)
