@@ -47,7 +47,15 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import DESTINATION, SERVICE_ENV, _admin_token, _api, _sql_tenant, provision  # noqa: E402
+from bench.harness import (  # noqa: E402
+    DESTINATION,
+    SERVICE_ENV,
+    _admin_token,
+    _api,
+    _sql_tenant,
+    _wait_reload,
+    provision,
+)
 from dialplan.compliance import MONITOR_KINDS  # noqa: E402
 from scripts.devstack.process import ServiceProcess  # noqa: E402
 from scripts.devstack.sipp import SCENARIOS, SippUas, _read_stats, render_dtmf  # noqa: E402
@@ -406,7 +414,7 @@ class Bench:
     initial_balance: dict[int, Decimal] = field(default_factory=dict)
 
 
-async def _bench_sql(settings: Settings, p: Any, minutes: float) -> dict[str, int]:
+async def _bench_sql(settings: Settings, p: Any, minutes: float) -> tuple[dict[str, int], str]:
     conn = await asyncpg.connect(settings.database.dsn())
     try:
         wide = await conn.fetchval("SELECT tenant_id FROM numbers WHERE number = $1", p.wide_number)
@@ -449,16 +457,16 @@ async def _bench_sql(settings: Settings, p: Any, minutes: float) -> dict[str, in
                 t,
                 list(MONITOR_KINDS),
             )
-        tenants["_tight_number"] = int(tight_number)
-        return tenants
+        return tenants, tight_number
     finally:
         await conn.close()
 
 
 def provision_bench(service: ServiceProcess, settings: Settings, tmp: Path, minutes: float) -> Bench:
     p = provision(service, settings, tmp, storm_accounts=0)
-    tenants = asyncio.run(_bench_sql(settings, p, minutes))
-    tight_number = str(tenants.pop("_tight_number"))
+    generation = service.metric("softswitch_snapshot_generation")
+    tenants, tight_number = asyncio.run(_bench_sql(settings, p, minutes))
+    _wait_reload(service, generation)  # the tight tenant and the rules live before any call
     phones = {"ast_a": (p.ext_a, p.ext_a_password), "ast_b": (p.ext_b, p.ext_b_password)}
     for role, ext in (("fs_a", "811"), ("fs_b", "812")):
         pw = secrets.token_hex(8)
@@ -582,6 +590,12 @@ class SippStream:
         try:
             self.proc.wait(max(deadline - time.monotonic(), 0.1))
         except subprocess.TimeoutExpired:
+            self.killed = True
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
             self.killed = True
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
@@ -1021,12 +1035,30 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     settings = Settings()
+    # A SIGTERM unwinds like Ctrl-C: the service, SIPp and the phones are stopped on the way.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with exclusive_use(settings):
         result = asyncio.run(_soak(args, settings))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n")
     print_summary(result)
     return 0 if result["all_pass"] else 1
+
+
+async def _wait_address_free(service: ServiceProcess, budget_s: float) -> None:
+    """A service run without the stack's lock (someone's test) may hold the HTTP address:
+    wait for it to stop rather than fail."""
+    deadline = time.monotonic() + budget_s
+    while True:
+        try:
+            async with httpx.AsyncClient(timeout=0.5) as client:
+                await client.get(service.base_url + "/healthz")
+        except httpx.HTTPError:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"another service still answers on {service.base_url} after {budget_s:g} s")
+        print(f"chaos: another service answers on {service.base_url}; waiting", file=sys.stderr, flush=True)
+        await asyncio.sleep(10)
 
 
 async def _soak(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
@@ -1042,6 +1074,7 @@ async def _soak(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         settings, env=CHAOS_ENV, token=token, log_path=Path("/tmp/softswitch-chaos-service.log")
     )
     service.log_path.write_bytes(b"")
+    await _wait_address_free(service, 1200)
     await asyncio.to_thread(service.start)
     result: dict[str, Any] = {
         "benchmark": "chaos",
@@ -1090,28 +1123,32 @@ async def _traffic(
     tenants = list(b.tenants.values())
     stop_sampling = asyncio.Event()
     with uas:
-        for p in phones:
-            p.start()
-        await asyncio.sleep(2.0)  # REGISTER, challenge, REGISTER, 200
-        t0, t0_epoch = time.monotonic(), time.time()
-        for st in streams:
-            st.start()
-        sampler = asyncio.create_task(sample_accounts(settings, tenants, stop_sampling))
-        faults_task = asyncio.create_task(run_faults(plan, stack, service, t0))
-        await asyncio.sleep(duration)
-        faults = await faults_task  # a fault running late ends before the traffic stops
-        stopped_at = time.monotonic()
-        for st in streams:
-            st.soft_stop()
-        deadline = time.monotonic() + max(s.hold_ms for s in specs) / 1000 + 90
-        for st in streams:
-            await asyncio.to_thread(st.wait, deadline)
-        drained_s = round(time.monotonic() - stopped_at, 1)
-        settled = await wait_settled(settings, tenants, since, args.settle_timeout_s)
-        stop_sampling.set()
-        sampled = await sampler
-        for p in phones:
-            p.stop()
+        try:
+            for p in phones:
+                p.start()
+            await asyncio.sleep(2.0)  # REGISTER, challenge, REGISTER, 200
+            t0, t0_epoch = time.monotonic(), time.time()
+            for st in streams:
+                st.start()
+            sampler = asyncio.create_task(sample_accounts(settings, tenants, stop_sampling))
+            faults_task = asyncio.create_task(run_faults(plan, stack, service, t0))
+            await asyncio.sleep(duration)
+            faults = await faults_task  # a fault running late ends before the traffic stops
+            stopped_at = time.monotonic()
+            for st in streams:
+                st.soft_stop()
+            deadline = time.monotonic() + max(s.hold_ms for s in specs) / 1000 + 90
+            for st in streams:
+                await asyncio.to_thread(st.wait, deadline)
+            drained_s = round(time.monotonic() - stopped_at, 1)
+            settled = await wait_settled(settings, tenants, since, args.settle_timeout_s)
+            stop_sampling.set()
+            sampled = await sampler
+        finally:
+            for st in streams:  # nothing of ours left running, whatever happened
+                st.kill()
+            for p in phones:
+                p.stop()
     windows = [
         Window(
             f"{i + 1}:{f.kind}@{f.started_at_s:.0f}s",
