@@ -23,8 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from pydantic import SecretStr
+
 from provisioning.sip import DEFAULT_REALM
 from softswitch.core.settings import Settings
+from softswitch.core.stack_secrets import SECRET_FIELDS, ensure_secrets, secrets_path
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 TEMPLATES = Path(__file__).resolve().parents[2] / "docker" / "asterisk"
@@ -190,6 +193,14 @@ def _render(templates: Iterable[Path], values: Mapping[str, str]) -> dict[str, s
     return files
 
 
+def _require_secrets(secrets: Mapping[str, SecretStr]) -> None:
+    """A rendered config never carries an empty secret: the settings have none until `stack
+    up` generated them (secrets.json) or the environment / TOML file gave them."""
+    empty = [name for name, value in secrets.items() if not value.get_secret_value()]
+    if empty:
+        raise StackError(f"no secret for {', '.join(empty)}: run `stack up` (it generates them)")
+
+
 def _sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -212,6 +223,23 @@ class LocalStack:
         self.log_dir = self.dir / "logs"
         self.root = settings.asterisk.chroot
 
+    # ---------------------------------------------------------------- secrets
+    def ensure_secrets(self) -> bool:
+        """The stack's AMI, Event Socket and PostgreSQL secrets: generated at random into
+        <stack dir>/secrets.json (0600) the first time (or replacing a former fixed default
+        kept there), and put into these settings wherever they have none or the one the file
+        held (a process that loaded its settings before); a secret given by the environment
+        or the TOML file is kept. True when generated now. The configs rendered next carry
+        the new ones: Asterisk and FreeSWITCH restart on the changed config, PostgreSQL's
+        roles are altered (_pg_roles)."""
+        before, now = ensure_secrets(secrets_path(self.dir))
+        for section, key in SECRET_FIELDS:
+            part = getattr(self.s, section)
+            current = getattr(part, key).get_secret_value()
+            if current in ("", before.get(section, {}).get(key)):
+                setattr(part, key, SecretStr(now[section][key]))
+        return before != now
+
     # ---------------------------------------------------------------- PostgreSQL
     def _as_postgres(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -232,6 +260,7 @@ class LocalStack:
 
     def pg_up(self) -> None:
         db = self.s.database
+        self.ensure_secrets()
         if not (PG_BIN / "initdb").exists():
             raise StackError("PostgreSQL 15 is not installed: run scripts/bootstrap.sh")
         for d in (self.pg_data.parent, self.pg_sock, self.log_dir, self.run_dir):
@@ -297,6 +326,8 @@ class LocalStack:
         return res.stdout.strip()
 
     def _pg_roles(self) -> None:
+        """The two logins with the current secrets: ALTER ROLE on every `stack up` moves an
+        existing cluster to newly generated ones (new connections use them)."""
         db, ast = self.s.database, self.s.asterisk
         for role, pw in (
             (db.user, db.password.get_secret_value()),
@@ -354,6 +385,7 @@ class LocalStack:
             "ASTERISK_DB_USER": s.asterisk.db_user,
             "ASTERISK_DB_PASSWORD": s.asterisk.db_password.get_secret_value(),
         }
+        _require_secrets({"ami.secret": s.ami.secret, "asterisk.db_password": s.asterisk.db_password})
         return _render(TEMPLATES.glob("*.conf"), values)
 
     def _recorded_pid(self, program: str) -> int | None:
@@ -391,6 +423,7 @@ class LocalStack:
         if not pristine.exists():
             etc.rename(pristine)
             etc.mkdir()
+        self.ensure_secrets()
         files = self.render_asterisk_config()
         for name in DEBIAN_KEPT:
             files[name] = (pristine / name).read_text()
@@ -403,6 +436,11 @@ class LocalStack:
         hostname = os.uname().nodename
         (self.root / "etc" / "hosts").write_text(
             f"127.0.0.1 localhost {hostname}\n127.0.0.1 A.ROOT-SERVERS.NET\n"
+        )
+        # No name servers: every peer of the stack is an address, and with none PJSIP makes no
+        # resolver (whose sockets bind 0.0.0.0 and [::]); names resolve from /etc/hosts.
+        (self.root / "etc" / "resolv.conf").write_text(
+            "# Rendered by `stack up`: no name servers (PJSIP would bind its resolver on 0.0.0.0).\n"
         )
         (self.root / "run" / "asterisk").mkdir(parents=True, exist_ok=True)
         (self.root / "var" / "spool" / "asterisk" / "softswitch-vm").mkdir(parents=True, exist_ok=True)
@@ -499,6 +537,7 @@ class LocalStack:
             "FS_PHONES_PORT": str(fs.phones_port),
             "FS_RTP_START": str(fs.rtp_start),
             "FS_RTP_END": str(fs.rtp_end),
+            "FS_ESL_HOST": fs.esl_host,
             "FS_ESL_PORT": str(fs.esl_port),
             "FS_ESL_PASSWORD": fs.esl_password.get_secret_value(),
             "FS_REALM": DEFAULT_REALM,
@@ -517,6 +556,7 @@ class LocalStack:
             "CARRIER_OUT_PORT": str(a.carrier_out_port),
             "BASELINE_IN_HOST": a.baseline_in_host,
         }
+        _require_secrets({"freeswitch.esl_password": fs.esl_password, "asterisk.db_password": a.db_password})
         return _render(FREESWITCH_TEMPLATES.glob("*.xml"), values)
 
     def fs_up(self) -> None:
@@ -525,6 +565,7 @@ class LocalStack:
         if not self.fs_built():
             raise StackError(f"FreeSWITCH is not built in {self.fs_prefix}: run scripts/freeswitch.sh")
         top = self.s.stack.dir
+        self.ensure_secrets()
         conf, run, db, logs = (
             top / n for n in ("freeswitch-conf", "freeswitch-run", "freeswitch-db", "logs")
         )

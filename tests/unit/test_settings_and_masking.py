@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from softswitch.core.clock import FixedClock, PinnedClock, SystemClock, clock_from_setting
 from softswitch.core.masking import mask_number
 from softswitch.core.settings import Settings
+from softswitch.core.stack_secrets import SECRET_FIELDS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,6 +25,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
         if key.startswith("SOFTSWITCH_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("SOFTSWITCH_CONFIG", str(tmp_path / "absent.toml"))
+    monkeypatch.setenv("SOFTSWITCH_SECRETS_FILE", str(tmp_path / "absent-secrets.json"))
     return tmp_path
 
 
@@ -40,11 +42,12 @@ def write_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, text: str) -> 
 def test_defaults() -> None:
     s = Settings()
     assert (s.database.host, s.database.port, s.database.name) == ("127.0.0.1", 55432, "softswitch")
-    assert s.database.password.get_secret_value() == "softswitch"
-    assert s.database.dsn() == "postgresql://softswitch:softswitch@127.0.0.1:55432/softswitch"
+    # No fixed secrets: `stack up` generates them (tests/unit/test_stack_secrets.py).
+    assert s.database.password.get_secret_value() == ""
+    assert s.database.dsn() == "postgresql://softswitch:@127.0.0.1:55432/softswitch"
     assert (s.agi.host, s.agi.port) == ("127.0.0.1", 4573)
     assert (s.ami.port, s.ami.username) == (5038, "softswitch")
-    assert s.ami.secret.get_secret_value() == "softswitch-ami"
+    assert s.ami.secret.get_secret_value() == ""
     assert s.http.port == 8080
     assert s.asterisk.chroot == Path("/opt/softswitch-stack/asterisk-root")
     assert s.stack.dir == Path("/opt/softswitch-stack")
@@ -107,12 +110,17 @@ def test_unknown_key_inside_a_section_is_rejected(monkeypatch: pytest.MonkeyPatc
         Settings()
 
 
-def test_secrets_are_not_in_repr() -> None:
+def test_secrets_are_not_in_repr(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    kept = tmp_path / "secrets.json"
+    kept.write_text(
+        '{"ami": {"secret": "gen-ami"}, "database": {"password": "gen-db"}, '
+        '"asterisk": {"db_password": "gen-ast"}}'
+    )
+    monkeypatch.setenv("SOFTSWITCH_SECRETS_FILE", str(kept))
     s = Settings()
+    assert s.ami.secret.get_secret_value() == "gen-ami"
     for text in (repr(s), str(s), repr(s.ami), repr(s.database), repr(s.asterisk)):
-        assert "softswitch-ami" not in text
-        assert "password='softswitch'" not in text
-        assert "db_password='asterisk'" not in text
+        assert "gen-" not in text
         assert "**********" in text
 
 
@@ -143,7 +151,9 @@ def test_example_toml_mentions_every_setting() -> None:
     for name in Settings.model_fields:
         value = getattr(defaults, name)
         if hasattr(type(value), "model_fields"):
-            assert set(data[name]) == set(type(value).model_fields), name
+            # The generated secrets are there as comments (a value would override the file).
+            generated = {key for section, key in SECRET_FIELDS if section == name}
+            assert set(data[name]) | generated == set(type(value).model_fields), name
         elif name != "fixed_now":  # documented as a comment: empty means real time
             assert name in data, name
 
