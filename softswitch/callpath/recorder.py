@@ -1,7 +1,7 @@
 """Call recording on the call path: the plan handed to the dialplan when a call is routed,
-the file's metadata stored at hang-up (off the hot path), disk usage against a high-water
-mark, and the hourly run of the retention purge (provisioning/recordings.py, which also
-serves search, download, legal holds and export).
+the file's metadata stored at hang-up (off the hot path) and disk usage against a high-water
+mark. The retention purge (provisioning/recordings.py, which also serves search, download,
+legal holds and export) is the scheduler's `recording_purge` job.
 
 Files live inside the Asterisk chroot at <spool>/<tenant_id>/<linkedid>.wav (settings
 recording.spool). MixMonitor writes them (option b: only the bridged part). On-demand
@@ -27,7 +27,7 @@ import asyncpg
 
 from dialplan.recording import RecordingDecision, decide_recording
 from dialplan.snapshot import ConfigSnapshot
-from provisioning.recordings import CALL_ID, PurgeReport, host_path, purge_recordings
+from provisioning.recordings import CALL_ID, host_path
 from softswitch.callpath.registry import LiveCall
 from softswitch.core.clock import Clock
 from softswitch.core.metrics import Metrics
@@ -327,17 +327,6 @@ class Recorder:
         self.storage_full = full
         return full
 
-    async def purge(self, now: datetime | None = None) -> PurgeReport:
-        async with self._pool.acquire() as conn:
-            return await purge_recordings(
-                conn,
-                now or self._clock.now(),
-                self._root,
-                self._s.spool,
-                batch=self._s.purge_batch,
-                metrics=self._metrics,
-            )
-
     async def start(self) -> None:
         with contextlib.suppress(OSError):
             await self.measure()
@@ -356,15 +345,12 @@ class Recorder:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        last_purge = loop.time()
+        # The retention purge is the scheduler's `recording_purge` job (softswitch/jobs),
+        # run by one instance; this loop only watches the storage.
         while True:
             await asyncio.sleep(self._s.usage_interval_s)
             try:
                 await self.measure()
-                if loop.time() - last_purge >= self._s.purge_interval_s:
-                    last_purge = loop.time()
-                    await self.purge()
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the supervisor keeps running
