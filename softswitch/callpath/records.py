@@ -87,6 +87,20 @@ RETURNING calls.tenant_id, calls.direction
 """
 
 
+def _transient(exc: BaseException) -> bool:
+    """The database restarting or unreachable (not a fault of the batch itself)."""
+    if isinstance(exc, asyncpg.DataError):
+        return False
+    return isinstance(
+        exc,
+        OSError
+        | TimeoutError
+        | asyncpg.PostgresConnectionError
+        | asyncpg.exceptions.OperatorInterventionError  # starting up, shutting down
+        | asyncpg.InterfaceError,  # the connection closed under a statement
+    )
+
+
 class CallRecordWriter:
     def __init__(self, pool: asyncpg.Pool, metrics: Metrics, batch: int = 500) -> None:
         self._pool = pool
@@ -125,7 +139,7 @@ class CallRecordWriter:
             while len(items) < self._batch and not self._queue.empty():
                 items.append(self._queue.get_nowait())
             try:
-                await self._write(items)
+                await self._write_retrying(items)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - count it, keep the service up
@@ -134,6 +148,27 @@ class CallRecordWriter:
             finally:
                 for _ in items:
                     self._queue.task_done()
+
+    async def _write_retrying(self, items: list[DecisionRecord | EndRecord], max_delay: float = 1.0) -> None:
+        """Write the batch; while the database is restarting or unreachable, again after a
+        doubling pause (every statement of a batch is idempotent). Dropping it would lose
+        the record of a call the ledger charges (its decision) or leave a charged call
+        recorded as never answered (its end) — seen in the chaos soak (bench/chaos.py) on a
+        PostgreSQL restart. A batch the database refuses for itself is dropped, counted."""
+        delay = 0.1
+        while True:
+            try:
+                await self._write(items)
+                return
+            except Exception as exc:
+                if not _transient(exc):
+                    raise
+                self._metrics.call_record_errors.inc()
+                log.warning(
+                    "call record batch of %d not written, again in %.1f s: %s", len(items), delay, exc
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)
 
     async def _write(self, items: list[DecisionRecord | EndRecord]) -> None:
         decisions = [
