@@ -191,6 +191,7 @@ def _res(**kw: object) -> dict[str, object]:
         "linkedid": "c1",
         "tenant_id": 1,
         "state": "settled",
+        "has_record": True,
         "answered": True,
         "engine_billsec": 4,
         "entries": 1,
@@ -212,6 +213,8 @@ def test_settlement_check_finds_each_way_money_goes_wrong() -> None:
         "released_but_engine_answered": _res(state="released", answered=False, entries=0),
         "entry_without_settled_reservation": _res(state="released", engine_billsec=None),
         "amount_mismatch": _res(call_amount=D("0.24")),
+        "charged_without_record": _res(has_record=False, answered=False, call_amount=None),
+        "charged_but_recorded_unanswered": _res(answered=False),
     }
     for problem, row in cases.items():
         out = settlement_check([row])
