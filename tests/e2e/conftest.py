@@ -47,6 +47,67 @@ def stack(settings: Settings) -> Iterator[LocalStack]:
         yield st
 
 
+# What an e2e session leaves behind: its tenants' routing rows are removed and the tenants
+# terminated, so the snapshot every service loads (softswitch/callpath/snapshots.py: every
+# number, binding, extension, policy, menu and blacklist row) does not grow run after run.
+# The tenants themselves stay (their ledger is append-only, their call records and audit
+# rows are history), terminated: the billing cycle and the scheduler's jobs skip them. The
+# session holds the stack exclusively, so every row past the marks taken at its start is its own.
+_SESSION_ROWS_REMOVED = (
+    "DELETE FROM destination_bindings WHERE tenant_id = ANY($1::bigint[])",
+    "DELETE FROM numbers WHERE tenant_id = ANY($1::bigint[]) OR (id > $2 AND tenant_id IS NULL)",
+    "DELETE FROM sip_extensions WHERE tenant_id = ANY($1::bigint[])",
+    "DELETE FROM time_policies WHERE tenant_id = ANY($1::bigint[])",
+    "DELETE FROM region_policies WHERE tenant_id = ANY($1::bigint[])",
+    "DELETE FROM ivr_menus WHERE tenant_id = ANY($1::bigint[])",
+    "DELETE FROM blacklist_entries WHERE tenant_id = ANY($1::bigint[])",
+    "UPDATE tenants SET state = 'terminated', terminated_at = COALESCE(terminated_at, now()) "
+    "WHERE id = ANY($1::bigint[]) AND state <> 'terminated'",
+)
+
+
+async def snapshot_size(conn: asyncpg.Connection) -> dict[str, int]:
+    """Rows of the tables the call path's snapshot loads whole."""
+    return {
+        "tenants": await conn.fetchval("SELECT count(*) FROM tenants"),
+        "numbers": await conn.fetchval("SELECT count(*) FROM numbers WHERE kind <> 'caller_id'"),
+        "bindings": await conn.fetchval("SELECT count(*) FROM destination_bindings"),
+        "extensions": await conn.fetchval("SELECT count(*) FROM sip_extensions"),
+    }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_rows_removed(stack: LocalStack, settings: Settings) -> Iterator[None]:
+    async def marks() -> tuple[int, int]:
+        await migrate_and_grant(settings)
+        conn = await connect(settings)
+        try:
+            return (
+                await conn.fetchval("SELECT COALESCE(max(id), 0) FROM tenants"),
+                await conn.fetchval("SELECT COALESCE(max(id), 0) FROM numbers"),
+            )
+        finally:
+            await conn.close()
+
+    async def remove(tenant_mark: int, number_mark: int) -> None:
+        conn = await connect(settings)
+        try:
+            before = await snapshot_size(conn)
+            async with conn.transaction():
+                ids = [r["id"] for r in await conn.fetch("SELECT id FROM tenants WHERE id > $1", tenant_mark)]
+                for statement in _SESSION_ROWS_REMOVED:
+                    args = (ids, number_mark) if "$2" in statement else (ids,)
+                    await conn.execute(statement, *args)
+            after = await snapshot_size(conn)
+            print(f"\ne2e session rows removed ({len(ids)} tenants terminated): snapshot {before} -> {after}")
+        finally:
+            await conn.close()
+
+    tenant_mark, number_mark = asyncio.run(marks())
+    yield
+    asyncio.run(remove(tenant_mark, number_mark))
+
+
 # The platform's calling hours (08:00-21:00) and per-callee limits (1 a minute...) would
 # refuse the suite's outbound calls by the hour CI runs at and by how often tests reach the
 # carrier's few numbers: for the session they are opened, and restored after. The tests of

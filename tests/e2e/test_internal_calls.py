@@ -90,6 +90,15 @@ class SipTrace:
             await asyncio.sleep(0.05)
 
 
+def register_accepted(m: SipMessage) -> bool:
+    """The registrar's 200 to a phone's REGISTER."""
+    return (
+        m.direction == "received"
+        and m.start_line.startswith("SIP/2.0 200")
+        and any("REGISTER" in v for v in m.headers("CSeq"))
+    )
+
+
 _NAME_ADDR = re.compile(r'^\s*(?:"(?P<quoted>[^"]*)"|(?P<token>[^<"]*?))\s*<sip:(?P<user>[^@;>]*)@')
 
 
@@ -220,14 +229,7 @@ async def registered_phone(engine: Engine) -> Any:
         )
         phones.append(uas.start())
         phone = Phone(ext["endpoint_id"], SipTrace(path))
-        await phone.trace.wait_for(
-            "the phone's registration accepted",
-            lambda m: (
-                m.direction == "received"
-                and m.start_line.startswith("SIP/2.0 200")
-                and any("REGISTER" in v for v in m.headers("CSeq"))
-            ),
-        )
+        await phone.trace.wait_for("the phone's registration accepted", register_accepted)
         return phone
 
     try:

@@ -1,11 +1,13 @@
 """Call recording through the real stack: a tenant whose policy is 'all' gets a WAV of the
 bridged call, its metadata stored at hang-up and linked to the call record, its duration
 within a second of what Asterisk billed; the file downloads through the API (audio/wav)
-by id, never by path."""
+by id, never by path — path traversals sent raw to the running service serve nothing."""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
+import socket
 import struct
 import tempfile
 import time
@@ -17,6 +19,7 @@ import asyncpg
 import pytest
 
 from scripts.devstack.dtmf_pcap import _frame
+from scripts.devstack.process import ServiceProcess
 from scripts.devstack.sipp import SCENARIOS, SippUas, run_uac
 from tests.e2e.conftest import Engine, active_number, api_ok, changed, mobile, unique_caller
 
@@ -119,3 +122,48 @@ async def test_a_recorded_call_leaves_a_wav_as_long_as_the_call(
     with wave.open(BytesIO(audio.content)) as w:
         assert abs(w.getnframes() / w.getframerate() - rec["duration_s"]) < 0.01
     assert service.metric("softswitch_recordings_total", result="stored") >= 1
+
+
+def raw_get(service: ServiceProcess, raw_path: str) -> tuple[int, bytes]:
+    """GET exactly `raw_path` from the running service over a plain socket — no client in
+    between to resolve dot segments or decode it — as (status, body)."""
+    host, port = service.settings.http.host, service.settings.http.port
+    request = (
+        f"GET {raw_path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {service.token}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    with socket.create_connection((host, port), timeout=5) as sock:
+        sock.sendall(request.encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+def test_traversals_sent_raw_to_the_running_service_serve_no_file(service: ServiceProcess) -> None:
+    """Recordings are found by id and the portal's static files inside their folder, however
+    the path is written: dot segments and encoded slashes reach the real server as sent."""
+    tenant = api_ok(
+        service.request("POST", "/v1/tenants", json={"name": f"e2e raw {secrets.token_hex(4)}"}), 201
+    )
+    base = f"/v1/tenants/{tenant['id']}/recordings"
+    # The socket reaches the routes at all: the list answers, a static file is served.
+    assert raw_get(service, base)[0] == 200
+    status, body = raw_get(service, "/portal/static/portal.css")
+    assert status == 200 and body
+    # A ".." that a client would have resolved away arrives and is the recording id the
+    # handler's validation refuses (a resolved path would be /v1/tenants/N/audio: no route).
+    for one_segment in (f"{base}/../audio", f"{base}/%2e%2e/audio", f"{base}/.."):
+        status, body = raw_get(service, one_segment)
+        assert status == 422 and b'"recording_id"' in body, (one_segment, status, body[:300])
+    for traversal in (
+        f"{base}/../../../../../../../etc/passwd",
+        f"{base}/..%2F..%2F..%2F..%2F..%2F..%2Fetc%2Fpasswd/audio",
+        f"{base}/1/../../../../../../../etc/passwd",
+        "/portal/static/../../../../../../../../etc/passwd",
+        "/portal/static/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "/portal/static/..%2F..%2F..%2F..%2F..%2F..%2F..%2Fetc%2Fpasswd",
+    ):
+        status, body = raw_get(service, traversal)
+        assert status == 404 and b"root:" not in body, (traversal, status, body[:300])

@@ -5,7 +5,9 @@ outbound caller ID. Everything is provisioned through the service's API."""
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -27,6 +29,7 @@ from tests.e2e.conftest import (
     restarted,
     unique_caller,
 )
+from tests.e2e.test_internal_calls import SipTrace, register_accepted
 
 pytestmark = pytest.mark.stack
 
@@ -53,13 +56,18 @@ async def call_row(db: asyncpg.Connection, caller: str, *, direction: str = "inb
         await asyncio.sleep(0.1)
 
 
-async def dial_legs(db: asyncpg.Connection, linkedid: str) -> list[tuple[str, str]]:
-    """(what Asterisk dialled, disposition) for each outgoing leg of a call, from its CDRs."""
-    await asyncio.sleep(0.5)  # CDRs are written when each leg ends
-    rows = await db.fetch(
-        "SELECT lastdata, disposition FROM cdr WHERE linkedid = $1 AND lastapp = 'Dial' ORDER BY id", linkedid
-    )
-    return [(r["lastdata"], r["disposition"]) for r in rows]
+async def dial_legs(db: asyncpg.Connection, linkedid: str, expect: int = 2) -> list[tuple[str, str]]:
+    """(what Asterisk dialled, disposition) for each outgoing leg of a call, from its CDRs,
+    once `expect` of them are written (each when its leg ends), or after 5 s."""
+    deadline = time.monotonic() + 5
+    while True:
+        rows = await db.fetch(
+            "SELECT lastdata, disposition FROM cdr WHERE linkedid = $1 AND lastapp = 'Dial' ORDER BY id",
+            linkedid,
+        )
+        if len(rows) >= expect or time.monotonic() > deadline:
+            return [(r["lastdata"], r["disposition"]) for r in rows]
+        await asyncio.sleep(0.1)
 
 
 def call(number: str, caller: str, *, target: str, **kw: Any) -> SippResult:
@@ -286,15 +294,16 @@ async def test_extension_to_extension_across_sites(
     a = extension(service, tenant, "801", "shanghai-hq", pw_a)
     b = extension(service, tenant, "802", "beijing-branch", pw_b)
     # Phone B registers as extension 802 and answers calls to it (out-of-call scenario).
+    trace = Path(tempfile.mkdtemp(prefix="phone-")) / "messages.log"
     phone_b = SippUas(
         "uas_phone.xml",
         local_ip="127.0.0.6",
         port=5070,
         ring_ms=200,
-        extra=phone_args(b["endpoint_id"], pw_b, SCENARIOS / "uas_answer.xml", engine.phones),
+        extra=phone_args(b["endpoint_id"], pw_b, SCENARIOS / "uas_answer.xml", engine.phones, trace),
     )
     with phone_b:
-        await asyncio.sleep(1.0)  # REGISTER, challenge, REGISTER, 200
+        await SipTrace(trace).wait_for("phone B's registration accepted", register_accepted)
         result = ext_call(a, pw_a, "802", a["endpoint_id"], engine.phones)
     assert result.final_status == 200, result.message_log[-1500:]
     row = await call_row(db, a["endpoint_id"], direction="internal")
