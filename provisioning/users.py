@@ -8,11 +8,12 @@ from typing import Any
 
 import asyncpg
 
+from provisioning import auth_limits
 from provisioning.engine import Ctx, Forbidden, Invalid, NotFound, Unauthorized, Values, audit, db_error
 from provisioning.portal.auth import hash_password, password_problem
 from provisioning.roles import ADMINS, Principal, Role
 from provisioning.schemas import TokenCreate, TokenIssued, TokenRead
-from provisioning.tokens import display_prefix, new_token, token_digest
+from provisioning.tokens import TOKEN_PREFIX, display_prefix, new_token, token_digest
 
 
 class Unauthenticated(Exception):
@@ -40,19 +41,36 @@ async def principal_for(
 ) -> Principal:
     """Who an HTTP request's `Authorization: Bearer <token>` names (401 otherwise); with
     `tenant_id`, only a principal that sees that tenant — another tenant's data answers
-    404, as if it did not exist."""
+    404, as if it did not exist. Too many failed tokens from the request's source or with
+    that token's prefix: 429 (provisioning.auth_limits)."""
     if not authorization or not authorization.lower().startswith("bearer "):
         raise Unauthorized("send Authorization: Bearer <token>", "Authorization")
-    try:
-        who = await authenticate(conn, authorization[7:].strip(), now)
-    except Unauthenticated as exc:
-        raise Unauthorized(str(exc), "Authorization") from None
+    token = authorization[7:].strip()
+    keys = auth_limits.attempt_keys(_token_key(token))
+    wait = await auth_limits.locked_for(conn, keys, now)
+    if wait is None:
+        try:
+            who = await authenticate(conn, token, now)
+        except Unauthenticated as exc:
+            wait = await auth_limits.record_failure(conn, keys, now)
+            if wait is None:
+                raise Unauthorized(str(exc), "Authorization") from None
+    if wait is not None:
+        auth_limits.note_wait(wait)
+        auth_limits.log_refusal("API token", keys, wait)
+        raise auth_limits.TooManyAttempts(wait)
     if tenant_id is not None and (
         not who.sees_tenant(tenant_id)
         or not await conn.fetchval("SELECT 1 FROM tenants WHERE id = $1", tenant_id)
     ):
         raise NotFound(f"tenant {tenant_id} not found", "tenant_id")
     return who
+
+
+def _token_key(token: str) -> str:
+    """A token's counter: its display prefix (shown in token lists; never enough to use it),
+    or one shared key for anything not shaped like a token (never logging what was sent)."""
+    return "tok:" + (display_prefix(token) if token.startswith(TOKEN_PREFIX) else "other")
 
 
 async def issue_token(ctx: Ctx, user_id: int, data: TokenCreate) -> TokenIssued:

@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from provisioning.analysis_api import build_analysis_router
 from provisioning.api import ApiDeps, build_router, install_error_handlers
+from provisioning.auth_limits import AuthAttemptsMiddleware
 from provisioning.engine import Forbidden
 from provisioning.freeswitch_directory import directory as freeswitch_directory_document
 from provisioning.portal import web as portal
@@ -56,6 +57,11 @@ def create_app(deps: HttpDeps) -> FastAPI:
         description="Provisioning, call lists and health of the softswitch control plane.",
     )
     install_error_handlers(app)
+    # Failed tokens and logins: limited per source and subject, and counted (auth_limits).
+    app.add_middleware(
+        AuthAttemptsMiddleware,
+        on_refusal=lambda kind, result: deps.metrics.auth_refusals.labels(kind, result).inc(),
+    )
     app.include_router(
         build_router(ApiDeps(deps.pool, deps.clock, deps.settings, deps.ami, deps.esl, deps.registry))
     )

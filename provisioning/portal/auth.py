@@ -18,6 +18,7 @@ import asyncpg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from provisioning import auth_limits
 from provisioning.roles import Principal, Role
 
 MAX_FAILURES = 5  # failed logins in a row before the account is locked
@@ -90,15 +91,32 @@ def lock_state(row: Any, now: datetime) -> tuple[int, datetime | None]:
     return failures, row["locked_until"]
 
 
+async def _source_refused(keys: tuple[str, ...], wait: int, now: datetime) -> LoginRefused:
+    auth_limits.note_wait(wait)
+    auth_limits.log_refusal("portal login", keys, wait)
+    return LoginRefused("locked", now + timedelta(seconds=wait))
+
+
 async def login(conn: asyncpg.Connection, username: str, password: str, now: datetime) -> Session:
+    """Besides the account's own lockout (MAX_FAILURES in a row), failures are limited per
+    source address and per username, known or not (provisioning.auth_limits)."""
+    name = username.strip().lower()
+    keys = auth_limits.attempt_keys(f"user:{name}")
+    wait = await auth_limits.locked_for(conn, keys, now)
+    if wait is not None:
+        raise await _source_refused(keys, wait, now)
     row = await conn.fetchrow(
         "SELECT id, username, role, tenant_id, disabled, password_hash, failed_logins, locked_until "
         "FROM operator_users WHERE username = $1",
-        username.strip().lower(),
+        name,
     )
     if row is not None and row["locked_until"] is not None and row["locked_until"] > now:
         raise LoginRefused("locked", row["locked_until"])
     ok = await _verify(row["password_hash"] if row is not None else None, password)
+    if not ok:
+        wait = await auth_limits.record_failure(conn, keys, now)
+        if wait is not None:
+            raise await _source_refused(keys, wait, now)
     if row is None:
         raise LoginRefused("bad_credentials")
     if not ok:

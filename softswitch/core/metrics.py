@@ -233,6 +233,13 @@ class Metrics:
             ["category"],
             registry=r,
         )
+        self.auth_refusals = Counter(
+            "softswitch_auth_refusals",
+            "HTTP requests refused for their credentials: kind token (Authorization) or login "
+            "(a portal sign-in), result rejected (401) or rate_limited (429, too many failures)",
+            ["kind", "result"],
+            registry=r,
+        )
         self.spend_cap_cuts = Counter(
             "softswitch_spend_cap_cuts",
             "Live calls cut because their tenant reached its daily spend cap",
