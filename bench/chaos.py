@@ -747,9 +747,10 @@ def _ivr_scenario(workdir: Path) -> Path:
     return path
 
 
-def phone(settings: Settings, b: Bench, role: str, local_ip: str, target: str) -> SippUas:
+def phone(b: Bench, role: str, local_ip: str, target: str, trace: Path) -> SippUas:
     """A SIP phone registered as an extension: one REGISTER (digest) every 15 s for the
-    whole soak, so it is registered again soon after its engine restarts; answers calls."""
+    whole soak, so it is registered again soon after its engine restarts; answers calls.
+    Its messages go to `trace` (short form): registered() reads it."""
     row, pw = b.phones[role]
     eid = row["endpoint_id"]
     return SippUas(
@@ -762,9 +763,32 @@ def phone(settings: Settings, b: Bench, role: str, local_ip: str, target: str) -
             str(SCENARIOS / "uas_answer.xml"),
             *("-s", eid, "-au", eid, "-ap", pw),
             *("-r", "1", "-rp", "15000", "-recv_timeout", "120000"),
+            *("-trace_shortmsg", "-shortmessage_file", str(trace)),
             target,
         ),
     )
+
+
+def registered(trace: Path) -> bool:
+    """Whether the phone's trace holds a 200 to its (authenticated) REGISTER."""
+    try:
+        text = trace.read_text(errors="replace")
+    except OSError:
+        return False
+    return any(
+        "\tR\t" in line and "REGISTER" in line and "\tSIP/2.0 200" in line for line in text.splitlines()
+    )
+
+
+async def wait_registered(traces: Sequence[Path], budget_s: float = 30.0) -> float:
+    """Seconds until every phone is registered (the calls to extensions would hear 480
+    before); fails past the budget."""
+    started = time.monotonic()
+    while not all(registered(t) for t in traces):
+        if time.monotonic() - started > budget_s:
+            raise RuntimeError(f"the phones did not register within {budget_s:g} s: {traces}")
+        await asyncio.sleep(0.2)
+    return round(time.monotonic() - started, 2)
 
 
 # ---------------------------------------------------------------------------- faults
@@ -1125,9 +1149,11 @@ async def _traffic(
 ) -> dict[str, Any]:
     a, fs = settings.asterisk, settings.freeswitch
     uas = SippUas("uas_answer.xml", ring_ms=10, extra=("-recv_timeout", "120000"))
-    phones = [phone(settings, b, "ast_b", "127.0.0.6", f"{a.sip_host}:{a.sip_port}")]
+    traces = [tmp / "phone-ast.log"]
+    phones = [phone(b, "ast_b", "127.0.0.6", f"{a.sip_host}:{a.sip_port}", traces[0])]
     if any(s.engine == "freeswitch" for s in specs):
-        phones.append(phone(settings, b, "fs_b", "127.0.0.7", f"{fs.sip_host}:{fs.phones_port}"))
+        traces.append(tmp / "phone-fs.log")
+        phones.append(phone(b, "fs_b", "127.0.0.7", f"{fs.sip_host}:{fs.phones_port}", traces[1]))
     streams = [SippStream(s, tmp / "streams", duration) for s in specs]
     since = datetime.now(UTC)
     tenants = list(b.tenants.values())
@@ -1136,7 +1162,7 @@ async def _traffic(
         try:
             for p in phones:
                 p.start()
-            await asyncio.sleep(2.0)  # REGISTER, challenge, REGISTER, 200
+            phones_registered_s = await wait_registered(traces)
             t0, t0_epoch = time.monotonic(), time.time()
             for st in streams:
                 st.start()
@@ -1218,6 +1244,7 @@ async def _traffic(
     }
     return {
         "traffic_s": round(duration, 1),
+        "phones_registered_s": phones_registered_s,
         "drain_s": drained_s,
         "t0": datetime.fromtimestamp(t0_epoch, UTC).isoformat(timespec="milliseconds"),
         "streams": {st.spec.name: st.summary(o) for st in streams for o in [st.outcomes()]},

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,7 @@ from bench.chaos import (
     outcome_of,
     parse_shortmsg,
     plan_faults,
+    registered,
     settlement_check,
     sipp_vs_records,
     tenant_sums_check,
@@ -244,3 +246,16 @@ def test_sipp_calls_against_their_records() -> None:
     over = sipp_vs_records([talked], callers, {"13900000002": {"amount": D("0.12"), "billsec": 9}})
     assert over["billed_beyond_talk"]["count"] == 1
     assert sipp_vs_records([talked], callers, {})["answered_without_record"] == 1
+
+
+def test_a_phone_is_registered_once_its_trace_holds_a_200_to_register(tmp_path: Path) -> None:
+    trace_file = tmp_path / "phone.log"
+    assert not registered(trace_file)
+    trace_file.write_text(
+        _line(1.0, "S", "1-1@x", "1 REGISTER", "REGISTER sip:127.0.0.1:5060 SIP/2.0")
+        + _line(1.1, "R", "1-1@x", "1 REGISTER", "SIP/2.0 401 Unauthorized")
+    )
+    assert not registered(trace_file)
+    with open(trace_file, "a") as f:
+        f.write(_line(1.2, "R", "1-1@x", "2 REGISTER", "SIP/2.0 200 OK"))
+    assert registered(trace_file)
