@@ -167,10 +167,10 @@ async def all_settled(db: asyncpg.Connection, tenant: int, n: int) -> None:
 
 
 @contextlib.contextmanager
-def second_instance(service: ServiceProcess, stack: LocalStack) -> Iterator[ServiceProcess]:
+def second_instance(service: ServiceProcess, stack: LocalStack, **env: str) -> Iterator[ServiceProcess]:
     """Another `softswitch serve` on the same database, with its own FastAGI, Event Socket
-    and HTTP ports; Asterisk's calls go to it (its SS_AGI_URL global) while FreeSWITCH's
-    still go to the first instance."""
+    and HTTP ports (and `env`: more settings of its own); Asterisk's calls go to it (its
+    SS_AGI_URL global) while FreeSWITCH's still go to the first instance."""
     s = service.settings
     agi_port, http_port, socket_port = s.agi.port + 11, s.http.port + 11, s.freeswitch.socket_port + 11
     other_settings = s.model_copy(update={"http": s.http.model_copy(update={"port": http_port})})
@@ -180,6 +180,7 @@ def second_instance(service: ServiceProcess, stack: LocalStack) -> Iterator[Serv
             "SOFTSWITCH_AGI__PORT": str(agi_port),
             "SOFTSWITCH_HTTP__PORT": str(http_port),
             "SOFTSWITCH_FREESWITCH__SOCKET_PORT": str(socket_port),
+            **env,
         },
         token=service.token,
         log_path=service.log_path.with_name("softswitch-e2e-second.log"),
