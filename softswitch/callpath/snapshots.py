@@ -45,10 +45,12 @@ async def load_snapshot(conn: Any, generation: int, clock: Clock) -> ConfigSnaps
 
 
 async def _load_tenants(conn: Any) -> list[Tenant]:
-    """Tenants, each with its active numbers usable as caller id (caller_id kind first)."""
+    """Tenants, each with its active numbers usable as caller id (caller_id kind first).
+    A terminated tenant is left out: its numbers are released and its calls refused as for
+    a tenant not active (dialplan.inbound: an absent tenant is one not in service)."""
     tenants_rows = await conn.fetch(
         "SELECT id, name, state, timezone, outbound_cli_policy, recording_policy, recording_announce "
-        "FROM tenants"
+        "FROM tenants WHERE state <> 'terminated'"
     )
     cli: dict[int, list[str]] = {}
     for r in await conn.fetch(
