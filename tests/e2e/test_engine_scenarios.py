@@ -7,21 +7,29 @@
   the second (priority 2), the first got exactly one INVITE;
 - a released number no longer routes; assigned to another tenant after its cool-down and
   activated, it routes to that tenant's destination;
-- a holiday on a weekday closes, a make-up working day on a Saturday opens (clock pinned).
+- a holiday on a weekday closes, a make-up working day on a Saturday opens (clock pinned);
+- the warning before a prepaid hard stop: RFC 4733 '#' events reach the caller's own RTP
+  port in the last seconds of its last slice, then the network's BYE.
 
-The first two through both engines; the last two through Asterisk (see `asterisk`).
+The number's life cycle and the time policy through Asterisk (see `asterisk`), the rest through both.
 
 Each test has its tenants; the traced carriers are SIPp of their own on 127.0.0.13/14,
 their trunks and routes removed at the module's end."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
+import re
 import secrets
+import socket
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +37,7 @@ import asyncpg
 import pytest
 
 from scripts.devstack.process import ServiceProcess
-from scripts.devstack.sipp import SippResult, SippUas, run_uac
+from scripts.devstack.sipp import SippResult, SippUas, render_dtmf, run_uac
 from scripts.devstack.stack import LocalStack
 from softswitch.core.settings import Settings
 from tests.e2e.conftest import (
@@ -48,6 +56,7 @@ from tests.e2e.conftest import (
     unique_caller,
 )
 from tests.e2e.test_internal_calls import SipMessage, SipTrace, identity
+from tests.e2e.test_prepaid import SHORT_SLICES, settled_row
 from tests.e2e.test_routing import call_row, dial_legs
 
 pytestmark = pytest.mark.stack
@@ -351,3 +360,102 @@ async def test_a_weekday_holiday_closes_and_a_makeup_saturday_opens(
             "makeup_workday",
             [dest],
         ), dict(row)
+
+
+# ---------------------------------------------------------------------------- prepaid warning
+_TRACE_LINE = re.compile(
+    r"^-{20,} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\n[^\n]*received[^\n]*\n\s*\n([^\r\n]+)", re.M
+)
+
+
+@dataclass(frozen=True)
+class RtpPacket:
+    at: float  # epoch seconds it arrived
+    payload_type: int
+    payload: bytes
+
+
+class MediaPort:
+    """The caller's RTP port: a UDP socket of the test's own, named in the caller's SDP,
+    keeping every packet the engine sends there with the time it arrived."""
+
+    def __init__(self, host: str) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((host, 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.packets: list[RtpPacket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(2048)
+            except TimeoutError:
+                continue
+            if len(data) >= 12 and data[0] >> 6 == 2:  # RTP version 2
+                self.packets.append(RtpPacket(time.time(), data[1] & 0x7F, data[12:]))
+
+    def __enter__(self) -> MediaPort:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+def received_at(message_log: str, start: str) -> list[float]:
+    """When the caller's SIPp received each message whose start line begins with `start`."""
+    return [
+        datetime.strptime(when, "%Y-%m-%d %H:%M:%S.%f").timestamp()
+        for when, first in _TRACE_LINE.findall(message_log)
+        if first.startswith(start)
+    ]
+
+
+async def test_the_caller_hears_the_warning_tone_before_the_prepaid_hard_stop(
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, engine: Engine
+) -> None:
+    tenant, number_id, number = active_number(service)
+    bind(service, tenant, number_id, mobile())
+    # SHORT_SLICES: 6 s slices renewed 3 s before they end, the warning 2 s before the cut.
+    # 0.12/min billed 6/6: 0.01 pays for one 6 s slice and no more: the renewal 3 s in is
+    # refused, the warning comes 2 s before the cut, the cut at 6 s.
+    await db.execute(
+        "UPDATE accounts SET balance = 0.01, first_increment_s = 6, increment_s = 6 WHERE tenant_id = $1",
+        tenant,
+    )
+    caller = unique_caller()
+    scenario = Path(tempfile.mkdtemp(prefix="warned-caller-")) / "caller.xml"
+    with restarted(service, **SHORT_SLICES), MediaPort("127.0.0.2") as media:
+        text = render_dtmf("", hold_ms=30000)
+        assert "m=audio [media_port] " in text
+        scenario.write_text(text.replace("m=audio [media_port] ", f"m=audio {media.port} "))
+        result = await asyncio.to_thread(
+            run_uac,
+            number,
+            caller,
+            scenario=str(scenario),
+            hold_ms=30000,
+            timeout_s=40,
+            target=engine.carrier,
+        )
+        row = await settled_row(db, caller)
+
+    assert result.final_status == 200, result.message_log[-1500:]
+    (answered_at,) = received_at(result.message_log, "SIP/2.0 200")[:1]
+    byes = received_at(result.message_log, "BYE")
+    assert byes, "the network did not hang up: " + result.message_log[-1500:]
+    cut_at = byes[0]
+    assert row["final_reason"] == "BALANCE_EXHAUSTED", dict(row)
+    assert 4 <= cut_at - answered_at <= 8, cut_at - answered_at
+    # The tone: RFC 4733 '#' events (event code 11) in the warning window, none before it.
+    tones = [p for p in media.packets if p.payload_type == 101 and p.payload[:1] == b"\x0b"]
+    assert tones, (
+        f"no '#' event reached the caller: {[(p.payload_type, p.payload[:4]) for p in media.packets][:20]}"
+    )
+    assert 0.3 <= cut_at - tones[0].at <= 3.5, (cut_at - tones[0].at, tones[0].at - answered_at)
+    assert tones[0].at - answered_at >= 2.5, "the tone came before the last slice's warning window"
