@@ -1,13 +1,21 @@
-"""The provisioning API in-process (FastAPI + httpx ASGI transport) against the real
-PostgreSQL. Every run makes its own tenants, users and numbers (random suffixes) and never
-truncates anything: other tests share the database."""
+"""The provisioning API against the real PostgreSQL, by default through the real HTTP
+server: the production app (softswitch.http.create_app, what `softswitch serve` mounts)
+served by uvicorn on a free loopback port, in the session's event loop (the pool and the
+FixedClock are shared with the tests). SOFTSWITCH_TEST_API_SERVER=0 runs the same tests
+in-process instead (FastAPI + httpx ASGI transport, the provisioning router alone), which
+shows a server error's traceback in the failing test. Every run makes its own tenants, users
+and numbers (random suffixes) and never truncates anything: other tests share the database."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import random
 import secrets
+import socket
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -16,14 +24,23 @@ import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
+import uvicorn
 from fastapi import FastAPI
 
 from provisioning.api import ApiDeps, build_router, install_error_handlers
 from provisioning.users import bootstrap_admin
-from softswitch.core.clock import FixedClock
+from softswitch.callpath.registry import CallRegistry
+from softswitch.core.clock import Clock, FixedClock
 from softswitch.core.db import create_pool
+from softswitch.core.metrics import Metrics
 from softswitch.core.settings import Settings
-from tests.conftest import IN_CI, require_stack
+from softswitch.engines.asterisk.ami.client import AmiClient
+from softswitch.http import HttpDeps, create_app
+from softswitch.service import _EmbeddedUvicorn
+from tests.conftest import IN_CI, is_ci, require_stack
+
+# Through uvicorn and the production app unless SOFTSWITCH_TEST_API_SERVER is false-ish.
+THROUGH_SERVER = is_ci(os.environ.get("SOFTSWITCH_TEST_API_SERVER", "1"))
 
 # A valid-looking ID number: responses and audit entries must never show it whole.
 ID_NUMBER = "310101199001011234"
@@ -49,6 +66,48 @@ def build_app(pool: asyncpg.Pool, clock: Any, settings: Settings | None = None) 
     install_error_handlers(app)
     app.include_router(build_router(ApiDeps(pool, clock, settings)))
     return app
+
+
+def production_app(
+    pool: asyncpg.Pool, clock: Clock, settings: Settings, registry: CallRegistry | None = None
+) -> FastAPI:
+    """The app `softswitch serve` mounts, with an AMI client that is never started (the
+    routes under test need no engine: /readyz says "disconnected") and no FreeSWITCH."""
+    a = settings.ami
+    ami = AmiClient(a.host, a.port, a.username, a.secret.get_secret_value())
+    return create_app(HttpDeps(Metrics(), ami, pool, registry or CallRegistry(clock), clock, settings))
+
+
+@asynccontextmanager
+async def served(app: FastAPI) -> AsyncIterator[str]:
+    """`app` served by uvicorn (as the service runs it: lifespan off) on a free loopback
+    port, in this event loop; yields its base URL."""
+    # proto IPPROTO_TCP, as getaddrinfo gives it: asyncio sets TCP_NODELAY on the accepted
+    # sockets only then (with proto 0 every response waited ~40 ms for a delayed ACK).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = _EmbeddedUvicorn(uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False))
+    task = asyncio.create_task(server.serve(sockets=[sock]), name=f"api-test-http-{port}")
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                if task.done():
+                    raise RuntimeError(f"uvicorn did not start on 127.0.0.1:{port}: {task.exception()!r}")
+                await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        async with asyncio.timeout(10):
+            await asyncio.gather(task, return_exceptions=True)
+        sock.close()
+
+
+def loopback_source() -> str:
+    """A loopback address of this session's own (Linux answers all of 127/8): the service's
+    limit on failed tokens counts per source, and 127.0.0.1 is everyone's."""
+    return f"127.{random.randrange(1, 255)}.{random.randrange(256)}.{random.randrange(1, 255)}"
 
 
 def expect(resp: httpx.Response, status: int) -> Any:
@@ -87,13 +146,26 @@ def clock() -> FixedClock:
 
 @pytest.fixture(scope="session")
 def app(pool: asyncpg.Pool, clock: FixedClock, settings: Settings) -> FastAPI:
+    if THROUGH_SERVER:
+        return production_app(pool, clock, settings)
     return build_app(pool, clock, settings)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
-        yield c
+async def client(app: FastAPI, pool: asyncpg.Pool) -> AsyncIterator[httpx.AsyncClient]:
+    if not THROUGH_SERVER:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+            yield c
+        return
+    source = loopback_source()
+    transport = httpx.AsyncHTTPTransport(local_address=source)
+    async with served(app) as url, httpx.AsyncClient(transport=transport, base_url=url, timeout=30) as c:
+        try:
+            yield c
+        finally:
+            # The failures this session's source was charged (bad tokens on purpose).
+            async with pool.acquire() as conn:
+                await conn.execute("DELETE FROM auth_failures WHERE key = $1", f"src:{source}")
 
 
 @dataclass
