@@ -47,6 +47,56 @@ def stack(settings: Settings) -> Iterator[LocalStack]:
         yield st
 
 
+# The log audit (tests/e2e/test_zz_log_audit.py, issue 19.5) reads every line this session
+# wrote: the services' logs (/tmp/softswitch-e2e-*.log) are emptied at its start, the
+# engines' and PostgreSQL's logs read from the size they had then; every password and
+# token the session sent the service through ServiceProcess.request (or got back from it)
+# is kept, so the audit can look for it in the logs. The audit runs last, after the
+# browser tests (pytest_collection_modifyitems below runs after tests/conftest.py's).
+SERVICE_LOGS = "softswitch-e2e-*.log"
+
+
+@dataclass
+class SessionLogs:
+    offsets: dict[Path, int]  # every log file at the session's start: where its lines begin
+    sent_secrets: set[str]
+
+
+def engine_logs(settings: Settings) -> list[Path]:
+    return sorted((settings.stack.dir / "logs").glob("*.log"))
+
+
+def _secrets_of(body: object) -> set[str]:
+    if not isinstance(body, dict):
+        return set()
+    return {v for k, v in body.items() if isinstance(v, str) and ("password" in k or k == "token")}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_logs(stack: LocalStack, settings: Settings) -> Iterator[SessionLogs]:
+    for path in Path("/tmp").glob(SERVICE_LOGS):
+        path.write_bytes(b"")
+    logs = SessionLogs({p: p.stat().st_size for p in engine_logs(settings)}, set())
+    send = ServiceProcess.request
+
+    def request(self: ServiceProcess, method: str, path: str, **kw: Any) -> Any:
+        logs.sent_secrets |= _secrets_of(kw.get("json"))
+        resp = send(self, method, path, **kw)
+        if resp.headers.get("content-type", "").startswith("application/json"):
+            with contextlib.suppress(ValueError):
+                logs.sent_secrets |= _secrets_of(resp.json())
+        return resp
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ServiceProcess, "request", request)
+        yield logs
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: Path(str(item.path)).name == "test_zz_log_audit.py")
+
+
 # What an e2e session leaves behind: its tenants' routing rows are removed and the tenants
 # terminated, so the snapshot every service loads (softswitch/callpath/snapshots.py: every
 # number, binding, extension, policy, menu and blacklist row) does not grow run after run.
