@@ -6,12 +6,17 @@ by id, never by path — path traversals sent raw to the running service serve n
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import secrets
 import socket
 import struct
+import subprocess
+import sys
 import tempfile
 import time
 import wave
+from datetime import timedelta
 from io import BytesIO
 from pathlib import Path
 
@@ -167,3 +172,71 @@ def test_traversals_sent_raw_to_the_running_service_serve_no_file(service: Servi
     ):
         status, body = raw_get(service, traversal)
         assert status == 404 and b"root:" not in body, (traversal, status, body[:300])
+
+
+def purge_at(tenant: int, at: str) -> dict[str, object]:
+    """`softswitch recordings purge --at T --tenant N`, as an operator (or the scheduler's
+    recording_purge job, which calls the same function) runs it."""
+    out = subprocess.run(
+        [sys.executable, "-m", "softswitch.cli", "recordings", "purge", "--at", at, "--tenant", str(tenant)],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "SOFTSWITCH_SCHEDULER__ENABLED": "false"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(out.stdout)
+
+
+async def test_a_recording_is_kept_30_days_and_purged_the_minute_after(
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, engine: Engine
+) -> None:
+    """A real recorded call, then the purge as of its start + 30 days - 1 minute (the file
+    and the row stay) and + 30 days + 1 minute (the file is gone, the row says purged, the
+    API no longer serves the audio)."""
+    tenant, number_id, number = active_number(service)
+    base = f"/v1/tenants/{tenant}"
+    changed(
+        service,
+        "POST",
+        f"{base}/bindings",
+        json={
+            "number_id": number_id,
+            "destination": mobile(),
+            "owner_name": "Zhang San",
+            "owner_id_number": "310101199001011234",
+        },
+    )
+    t = api_ok(service.request("GET", base))
+    assert t["recording_retention_days"] == 30  # the default of the service contracts
+    changed(
+        service, "PATCH", base, json={"recording_policy": "all"}, headers={"If-Match": f'"{t["version"]}"'}
+    )
+    caller = unique_caller()
+    result = await asyncio.to_thread(_speaking_call, number, caller, 1500, engine.carrier)
+    assert result.final_status == 200, result.message_log[-2000:]  # type: ignore[attr-defined]
+    rec_id = await _eventually(
+        lambda: db.fetchval(
+            "SELECT recording_id FROM calls WHERE caller = $1 AND recording_id IS NOT NULL", caller
+        )
+    )
+    assert rec_id is not None, "no recording linked to the call record"
+    rec = await db.fetchrow("SELECT * FROM recordings WHERE id = $1", rec_id)
+    file = service.settings.asterisk.chroot / rec["path"].lstrip("/")
+    assert file.is_file()
+    started = rec["started_at"]
+
+    kept = await asyncio.to_thread(purge_at, tenant, (started + timedelta(days=30, minutes=-1)).isoformat())
+    assert kept["purged"] == 0, kept
+    assert (
+        file.is_file()
+        and (await db.fetchval("SELECT purged_at FROM recordings WHERE id = $1", rec_id)) is None
+    )
+    assert service.request("GET", f"{base}/recordings/{rec_id}/audio").status_code == 200
+
+    gone = await asyncio.to_thread(purge_at, tenant, (started + timedelta(days=30, minutes=1)).isoformat())
+    assert gone["purged"] == 1 and gone["ids"] == [rec_id], gone
+    assert not file.exists()
+    assert (await db.fetchval("SELECT purged_at FROM recordings WHERE id = $1", rec_id)) is not None
+    assert service.request("GET", f"{base}/recordings/{rec_id}/audio").status_code in (404, 410)
