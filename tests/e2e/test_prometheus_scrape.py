@@ -7,7 +7,6 @@ those calls, returns what those calls were."""
 from __future__ import annotations
 
 import asyncio
-import math
 import re
 import socket
 import subprocess
@@ -212,11 +211,15 @@ async def test_prometheus_scrapes_the_service_and_the_documented_ratios_are_thos
         await asyncio.sleep(0.05)
     after = service.metrics()
     at = await asyncio.to_thread(prometheus.scraped_after, time.time())
-    window = f"{math.ceil((at - opened + 0.5) * 1000)}ms"  # (at - window, at] holds `opened`
+    # The window's edges are the two samples themselves: Prometheus 2's range [at - window,
+    # at] holds both, and increase() extrapolates nothing, so it counts exactly these calls.
+    window = f"{round((at - opened) * 1000)}ms"
 
     def ratio(expr: str) -> float:
         return prometheus.scalar(expr.replace("[5m]", f"[{window}]"), at)
 
+    ended = prometheus.scalar(f"sum(increase(softswitch_calls_ended_total[{window}]))", at)
+    assert ended == 5, window
     # ASR as documented: answered / ended calls.
     asr = ratio(documented("ASR")[0])
     assert asr == pytest.approx(2 / 5, abs=1e-9), (
