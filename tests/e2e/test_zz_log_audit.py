@@ -86,7 +86,7 @@ def test_no_secret_and_no_unmasked_number_in_any_log_line_of_the_session(
     engine_lines = [ln for path in engine_logs(settings) for ln in lines_since(path, offsets.get(path, 0))]
 
     leaked = [
-        f"{where}: {text[:400]}  <- {_label(secret)}"
+        f"{where}: {text.replace(secret, _label(secret))[:400]}"
         for where, text in service_lines + engine_lines
         for secret in secrets
         if secret in text
@@ -97,5 +97,5 @@ def test_no_secret_and_no_unmasked_number_in_any_log_line_of_the_session(
 
 
 def _label(secret: str) -> str:
-    """How a leaked secret is named in the failure: never the secret itself."""
-    return f"a secret of {len(secret)} characters starting {secret[:2]!r}"
+    """How a leaked secret is shown in the failure: never the secret itself."""
+    return f"<a secret of {len(secret)} characters starting {secret[:2]!r}>"
