@@ -61,9 +61,8 @@ def _etag(response: Response, out: RuleRead) -> None:
     response.headers["ETag"] = f'"{out.version}"'
 
 
-def build_compliance_router(pool: asyncpg.Pool, clock: Clock) -> APIRouter:
-    """Routes relative to /v1 (included in provisioning's router, which has the prefix)."""
-    router = APIRouter(tags=["compliance"])
+def context_dependency(pool: asyncpg.Pool, clock: Clock) -> Any:
+    """The compliance routers' Ctx: a connection of the pool and the bearer's principal."""
 
     async def context(
         authorization: Annotated[str | None, Header(description="Bearer <token>")] = None,
@@ -72,7 +71,13 @@ def build_compliance_router(pool: asyncpg.Pool, clock: Clock) -> APIRouter:
             who = await principal_for(conn, authorization, clock.now())
             yield Ctx(conn, who, clock)
 
-    CtxDep = Annotated[Ctx, Depends(context)]
+    return Annotated[Ctx, Depends(context)]
+
+
+def build_compliance_router(pool: asyncpg.Pool, clock: Clock) -> APIRouter:
+    """Routes relative to /v1 (included in provisioning's router, which has the prefix)."""
+    router = APIRouter(tags=["compliance"])
+    CtxDep = context_dependency(pool, clock)
     _mount_platform_rules(router, CtxDep)
     _mount_tenant_rules(router, CtxDep)
     _mount_complaints(router, CtxDep)

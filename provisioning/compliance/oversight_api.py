@@ -8,19 +8,18 @@ Lifting what is not there answers 409."""
 
 # No `from __future__ import annotations`: FastAPI reads these handlers' annotations.
 
-from collections.abc import AsyncIterator
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 import asyncpg
-from fastapi import APIRouter, Depends, Header, Path, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from provisioning.compliance.api import context_dependency
 from provisioning.compliance.report import ComplianceReport, compliance_report
 from provisioning.compliance.watch import NothingToLift, lift
-from provisioning.engine import Conflict, Ctx, Forbidden, NotFound
+from provisioning.engine import Conflict, Forbidden, NotFound
 from provisioning.schemas import MAX_ID
-from provisioning.users import principal_for
 from softswitch.core.clock import Clock
 
 TenantId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -44,15 +43,11 @@ class LiftResult(BaseModel):
 def build_oversight_router(pool: asyncpg.Pool, clock: Clock) -> APIRouter:
     """Routes relative to /v1 (included in provisioning's router, which has the prefix)."""
     router = APIRouter(tags=["compliance"])
+    _mount(router, context_dependency(pool, clock), clock)
+    return router
 
-    async def context(
-        authorization: Annotated[str | None, Header(description="Bearer <token>")] = None,
-    ) -> AsyncIterator[Ctx]:
-        async with pool.acquire() as conn:
-            who = await principal_for(conn, authorization, clock.now())
-            yield Ctx(conn, who, clock)
 
-    CtxDep = Annotated[Ctx, Depends(context)]
+def _mount(router: APIRouter, CtxDep: Any, clock: Clock) -> None:  # noqa: N803 - a type alias
 
     @router.get(
         "/tenants/{tenant_id}/compliance/report",
@@ -97,5 +92,3 @@ def build_oversight_router(pool: asyncpg.Pool, clock: Clock) -> APIRouter:
             throttled_rule=done.throttled_rule,
             at=done.at,
         )
-
-    return router
