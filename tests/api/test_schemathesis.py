@@ -339,3 +339,18 @@ def test_stateful_no_server_error(fuzz_world: FuzzWorld, role: str) -> None:
         # earlier one deleted and draw differently. That ends the run early; a 5xx is never
         # this error (it raises the check's failure), so it is noted, not failed.
         warnings.warn(f"stateful run ended early: {exc}", stacklevel=1)
+    except AssertionError as exc:
+        # The same drift seen one step earlier: Hypothesis's own tree of choices asserts
+        # that a replay drew as before (hypothesis/internal/conjecture/datatree.py). Only
+        # an assertion raised inside Hypothesis is this; any other fails the test.
+        if not _raised_in_hypothesis(exc):
+            raise
+        warnings.warn(f"stateful run ended early (choices drifted): {exc!r}", stacklevel=1)
+
+
+def _raised_in_hypothesis(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    last = None
+    while tb is not None:
+        last, tb = tb, tb.tb_next
+    return last is not None and "/hypothesis/internal/" in last.tb_frame.f_code.co_filename

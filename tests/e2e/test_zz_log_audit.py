@@ -37,7 +37,9 @@ from tests.e2e.conftest import SERVICE_LOGS, SessionLogs, engine_logs
 
 pytestmark = pytest.mark.stack
 
-UNMASKED = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)|(?<!\d)[48]00\d{7}(?!\d)")
+# A number stands alone: digits inside an identifier (a call's UUID such as
+# ...-15095358325d) are not a phone number.
+UNMASKED = re.compile(r"(?<![0-9A-Za-z])(?:1[3-9]\d{9}|[48]00\d{7})(?![0-9A-Za-z])")
 SHOWN = 20
 
 
