@@ -26,7 +26,8 @@ import pytest
 from scripts.devstack.dtmf_pcap import _frame
 from scripts.devstack.process import ServiceProcess
 from scripts.devstack.sipp import SCENARIOS, SippUas, run_uac
-from tests.e2e.conftest import Engine, active_number, api_ok, changed, mobile, unique_caller
+from softswitch.core.settings import Settings
+from tests.e2e.conftest import Engine, active_number, api_ok, changed, engine_of, mobile, unique_caller
 
 pytestmark = pytest.mark.stack
 
@@ -190,11 +191,13 @@ def purge_at(tenant: int, at: str) -> dict[str, object]:
 
 
 async def test_a_recording_is_kept_30_days_and_purged_the_minute_after(
-    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, engine: Engine
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, settings: Settings
 ) -> None:
     """A real recorded call, then the purge as of its start + 30 days - 1 minute (the file
     and the row stay) and + 30 days + 1 minute (the file is gone, the row says purged, the
-    API no longer serves the audio)."""
+    API no longer serves the audio). Through Asterisk only: the retention is the control
+    plane's, and FreeSWITCH's recordings land in the same spool (the test above)."""
+    engine = engine_of(settings, "asterisk")
     tenant, number_id, number = active_number(service)
     base = f"/v1/tenants/{tenant}"
     changed(
