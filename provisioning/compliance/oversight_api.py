@@ -8,7 +8,7 @@ Lifting what is not there answers 409."""
 
 # No `from __future__ import annotations`: FastAPI reads these handlers' annotations.
 
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated, Any, Literal
 
 import asyncpg
@@ -17,8 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from provisioning.compliance.api import context_dependency
 from provisioning.compliance.report import ComplianceReport, compliance_report
-from provisioning.compliance.watch import NothingToLift, lift
-from provisioning.engine import Conflict, Forbidden, NotFound
+from provisioning.compliance.watch import Lifted, operator_lift
 from provisioning.schemas import MAX_ID
 from softswitch.core.clock import Clock
 
@@ -29,15 +28,6 @@ class LiftRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     what: Literal["suspension", "throttle", "all"] = "all"
     reason: str = Field(min_length=3, max_length=500, description="why: kept in the audit log and the event")
-
-
-class LiftResult(BaseModel):
-    tenant_id: int
-    suspension_lifted: bool
-    throttle_lifted: bool
-    suspended_rule: str | None
-    throttled_rule: str | None
-    at: datetime
 
 
 def build_oversight_router(pool: asyncpg.Pool, clock: Clock) -> APIRouter:
@@ -64,31 +54,8 @@ def _mount(router: APIRouter, CtxDep: Any, clock: Clock) -> None:  # noqa: N803 
 
     @router.post(
         "/tenants/{tenant_id}/compliance/lift",
-        response_model=LiftResult,
+        response_model=Lifted,
         summary="Lift the tenant's outbound suspension or throttle (operators; audited)",
     )
     async def lift_restriction(ctx: CtxDep, tenant_id: TenantId, data: LiftRequest) -> Any:
-        if not ctx.actor.is_operator:
-            raise Forbidden("only an operator lifts a compliance suspension or throttle", "tenant_id")
-        if await ctx.conn.fetchval("SELECT 1 FROM tenants WHERE id = $1", tenant_id) is None:
-            raise NotFound(f"tenant {tenant_id} not found", "tenant_id")
-        try:
-            done = await lift(
-                ctx.conn,
-                tenant_id,
-                data.what,
-                actor=ctx.actor.name,
-                actor_user_id=ctx.actor.user_id,
-                reason=data.reason,
-                now=clock.now(),
-            )
-        except NothingToLift as exc:
-            raise Conflict(str(exc), "what") from exc
-        return LiftResult(
-            tenant_id=done.tenant_id,
-            suspension_lifted=done.suspension_lifted,
-            throttle_lifted=done.throttle_lifted,
-            suspended_rule=done.suspended_rule,
-            throttled_rule=done.throttled_rule,
-            at=done.at,
-        )
+        return await operator_lift(ctx, tenant_id, data.what, data.reason)

@@ -7,6 +7,7 @@ lift, from the shell — the same service functions as the API (audited the same
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import date
 from typing import Annotated
 
@@ -14,8 +15,7 @@ import typer
 
 from provisioning.cli import Json, _fail, run, show
 from provisioning.compliance.report import ComplianceReport, compliance_report
-from provisioning.compliance.watch import LIFTABLE, NothingToLift, lift
-from provisioning.engine import Conflict, Ctx
+from provisioning.compliance.watch import LIFTABLE, operator_lift
 
 RULE_COLUMNS = (
     "rule",
@@ -96,29 +96,8 @@ def register_oversight(app: typer.Typer) -> None:
         if len(reason.strip()) < 3:
             _fail("give a --reason of at least 3 characters", "reason", code=2)
 
-        async def work(ctx: Ctx) -> dict[str, object]:
-            try:
-                done = await lift(
-                    ctx.conn,
-                    tenant,
-                    what,
-                    actor=ctx.actor.name,
-                    actor_user_id=ctx.actor.user_id,
-                    reason=reason,
-                    now=ctx.clock.now(),
-                )
-            except NothingToLift as exc:
-                raise Conflict(str(exc), "what") from exc
-            return {
-                "tenant_id": done.tenant_id,
-                "suspension_lifted": done.suspension_lifted,
-                "throttle_lifted": done.throttle_lifted,
-                "suspended_rule": done.suspended_rule,
-                "throttled_rule": done.throttled_rule,
-                "at": done.at.isoformat(),
-            }
-
-        out = run(work, tenant)
+        done = run(lambda ctx: operator_lift(ctx, tenant, what, reason), tenant)
+        out = {**asdict(done), "at": done.at.isoformat()}
         if as_json:
             typer.echo(json.dumps(out, indent=2))
         else:

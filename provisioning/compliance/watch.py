@@ -31,6 +31,7 @@ import asyncpg
 from dialplan.compliance import Rule, TenantRules, effective_rules
 from dialplan.monitors import Figures, Finding, Step, evaluate, monitors, step, throttle_of, window_s
 from provisioning import audit
+from provisioning.engine import Conflict, Ctx, Forbidden, NotFound
 
 # A lock namespace of its own (pg_advisory_xact_lock(int, int)): 'cm' for compliance monitors.
 _LOCK_SPACE = 0x636D
@@ -364,6 +365,27 @@ async def lift(
         row["throttled_rule"] if lift_throttle else None,
         now,
     )
+
+
+async def operator_lift(ctx: Ctx, tenant_id: int, what: str, reason: str) -> Lifted:
+    """`lift` as the API and the CLI offer it: operators only, a tenant that exists, and
+    nothing to lift answered as a conflict."""
+    if not ctx.actor.is_operator:
+        raise Forbidden("only an operator lifts a compliance suspension or throttle", "tenant_id")
+    if await ctx.conn.fetchval("SELECT 1 FROM tenants WHERE id = $1", tenant_id) is None:
+        raise NotFound(f"tenant {tenant_id} not found", "tenant_id")
+    try:
+        return await lift(
+            ctx.conn,
+            tenant_id,
+            what,
+            actor=ctx.actor.name,
+            actor_user_id=ctx.actor.user_id,
+            reason=reason,
+            now=ctx.clock.now(),
+        )
+    except NothingToLift as exc:
+        raise Conflict(str(exc), "what") from exc
 
 
 def _state(row: Mapping[str, Any]) -> dict[str, Any]:
