@@ -5,7 +5,6 @@ outbound attempts past the longest per-callee window and the compliance monitors
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
@@ -13,7 +12,7 @@ import asyncpg
 
 from dialplan.compliance import Rule, outbound_rules
 from provisioning.billing_cycle import run_billing_cycle
-from provisioning.compliance.watch import sweep
+from provisioning.compliance.watch import load_rules, sweep
 from provisioning.onboarding import apply_deadlines
 from provisioning.recordings import purge_recordings
 from softswitch.core.clock import Clock
@@ -111,12 +110,9 @@ async def delete_attempts_before(conn: asyncpg.Connection, before: datetime, bat
 def outbound_attempts_purge(settings: Settings) -> Job:
     async def run_purge(run: JobRun) -> JobResult:
         async with run.pool.acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT kind, (params->'windows')::text AS windows FROM compliance_rules "
-                "WHERE kind = 'callee_frequency'"
-            )
-            rules = [Rule(r["kind"], {"windows": json.loads(r["windows"] or "[]")}) for r in rows]
-            keep = attempts_retention(rules)
+            every = await load_rules(conn)
+            rules = [r for own in (every.platform, *every.tenants.values()) for r in own.values()]
+            keep = attempts_retention(r for r in rules if r.kind == "callee_frequency")
             before = run.now - keep
             deleted = await delete_attempts_before(conn, before, settings.scheduler.attempts_purge_batch)
         return JobResult(
