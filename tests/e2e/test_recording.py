@@ -68,9 +68,9 @@ async def _eventually(fetch, timeout: float = 8.0):  # type: ignore[no-untyped-d
         await asyncio.sleep(0.2)
 
 
-async def test_a_recorded_call_leaves_a_wav_as_long_as_the_call(
-    db: asyncpg.Connection, service, destination_carrier: SippUas, engine: Engine
-) -> None:  # type: ignore[no-untyped-def]
+def recording_tenant(service: ServiceProcess) -> tuple[int, str, str]:
+    """A tenant with an active number bound to a destination, recording all its calls (and
+    saying so): (tenant, number, its API base path)."""
     tenant, number_id, number = active_number(service)
     base = f"/v1/tenants/{tenant}"
     changed(
@@ -85,7 +85,6 @@ async def test_a_recorded_call_leaves_a_wav_as_long_as_the_call(
         },
     )
     t = api_ok(service.request("GET", base))
-    # the tenant records all calls, and says so
     changed(
         service,
         "PATCH",
@@ -93,6 +92,13 @@ async def test_a_recorded_call_leaves_a_wav_as_long_as_the_call(
         json={"recording_policy": "all"},
         headers={"If-Match": f'"{t["version"]}"'},
     )
+    return tenant, number, base
+
+
+async def test_a_recorded_call_leaves_a_wav_as_long_as_the_call(
+    db: asyncpg.Connection, service, destination_carrier: SippUas, engine: Engine
+) -> None:  # type: ignore[no-untyped-def]
+    tenant, number, base = recording_tenant(service)
     caller = unique_caller()
     result = await asyncio.to_thread(_speaking_call, number, caller, 3000, engine.carrier)
     assert result.final_status == 200, result.message_log[-2000:]  # type: ignore[attr-defined]
@@ -198,24 +204,8 @@ async def test_a_recording_is_kept_30_days_and_purged_the_minute_after(
     API no longer serves the audio). Through Asterisk only: the retention is the control
     plane's, and FreeSWITCH's recordings land in the same spool (the test above)."""
     engine = engine_of(settings, "asterisk")
-    tenant, number_id, number = active_number(service)
-    base = f"/v1/tenants/{tenant}"
-    changed(
-        service,
-        "POST",
-        f"{base}/bindings",
-        json={
-            "number_id": number_id,
-            "destination": mobile(),
-            "owner_name": "Zhang San",
-            "owner_id_number": "310101199001011234",
-        },
-    )
-    t = api_ok(service.request("GET", base))
-    assert t["recording_retention_days"] == 30  # the default of the service contracts
-    changed(
-        service, "PATCH", base, json={"recording_policy": "all"}, headers={"If-Match": f'"{t["version"]}"'}
-    )
+    tenant, number, base = recording_tenant(service)
+    assert api_ok(service.request("GET", base))["recording_retention_days"] == 30  # the contracts' default
     caller = unique_caller()
     result = await asyncio.to_thread(_speaking_call, number, caller, 1500, engine.carrier)
     assert result.final_status == 200, result.message_log[-2000:]  # type: ignore[attr-defined]
