@@ -123,9 +123,7 @@ async def test_one_package_across_two_instances_holds_its_4_channels(
             assert refused > 0 and routed + refused == 20, (inst.log_path, routed, refused)
     legs = await answered_legs(db, tenant, *both)
     assert len(legs) == 4 and most_at_once(legs) == 4, legs
-    acct = await account(db, tenant)
-    assert (acct["channels_in_use"], acct["reserved"]) == (0, 0)
-    await settled_calls(db, tenant)
+    await books_closed(db, tenant)
 
 
 def billing_run(tenant: int, at: str) -> dict[str, object]:
@@ -157,6 +155,17 @@ async def opening(db: asyncpg.Connection, tenant: int) -> tuple[Decimal, int]:
     """The balance now and the last ledger entry so far."""
     last = await db.fetchval("SELECT coalesce(max(id), 0) FROM ledger_entries WHERE tenant_id = $1", tenant)
     return (await account(db, tenant))["balance"], last
+
+
+async def books_closed(
+    db: asyncpg.Connection, tenant: int, start: tuple[Decimal, int] | None = None
+) -> list[asyncpg.Record]:
+    """After the calls: no slot or money held, every call charged once (one ledger entry
+    per call, the sums agree) and, from `start`, the balance moved by its ledger alone."""
+    acct = await account(db, tenant)
+    assert (acct["channels_in_use"], acct["reserved"]) == (0, 0)
+    await settled_calls(db, tenant)
+    return await ledger_matches_balance(db, tenant, start) if start is not None else []
 
 
 async def ledger_matches_balance(
@@ -222,12 +231,9 @@ async def test_a_billing_cycle_run_during_live_calls_charges_once_and_leaves_the
         assert r.final_status == 200, r.message_log[-1500:]
         assert "BYE" not in r.received_requests  # the caller hung up at its 8 s: nobody cut it
     await all_reservations_closed(db, tenant)
-    await settled_calls(db, tenant)
-    rows = await ledger_matches_balance(db, tenant, start)
+    rows = await books_closed(db, tenant, start)
     kinds = Counter(r["kind"] for r in rows)
     assert kinds["rent"] == 1 and kinds["call"] == 2, (kinds, first, again)
-    acct = await account(db, tenant)
-    assert (acct["channels_in_use"], acct["reserved"]) == (0, 0)
 
 
 async def test_the_reconcilers_racing_hang_up_settlements_bill_every_call_once(
@@ -269,10 +275,7 @@ async def test_the_reconcilers_racing_hang_up_settlements_bill_every_call_once(
     assert all(
         reason == "reconciled from CDR" for (engine, reason) in by_engine.elements() if engine == "freeswitch"
     ), by_engine
-    await settled_calls(db, tenant)  # one ledger entry per call, the sums agree
-    await ledger_matches_balance(db, tenant, start)
-    acct = await account(db, tenant)
-    assert (acct["channels_in_use"], acct["reserved"]) == (0, 0)
+    await books_closed(db, tenant, start)
 
 
 async def test_a_tenant_suspended_mid_call_keeps_its_live_calls_and_takes_no_new_ones(
