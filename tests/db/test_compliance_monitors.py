@@ -88,6 +88,13 @@ async def outbound_calls(
     )
 
 
+async def robocall_rule(conn: asyncpg.Connection, tenant: int) -> None:
+    """The tenant's own robocall rule: 20 distinct callees a warning, 40 critical (suspend)
+    in 10 minutes, when under 30% are answered or the talk averages under 10 s."""
+    params = {"window_s": 600, "max_answer_rate": 0.3, "max_avg_talk_s": 10, "min_calls": 20}
+    await own_rule(conn, tenant, "robocall", params, 20, 40, "suspend")
+
+
 def as_dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else json.loads(value)  # with or without a jsonb codec
 
@@ -99,15 +106,7 @@ async def suspended(conn: asyncpg.Connection, tenant: int) -> asyncpg.Record | N
 async def test_a_burst_of_short_calls_suspends_outbound_once(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         tenant = await new_tenant(conn, balance=Decimal("100"))
-        await own_rule(
-            conn,
-            tenant,
-            "robocall",
-            {"window_s": 600, "max_answer_rate": 0.3, "max_avg_talk_s": 10, "min_calls": 20},
-            20,
-            40,
-            "suspend",
-        )
+        await robocall_rule(conn, tenant)
         await outbound_calls(conn, tenant, 30, start=NOW - timedelta(minutes=5), answered_s=2)
         first = await evaluate_tenant(conn, tenant, NOW)
         assert [(o.finding.rule, o.finding.level, o.step.action) for o in first] == [
@@ -195,15 +194,7 @@ async def test_a_burst_of_short_calls_suspends_outbound_once(pool: asyncpg.Pool)
 async def test_answered_long_calls_are_not_robocalls(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         tenant = await new_tenant(conn, balance=Decimal("100"))
-        await own_rule(
-            conn,
-            tenant,
-            "robocall",
-            {"window_s": 600, "max_answer_rate": 0.3, "max_avg_talk_s": 10, "min_calls": 20},
-            20,
-            40,
-            "suspend",
-        )
+        await robocall_rule(conn, tenant)
         await outbound_calls(conn, tenant, 50, start=NOW - timedelta(minutes=5), answered_s=120)
         assert [o.finding.rule for o in await evaluate_tenant(conn, tenant, NOW)] == []
 
