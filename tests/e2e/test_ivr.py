@@ -208,7 +208,14 @@ async def test_selfservice_recharge_card_redeemed_once_even_if_keyed_twice(
     number, pin = card["card_number"], card["pin"]
     keys = f"{tenant}#,246810#,2,{number}#,{pin}#,,,2,{number}#,{pin}#"
     result = await asyncio.to_thread(
-        run_uac, SELFSERVICE, unique_caller(), dtmf=keys, hold_ms=8000, timeout_s=150, target=engine.carrier
+        run_uac,
+        SELFSERVICE,
+        unique_caller(),
+        dtmf=keys,
+        dtmf_gap_ms=250,  # 58 keys: a brisk typist, still 130 ms of silence between tones
+        hold_ms=8000,
+        timeout_s=150,
+        target=engine.carrier,
     )
     assert result.final_status == 200
     rows = await db.fetch(
