@@ -540,7 +540,8 @@ async def test_stop_lets_in_flight_command_finish_and_refuses_new(
     assert server.active_sessions == 1
 
     stopping = asyncio.create_task(server.stop(grace=2.0))
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0)  # one turn of the loop: stop() closes the listener before its first await
+    assert not server.listening
     with pytest.raises(OSError):
         await FakeAsterisk.connect(server.port)
     assert not stopping.done()

@@ -466,12 +466,13 @@ async def test_bgapi_jobs_correlated_by_our_job_uuid_when_completed_out_of_order
     # An unrelated job result goes to the listeners, then the two jobs finish backwards.
     server.current.send(event("BACKGROUND_JOB", ("Job-UUID", "someone-else"), body="+OK other\n"))
     server.current.finish_job(jobs["sofia/gateway/gw/15551230002"], "+OK uuid-two\n")
-    await asyncio.sleep(0.02)
+    # The client reads in order: once the second job is done, the unrelated result before
+    # it was read too, and the first job must still be waiting.
+    assert await asyncio.wait_for(second, 5) == "+OK uuid-two\n"
     assert not first.done()
     server.current.finish_job(jobs["sofia/gateway/gw/15551230001"], "+OK uuid-one\n")
 
     assert await first == "+OK uuid-one\n"
-    assert await second == "+OK uuid-two\n"
     assert h.event_names() == ["BACKGROUND_JOB"]
     assert h.events[-1].job_uuid == "someone-else"
 

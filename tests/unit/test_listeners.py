@@ -67,3 +67,14 @@ def test_a_listener_configured_elsewhere_is_rendered_there(
     st = LocalStack(Settings())
     st.ensure_secrets()
     assert 'name="listen-ip" value="127.0.0.9"' in st.render_freeswitch_config()["event_socket.conf.xml"]
+
+
+def test_the_static_pjsip_endpoints_name_the_loopback_transport(defaults: Settings) -> None:
+    """Asterisk binds an endpoint's RTP to its transport's address only when the endpoint
+    names the transport; without one it binds every interface (seen: RTP on `*`). The
+    realtime rows (provisioning/sip.py) name it too."""
+    st = LocalStack(defaults)
+    st.ensure_secrets()
+    conf = st.render_asterisk_config()["pjsip.conf"]
+    sections = [s for s in conf.split("\n[")[1:] if "\ntype = endpoint\n" in s]
+    assert len(sections) == 3 and all("\ntransport = transport-udp\n" in s for s in sections), sections

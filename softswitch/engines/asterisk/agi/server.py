@@ -504,6 +504,11 @@ class AgiServer:
         self.port = self._server.sockets[0].getsockname()[1]
         logger.info("FastAGI server listening on %s:%d", self._host, self.port)
 
+    @property
+    def listening(self) -> bool:
+        """Whether new connections are accepted (False from the moment stop() begins)."""
+        return self._server is not None
+
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting now; give live sessions ``grace`` seconds, then cancel them."""
         self._stopping = True
