@@ -107,12 +107,20 @@ from provisioning.engine import Ctx
 from provisioning.roles import Principal, Role
 from provisioning.tenants import change_tenant_state
 from rating.cycle import (
-    days_in_month,
+    add_months,
     expire_unused_minutes,
     late_fee,
+    month_index,
     monthly_minimum_due,
     prorate_first_month,
     unanswered_penalty,
+)
+from rating.fees import (
+    annual_minimum_shortfall,
+    contract_year,
+    contract_year_bounds,
+    early_termination,
+    unused_credit_forfeited,
 )
 from rating.money import ZERO, cost_of_seconds, minutes_rounded_up, to_charge
 from rating.tariff import Tariff
@@ -180,18 +188,6 @@ class CycleReport:
 
 
 # ---------------------------------------------------------------------------- dates
-def add_months(day: date, months: int) -> date:
-    """``day`` moved by whole calendar months, clamped to the target month's last day."""
-    index = day.year * 12 + day.month - 1 + months
-    first = date(index // 12, index % 12 + 1, 1)
-    return first.replace(day=min(day.day, days_in_month(first)))
-
-
-def month_index(starts_on: date, month: date) -> int:
-    """1 for the month of ``starts_on``, 2 for the next one, ..."""
-    return (month.year - starts_on.year) * 12 + month.month - starts_on.month + 1
-
-
 def _local_midnight(day: date, tz: ZoneInfo) -> datetime:
     return datetime.combine(day, time(), tz)
 
@@ -211,10 +207,18 @@ class Package:
     increment_s: int
     package_total: Decimal | None  # a contract total with a monthly minimum, or None
     period_months: int
+    min_term_months: int = 0  # seed 001: the minimum term, not counting the application month
+    annual_fee: Decimal | None = None  # seed 000: the platform fee per contract year
+    prestored_amount: Decimal | None = None  # seed 003: paid on signing, as call credit
+    annual_minimum: Decimal | None = None  # seed 003: the minimum consumption per contract year
+    unused_expire_at_end: bool = False  # seed 000: call credit left at the end is forfeited
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> Package:
-        total = row["package_total"]
+        def money(column: str) -> Decimal | None:
+            value = row[column]
+            return None if value is None else Decimal(value)
+
         return cls(
             code=row["code"],
             kind=row["kind"],
@@ -224,8 +228,13 @@ class Package:
             overage_rate=Decimal(row["overage_rate"]),
             first_increment_s=int(row["first_increment_s"]),
             increment_s=int(row["increment_s"]),
-            package_total=None if total is None else Decimal(total),
+            package_total=money("package_total"),
             period_months=int(row["period_months"]),
+            min_term_months=int(row["min_term_months"]),
+            annual_fee=money("annual_fee"),
+            prestored_amount=money("prestored_amount"),
+            annual_minimum=money("annual_minimum"),
+            unused_expire_at_end=bool(row["unused_expire_at_end"]),
         )
 
 
@@ -248,7 +257,8 @@ class Subscription:
 _SUBS = (
     "SELECT s.id AS sub_id, s.starts_on, s.ends_on, s.state AS sub_state, p.code, p.kind, p.channels, "
     "p.included_minutes, p.monthly_rent, p.overage_rate, p.first_increment_s, p.increment_s, "
-    "p.package_total, p.period_months "
+    "p.package_total, p.period_months, p.min_term_months, p.annual_fee, p.prestored_amount, "
+    "p.annual_minimum, p.unused_expire_at_end "
     "FROM subscriptions s JOIN packages p ON p.id = s.package_id WHERE s.tenant_id = $1 ORDER BY s.id"
 )
 
@@ -641,6 +651,180 @@ async def _late_fee(conn: asyncpg.Connection, t: Tenant, report: CycleReport) ->
         )
 
 
+# ---------------------------------------------------------------------------- contract fees
+async def _contract_fees(conn: asyncpg.Connection, t: Tenant, report: CycleReport) -> None:
+    """Seed 003's prestored amount and annual minimum, seed 000's platform fee."""
+    for sub in t.subs:
+        if sub.starts_on > t.today:
+            continue
+        year = contract_year(sub.starts_on, t.today)
+        await _prestored(conn, t, sub, report)
+        await _platform_fee(conn, t, sub, year, report)
+        if year > 1:
+            await _annual_minimum(conn, t, sub, year - 1, report)
+
+
+async def _prestored(conn: asyncpg.Connection, t: Tenant, sub: Subscription, report: CycleReport) -> None:
+    amount = sub.package.prestored_amount
+    if amount is None or amount <= 0 or sub.state != "active":
+        return
+    credit = to_charge(amount)
+    ref = f"prestored call credit {sub.package.code} {credit}, contract from {sub.starts_on}"
+    await _post(conn, report, t.id, ledger.Kind.PRESTORED, credit, f"prestored:{sub.id}", ref, t.now)
+
+
+async def _platform_fee(
+    conn: asyncpg.Connection, t: Tenant, sub: Subscription, year: int, report: CycleReport
+) -> None:
+    fee = sub.package.annual_fee
+    first, after = contract_year_bounds(sub.starts_on, year)
+    if fee is None or fee <= 0 or sub.state != "active" or (sub.ends_on is not None and sub.ends_on < first):
+        return
+    ref = f"platform fee {sub.package.code} contract year {year} ({first}..{after - timedelta(days=1)})"
+    key = f"platform_fee:{sub.id}:{year}"
+    await _post(conn, report, t.id, ledger.Kind.PLATFORM_FEE, -to_charge(fee), key, ref, t.now)
+
+
+async def _annual_minimum(
+    conn: asyncpg.Connection, t: Tenant, sub: Subscription, year: int, report: CycleReport
+) -> None:
+    """The minimum of contract year ``year``, which ended before today."""
+    minimum = sub.package.annual_minimum
+    if minimum is None or minimum <= 0:
+        return
+    first, after = contract_year_bounds(sub.starts_on, year)
+    # A subscription ended without an end date has no year to judge after it ended.
+    if sub.ends_on is not None and sub.ends_on < first or sub.ends_on is None and sub.state != "active":
+        return
+    usage = await conn.fetchval(
+        "SELECT COALESCE(sum(amount), 0) FROM calls WHERE tenant_id = $1 "
+        "AND decided_at >= $2 AND decided_at < $3",
+        t.id,
+        _local_midnight(first, t.tz),
+        _local_midnight(after, t.tz),
+    )
+    due = annual_minimum_shortfall(minimum, max(usage, ZERO))
+    if due > 0:
+        ref = (
+            f"annual minimum {sub.package.code} contract year {year} ({first}..{after - timedelta(days=1)}): "
+            f"usage {to_charge(usage)} of {to_charge(minimum)}"
+        )
+        key = f"annual_minimum:{sub.id}:{year}"
+        await _post(conn, report, t.id, ledger.Kind.ANNUAL_MINIMUM, -due, key, ref, t.now)
+
+
+async def _early_termination(
+    conn: asyncpg.Connection, report: CycleReport, tenant_id: int, sub: Subscription, day: date, now: datetime
+) -> None:
+    """Seed 001 §6.3/§7.2: a subscription ended on ``day`` before its term is over pays the
+    rent of the term months left (``rating.fees.early_termination``). One that reached its
+    own end date was not ended early."""
+    if sub.ends_on is not None and sub.ends_on < day:
+        return
+    p = sub.package
+    fee = early_termination(p.monthly_rent, sub.starts_on, day, p.min_term_months)
+    if fee <= 0:
+        return
+    months = fee / to_charge(p.monthly_rent)
+    ref = (
+        f"early termination {p.code} on {day}: {months:.0f} of {p.min_term_months} term months left "
+        f"x {to_charge(p.monthly_rent)}"
+    )
+    key = f"early_termination:{sub.id}"
+    await _post(conn, report, tenant_id, ledger.Kind.EARLY_TERMINATION, -fee, key, ref, now)
+
+
+async def _end_contract(
+    conn: asyncpg.Connection,
+    report: CycleReport,
+    tenant_id: int,
+    subs: Sequence[Subscription],
+    day: date,
+    now: datetime,
+) -> None:
+    """The tenant's contract ends on ``day`` (it is terminated): every subscription still
+    running pays its early-termination fee and is ended; then, when a package says so (seed
+    000 §3.10), the call credit and included seconds left unused are forfeited."""
+    running = [s for s in subs if s.state != "ended"]
+    for sub in running:
+        await _early_termination(conn, report, tenant_id, sub, day, now)
+    await conn.execute(
+        "UPDATE subscriptions SET state = 'ended', version = version + 1 "
+        "WHERE tenant_id = $1 AND state <> 'ended'",
+        tenant_id,
+    )
+    if not any(s.package.unused_expire_at_end for s in subs):
+        return
+    a = await _account(conn, tenant_id)
+    forfeited = unused_credit_forfeited(a.balance, a.reserved)
+    seconds = max(a.free_s, 0)
+    if forfeited <= 0 and seconds == 0:
+        return
+    await conn.execute(
+        "UPDATE accounts SET included_seconds_left = included_reserved_s, version = version + 1 "
+        "WHERE tenant_id = $1",
+        tenant_id,
+    )
+    ref = f"unused at the contract's end ({day}): call credit {forfeited}, {seconds} s included"
+    await _post(conn, report, tenant_id, ledger.Kind.EXPIRY, -forfeited, f"expiry:{tenant_id}", ref, now)
+
+
+async def end_subscription(
+    conn: asyncpg.Connection, tenant_id: int, subscription_id: int, now: datetime
+) -> CycleReport:
+    """An operator ended one subscription (its state set to ``ended``) at ``now``: its
+    early-termination fee, once. Call it in the transaction that ended it."""
+    report = CycleReport(now)
+    if await conn.fetchval("SELECT 1 FROM accounts WHERE tenant_id = $1 FOR UPDATE", tenant_id) is None:
+        return report
+    tz = ZoneInfo(await conn.fetchval("SELECT timezone FROM tenants WHERE id = $1", tenant_id))
+    row = next((r for r in await conn.fetch(_SUBS, tenant_id) if r["sub_id"] == subscription_id), None)
+    if row is not None:
+        sub = Subscription.of(row)
+        await _early_termination(conn, report, tenant_id, sub, now.astimezone(tz).date(), now)
+    return report
+
+
+async def _close_terminated(
+    pool_or_conn: asyncpg.Pool | asyncpg.Connection,
+    now: datetime,
+    tenant_ids: Sequence[int] | None,
+    report: CycleReport,
+) -> None:
+    """Tenants an operator terminated (``POST /v1/tenants/{id}/terminate``) whose
+    subscriptions still run: their contract ended on the day of ``terminated_at``."""
+    query = (
+        "SELECT t.id, t.timezone, t.terminated_at FROM tenants t WHERE t.state = 'terminated' "
+        "AND t.terminated_at IS NOT NULL "
+        "AND EXISTS (SELECT 1 FROM subscriptions s WHERE s.tenant_id = t.id AND s.state <> 'ended') "
+        "AND ($1::bigint[] IS NULL OR t.id = ANY($1::bigint[])) ORDER BY t.id"
+    )
+    ids = None if tenant_ids is None else list(tenant_ids)
+
+    async def _one(conn: asyncpg.Connection, tid: int, tz: str, ended: datetime) -> None:
+        try:
+            async with conn.transaction():
+                if await conn.fetchval("SELECT 1 FROM accounts WHERE tenant_id = $1 FOR UPDATE", tid) is None:
+                    return
+                subs = tuple(Subscription.of(r) for r in await conn.fetch(_SUBS, tid))
+                day = ended.astimezone(ZoneInfo(tz)).date()
+                await _end_contract(conn, report, tid, subs, day, now)
+                report.actions.append(Action(tid, "state", "contract_ended", "", None, f"terminated {day}"))
+        except Exception as exc:  # one tenant's failure must not stop the others' billing
+            log.exception("closing the contract of terminated tenant %s failed", tid)
+            report.errors[tid] = f"{type(exc).__name__}: {exc}"
+            report.actions[:] = [a for a in report.actions if a.tenant_id != tid]
+
+    if isinstance(pool_or_conn, asyncpg.Pool):
+        rows = await pool_or_conn.fetch(query, ids)
+        for r in rows:
+            async with pool_or_conn.acquire() as conn:
+                await _one(conn, r["id"], r["timezone"], r["terminated_at"])
+    else:
+        for r in await pool_or_conn.fetch(query, ids):
+            await _one(pool_or_conn, r["id"], r["timezone"], r["terminated_at"])
+
+
 # ---------------------------------------------------------------------------- the life cycle
 async def _life_cycle(conn: asyncpg.Connection, t: Tenant, report: CycleReport) -> str:
     """Apply the tenant's next life-cycle step. Returns the tenant's state after it."""
@@ -680,11 +864,7 @@ async def _resume(ctx: Ctx, t: Tenant, report: CycleReport) -> str:
 
 async def _terminate(ctx: Ctx, t: Tenant, reasons: list[str], report: CycleReport) -> str:
     await change_tenant_state(ctx, t.id, "terminate")
-    await ctx.conn.execute(
-        "UPDATE subscriptions SET state = 'ended', version = version + 1 "
-        "WHERE tenant_id = $1 AND state <> 'ended'",
-        t.id,
-    )
+    await _end_contract(ctx.conn, report, t.id, t.subs, t.today, t.now)
     report.actions.append(Action(t.id, "state", "terminated", "", None, ",".join(reasons)))
     payload = {"reasons": reasons, "suspended_at": t.suspended_at}
     await _notify(ctx.conn, report, t.id, "terminated", f"terminated:{t.id}", payload, t.now)
@@ -773,6 +953,7 @@ async def _run_tenant(
         held = await account_period(conn, tenant_id, t.month)
         allowance_s = await _rent(conn, t, report)
         await _minimums(conn, t, report)
+        await _contract_fees(conn, t, report)
         await _unanswered(conn, t, report)
         if held is not None and held > t.month:
             # A run for a month before the account's current one (a catch-up, a re-run):
@@ -829,4 +1010,5 @@ async def run_billing_cycle(
     else:
         for tid in await _ids(pool_or_conn):
             await _one(pool_or_conn, tid)
+    await _close_terminated(pool_or_conn, now, tenant_ids, report)
     return report

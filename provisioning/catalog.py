@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from dialplan.region import RegionPolicy
 from dialplan.time_policy import TimePolicy
 from ivr.menu import MenuSet
 from provisioning import schemas as s
-from provisioning.billing_cycle import run_billing_cycle
+from provisioning.billing_cycle import end_subscription, run_billing_cycle
 from provisioning.customers import CUSTOMER_NOTES, CUSTOMERS
 from provisioning.engine import Conflict, Ctx, Invalid, PrepareHook, Resource, Values
 from provisioning.numbers import TENANT_NUMBERS
@@ -20,6 +21,7 @@ from provisioning.roles import ADMINS, EVERYONE, OPERATORS, TENANT_WRITERS
 from provisioning.rules import documents_due, hash_pin, mask_id_number
 from provisioning.sip import after_extension_write, after_trunk_write, prepare_extension
 from provisioning.users import prepare_user
+from rating.fees import renewal_too_short, term_months
 from softswitch.core.settings import Settings
 
 
@@ -132,17 +134,57 @@ EXTENSIONS = Resource(
 )
 
 
+async def _renewal_not_shorter(ctx: Ctx, values: Values, before: Mapping[str, Any] | None) -> Values:
+    """Seed 000 §2.4: a renewal's period is not shorter than the original's. A renewal is a
+    new subscription to a package the tenant subscribed to before (the original is the
+    first; open-ended, its period is the package's minimum term), or a later ``ends_on`` of
+    a subscription that had one (the extension is measured against its own period)."""
+    starts_on, ends_on = values.get("starts_on"), values.get("ends_on")
+    if before is None:
+        original = await ctx.conn.fetchrow(
+            "SELECT s.starts_on, s.ends_on, p.min_term_months FROM subscriptions s "
+            "JOIN packages p ON p.id = s.package_id WHERE s.tenant_id = $1 AND s.package_id = $2 "
+            "ORDER BY s.starts_on, s.id LIMIT 1",
+            ctx.tenant_id,
+            values.get("package_id"),
+        )
+        if original is None or starts_on is None or ends_on is None or ends_on < starts_on:
+            return values
+        required = (
+            term_months(original["starts_on"], original["ends_on"])
+            if original["ends_on"] is not None
+            else original["min_term_months"]
+        )
+        renewal = term_months(starts_on, ends_on)
+    else:
+        old_end = before["ends_on"]
+        if "ends_on" not in values or ends_on is None or old_end is None or ends_on <= old_end:
+            return values
+        required = term_months(before["starts_on"], old_end)
+        renewal = term_months(old_end + timedelta(days=1), ends_on)
+    if renewal_too_short(required, renewal):
+        raise Invalid(
+            f"a renewal runs at least as long as the original contract: {required} months, "
+            f"this one {renewal} (seed 000 §2.4)",
+            "ends_on",
+        )
+    return values
+
+
 async def _apply_subscription(
     ctx: Ctx, action: str, before: Mapping[str, Any] | None, after: Mapping[str, Any] | None
 ) -> None:
     """A subscription takes effect at once: the billing cycle for this tenant charges the
     (prorated) first rent and sets the account's channels, rate and allowance — the same
-    code path as the monthly run, so doing it again is a no-op."""
+    code path as the monthly run, so doing it again is a no-op. One ended by an operator
+    before its minimum term is over pays the early-termination fee at once (seed 001)."""
 
     if after is not None and after["state"] == "active":
         report = await run_billing_cycle(ctx.conn, ctx.clock.now(), tenant_ids=[after["tenant_id"]])
         if report.errors:
             raise Invalid(f"the subscription could not be applied: {report.errors}", "package_id")
+    if after is not None and after["state"] == "ended" and (before is None or before["state"] != "ended"):
+        await end_subscription(ctx.conn, after["tenant_id"], after["id"], ctx.clock.now())
 
 
 SUBSCRIPTIONS = Resource(
@@ -154,6 +196,7 @@ SUBSCRIPTIONS = Resource(
     deletable=False,
     write_roles=OPERATORS,
     filters=("state",),
+    prepare=_renewal_not_shorter,
     after_write=_apply_subscription,
 )
 TIME_POLICIES = Resource(

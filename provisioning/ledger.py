@@ -44,6 +44,13 @@ class Kind(enum.StrEnum):
     LATE_FEE = "late_fee"
     ADJUSTMENT = "adjustment"
     FEE = "fee"
+    # The contracts' fees, each its own kind so the statement names it (migration 0023).
+    PLATFORM_FEE = "platform_fee"
+    PRESTORED = "prestored"
+    ANNUAL_MINIMUM = "annual_minimum"
+    EARLY_TERMINATION = "early_termination"
+    ONE_OFF = "one_off"
+    EXPIRY = "expiry"
 
 
 @dataclass(frozen=True, slots=True)

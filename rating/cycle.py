@@ -23,6 +23,18 @@ def days_in_month(day: date) -> int:
     return calendar.monthrange(day.year, day.month)[1]
 
 
+def add_months(day: date, months: int) -> date:
+    """``day`` moved by whole calendar months, clamped to the target month's last day."""
+    index = day.year * 12 + day.month - 1 + months
+    first = date(index // 12, index % 12 + 1, 1)
+    return first.replace(day=min(day.day, days_in_month(first)))
+
+
+def month_index(starts_on: date, month: date) -> int:
+    """1 for the month of ``starts_on``, 2 for the next one, ..."""
+    return (month.year - starts_on.year) * 12 + month.month - starts_on.month + 1
+
+
 def prorate_first_month(monthly_rent: Decimal, included_minutes: int, start: date) -> tuple[Decimal, int]:
     """Seed 001: the application month's rent and included content, prorated by day.
 
