@@ -44,6 +44,7 @@ from softswitch.engines.freeswitch.outbound import OutboundServer
 from softswitch.http import HttpDeps, create_app
 from softswitch.jobs.catalogue import build_scheduler
 from softswitch.jobs.scheduler import Scheduler
+from softswitch.notify.worker import NoticeDelivery
 from trunks.selection import addresses
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,7 @@ class Service:
         self.recorder: Recorder | None = None
         self.audit: EngineAudit | None = None
         self.scheduler: Scheduler | None = None
+        self.notices: NoticeDelivery | None = None
         self.loop_lag = LoopLagMonitor(self.metrics.event_loop_lag, self.metrics.event_loop_lag_max)
         self._http: _EmbeddedUvicorn | None = None
         self._http_task: asyncio.Task[None] | None = None
@@ -157,6 +159,9 @@ class Service:
         self.compliance = ComplianceWatch(self.pool, self.clock, self.metrics)
         self.records.on_outbound_ended(self.compliance.tenants_changed)
         await self.compliance.start()
+        if s.notify.enabled:  # the outbox's notices to the tenants' e-mail and webhooks
+            self.notices = NoticeDelivery(self.pool, self.clock, s.notify, self.metrics.registry)
+            await self.notices.start()
         self.registry.add_end_listener(self._on_call_end)
 
         self.ami.add_event_listener(AmiChannelEvents(self.registry).on_event)
@@ -301,6 +306,8 @@ class Service:
             await self.records.stop()
         if self.compliance is not None:
             await self.compliance.stop()
+        if self.notices is not None:
+            await self.notices.stop()
         if self.snapshots is not None:
             await self.snapshots.stop()
         if self.pool is not None:

@@ -189,6 +189,33 @@ class SchedulerSettings(_Section):
     monitors_interval_s: float = Field(60.0, gt=0)
 
 
+class NotifySettings(_Section):
+    """Delivery of the outbox's notices to the tenants' endpoints (softswitch.notify):
+    e-mail through this SMTP server, webhooks signed with each endpoint's secret."""
+
+    enabled: bool = True
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_from: str = "softswitch@localhost"
+    smtp_starttls: bool = False  # STARTTLS after connecting (submission on 587)
+    smtp_tls: bool = False  # TLS from the first byte (465)
+    smtp_user: str = ""  # empty: no AUTH
+    smtp_password: SecretStr = SecretStr("")
+    # A delivery is dead after this many attempts; the n-th failure waits about
+    # backoff_initial_s * 2**(n-1) (half of it fixed, half random), at most backoff_max_s.
+    max_attempts: int = Field(8, ge=1, le=100)
+    backoff_initial_s: float = Field(10.0, gt=0)
+    backoff_max_s: float = Field(3600.0, gt=0)
+    poll_interval_s: float = Field(5.0, gt=0)  # besides NOTIFY notice_delivery
+    concurrency: int = Field(8, ge=1, le=256)  # attempts in flight (one per endpoint at a time)
+    # How long a claimed delivery is this instance's: longer than any endpoint's timeout,
+    # so another instance takes it over only from an instance that died.
+    lease_s: float = Field(120.0, ge=31)
+    # Webhooks to loopback, private or link-local addresses are refused unless allowed
+    # (a tenant's URL must not reach the platform's own network).
+    allow_private_webhooks: bool = False
+
+
 class StackSettings(_Section):
     dir: Path = DEFAULT_STACK_DIR
 
@@ -206,6 +233,7 @@ class Settings(BaseSettings):
     asterisk: AsteriskSettings = Field(default_factory=AsteriskSettings)
     freeswitch: FreeSwitchSettings = Field(default_factory=FreeSwitchSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
     stack: StackSettings = Field(default_factory=StackSettings)
     log_level: str = "INFO"
     # Pins the service clock (ISO 8601 with offset) for tests and demos; empty = real time.
