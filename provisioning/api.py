@@ -23,6 +23,7 @@ from provisioning import cards, catalog, click_to_dial, engine, money, numbers, 
 from provisioning.compliance.api import build_compliance_router
 from provisioning.compliance.oversight_api import build_oversight_router
 from provisioning.engine import Ctx, ProvisioningError, Resource
+from provisioning.notify.api import build_notify_router
 from provisioning.roles import Principal
 from provisioning.schemas import (
     MAX_ID,
@@ -147,6 +148,7 @@ def build_router(deps: ApiDeps) -> APIRouter:
         _mount(router, res, CtxDep)
     router.include_router(build_compliance_router(deps.pool, deps.clock))
     router.include_router(build_oversight_router(deps.pool, deps.clock))
+    router.include_router(build_notify_router(deps.pool, deps.clock))
     return router
 
 

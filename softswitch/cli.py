@@ -18,6 +18,7 @@ from provisioning.billing_cycle import CycleReport, run_billing_cycle
 from provisioning.cli import register
 from provisioning.compliance.cli import compliance_app
 from provisioning.compliance.oversight_cli import register_oversight
+from provisioning.notify.cli import notices_app
 from provisioning.recordings import PurgeReport, purge_recordings
 from softswitch.core.clock import clock_from_setting
 from softswitch.core.db import connect, migrate_and_grant
@@ -42,6 +43,7 @@ def _operator_commands() -> None:
     register(app)
     register_oversight(compliance_app)
     app.add_typer(compliance_app, name="compliance")
+    app.add_typer(notices_app, name="notices")
 
 
 _operator_commands()
