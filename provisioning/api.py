@@ -24,6 +24,7 @@ from provisioning.compliance.api import build_compliance_router
 from provisioning.compliance.oversight_api import build_oversight_router
 from provisioning.engine import Ctx, ProvisioningError, Resource
 from provisioning.notify.api import build_notify_router
+from provisioning.orders_api import build_orders_router
 from provisioning.roles import Principal
 from provisioning.schemas import (
     MAX_ID,
@@ -149,6 +150,7 @@ def build_router(deps: ApiDeps) -> APIRouter:
     router.include_router(build_compliance_router(deps.pool, deps.clock))
     router.include_router(build_oversight_router(deps.pool, deps.clock))
     router.include_router(build_notify_router(deps.pool, deps.clock))
+    router.include_router(build_orders_router(deps.pool, deps.clock))
     return router
 
 

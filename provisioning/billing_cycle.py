@@ -765,7 +765,7 @@ async def _end_contract(
         "WHERE tenant_id = $1",
         tenant_id,
     )
-    ref = f"unused at the contract's end ({day}): call credit {forfeited}, {seconds} s included"
+    ref = f"unused at the contract's end ({day}): call credit {to_charge(forfeited)}, {seconds} s included"
     await _post(conn, report, tenant_id, ledger.Kind.EXPIRY, -forfeited, f"expiry:{tenant_id}", ref, now)
 
 
