@@ -167,6 +167,10 @@ class NoticeDelivery:
         if step.state == "delivered":
             log.info("%s delivered by %s, attempt %d", what, claimed.channel, claimed.attempts)
         elif step.state == "failed":
+            # this instance wakes for its own retry, not just at the next poll
+            wait = (step.next_attempt_at - self._clock.now()).total_seconds()
+            if wait < self._s.poll_interval_s:
+                asyncio.get_running_loop().call_later(max(wait, 0.0), self._wake.set)
             log.warning(
                 "%s: attempt %d failed (%s%s), next at %s",
                 what,
