@@ -12,6 +12,11 @@ expired included seconds   ``expired:<tenant>:<YYYY-MM they are of>``  ledger ``
 minimum consumption        ``minimum:<subscription>:<YYYY-MM>``        ledger ``minimum``
 unanswered-calls penalty   ``unanswered:<tenant>:<YYYY-MM-DD>``        ledger ``fee``
 late fee                   ``late:<tenant>:<YYYY-MM-DD>``              ledger ``late_fee``
+platform fee of a year     ``platform_fee:<subscription>:<year>``      ledger ``platform_fee``
+prestored amount           ``prestored:<subscription>``                ledger ``prestored``
+annual minimum             ``annual_minimum:<subscription>:<year>``    ledger ``annual_minimum``
+early termination          ``early_termination:<subscription>``        ledger ``early_termination``
+credit left at the end     ``expiry:<tenant>``                         ledger ``expiry``
 notices                    ``<kind>:<tenant or subscription>:<period>``  outbox dedupe_key
 =========================  ==========================================  ===================
 
@@ -74,6 +79,32 @@ Readings of the contracts (``../shared/MISSION.md``, "Money rules"):
 * **Termination**: a tenant suspended by the billing cycle for ``SUSPENSION_GRACE``
   (7 days) whose reasons still hold is terminated (numbers released with the cool-down);
   its subscriptions are set ``ended``.
+* **Contract years** (``rating.fees.contract_year``): year 1 runs from ``starts_on`` to the
+  day before its first anniversary, and so on.
+* **Platform fee** (seed 000 §1.3, "年费 … 按合同期 1000元"): ``packages.annual_fee`` for each
+  contract year an ``active`` subscription reaches (not ended before the year began), at the
+  first run in that year; years in which the job never ran are not back-charged.
+* **Prestored amount** (seed 003 §4.2, "预存话费：12000元"): the payment made on signing is
+  call credit. An operator creates the subscription when the contract is signed and paid,
+  and the first run on or after ``starts_on`` credits ``packages.prestored_amount`` once.
+  The operator does not record it again as a recharge.
+* **Annual minimum** (seed 003 §4.2, "最低消费：2000元/1年"): at the first run after contract
+  year Y ended, the tenant's call charges of that year (``calls.amount`` of calls decided in
+  it) are topped up to ``packages.annual_minimum`` (``rating.fees.annual_minimum_shortfall``).
+  It applies to a subscription still ``active``, or to one ended with an ``ends_on`` on or
+  after the year's first day.
+* **Early termination** (seed 001 §6.3/§7.2; the reading is in
+  ``rating.fees.early_termination``): ``monthly rent × term months left`` for each
+  subscription still running when its tenant is terminated. The three ways are the cycle's
+  own termination, an operator's ``POST …/terminate`` (the next run closes that tenant's
+  contract at ``terminated_at``), and one subscription set ``ended`` by an operator
+  (``end_subscription``, charged at once). A subscription past its own ``ends_on`` was not
+  ended early.
+* **Expiry at the contract's end** (seed 000 §3.10, "合同期结束剩余通话时间将清零"): when a
+  tenant with a package marked ``unused_expire_at_end`` is terminated, the call credit not
+  held by a call and the free included seconds are forfeited (``rating.fees.
+  unused_credit_forfeited``). A renewal within the 7 days of the stop keeps the contract
+  going, so nothing expires then.
 * **Notices** (outbox, once per key): ``low_balance`` once per day while
   ``balance - reserved`` is under the threshold (20 CNY); ``package_low`` once per month
   when the free included seconds are under 10 % of the month's allowance;
@@ -694,7 +725,7 @@ async def _annual_minimum(
         return
     first, after = contract_year_bounds(sub.starts_on, year)
     # A subscription ended without an end date has no year to judge after it ended.
-    if sub.ends_on is not None and sub.ends_on < first or sub.ends_on is None and sub.state != "active":
+    if (sub.ends_on is not None and sub.ends_on < first) or (sub.ends_on is None and sub.state != "active"):
         return
     usage = await conn.fetchval(
         "SELECT COALESCE(sum(amount), 0) FROM calls WHERE tenant_id = $1 "
@@ -722,7 +753,7 @@ async def _early_termination(
     if sub.ends_on is not None and sub.ends_on < day:
         return
     p = sub.package
-    fee = early_termination(p.monthly_rent, sub.starts_on, day, p.min_term_months)
+    fee = early_termination(p.monthly_rent, sub.starts_on, day, p.min_term_months, sub.ends_on)
     if fee <= 0:
         return
     months = fee / to_charge(p.monthly_rent)

@@ -67,7 +67,11 @@ def renewal_too_short(original_months: int, renewal_months: int | None) -> bool:
 
 
 def early_termination(
-    monthly_rent: Decimal, starts_on: date, ended_on: date, min_term_months: int
+    monthly_rent: Decimal,
+    starts_on: date,
+    ended_on: date,
+    min_term_months: int,
+    ends_on: date | None = None,
 ) -> Decimal:
     """Seed 001 §6.3 and §7.2 for a subscription that started ``starts_on`` and is ended on
     ``ended_on``: ``monthly_rent × remaining term months`` (``early_termination_fee``).
@@ -77,12 +81,17 @@ def early_termination(
     ends in has had its rent charged (rent is charged at each month's start), so the months
     still owed are those of the term after it: 6 in the application month, 5 in month 2,
     ..., 0 from month 7 on — §7.2: "协议期超过 7 个月的，此条款不适用". A contract ended before
-    it started owes nothing (§6.2: rent runs from the day the service opened).
+    it started owes nothing (§6.2: rent runs from the day the service opened). A contract
+    signed to end (``ends_on``) before its term would have owes no month after that end.
     """
     if ended_on < starts_on:
         return to_charge(ZERO)
     months_elapsed = month_index(starts_on, ended_on) - 1
-    return early_termination_fee(monthly_rent, months_elapsed, min_term_months)
+    fee = early_termination_fee(monthly_rent, months_elapsed, min_term_months)
+    if ends_on is None:
+        return fee
+    months_to_end = max(0, month_index(ended_on, ends_on) - 1)
+    return min(fee, to_charge(monthly_rent * months_to_end))
 
 
 def one_off_amount(unit_price: Decimal, quantity: int) -> Decimal:

@@ -107,6 +107,13 @@ def test_leaving_before_the_term_pays_the_rent_of_the_months_left(ended_on: date
     assert early_termination(D("39"), date(2026, 1, 10), ended_on, 6) == fee
 
 
+def test_a_contract_signed_to_end_within_the_term_owes_no_month_after_its_end() -> None:
+    """Seed 001 §7.2 "剩余协议期（月）": the months left of the agreement — for an A39 from
+    10 January agreed to end 15 April and terminated on 5 March, only April is left."""
+    assert early_termination(D("39"), date(2026, 1, 10), date(2026, 3, 5), 6, date(2026, 4, 15)) == D("39.00")
+    assert early_termination(D("39"), date(2026, 1, 10), date(2026, 3, 5), 6, date(2027, 1, 1)) == D("156.00")
+
+
 def test_a_package_without_a_term_owes_no_early_termination() -> None:
     """Seed 001's tariff: "商企云通彩铃费 6 元/月 … 无协议期" — no term, no fee."""
     assert early_termination(D("6"), date(2026, 1, 10), date(2026, 1, 20), 0) == D("0.00")
