@@ -33,7 +33,11 @@ async def billing_cycle(run: JobRun) -> JobResult:
         return JobResult({"zones": [], "tenants": 0})
     async with run.pool.acquire() as conn:
         rows = await conn.fetch(
-            "SELECT id FROM tenants WHERE timezone = ANY($1::text[]) AND state <> 'terminated' ORDER BY id",
+            # A terminated tenant whose subscriptions still run has a contract to close (its
+            # early-termination fee, seed 001): the cycle does that too.
+            "SELECT id FROM tenants t WHERE timezone = ANY($1::text[]) AND (state <> 'terminated' "
+            "OR EXISTS (SELECT 1 FROM subscriptions s WHERE s.tenant_id = t.id AND s.state <> 'ended')) "
+            "ORDER BY id",
             sorted(run.zones),
         )
     ids = [r["id"] for r in rows]

@@ -22,6 +22,9 @@ from provisioning.roles import Principal, Role
 from provisioning.schemas import SubscriptionCreate, SubscriptionUpdate
 from provisioning.tenants import change_tenant_state
 from softswitch.core.clock import FixedClock
+from softswitch.core.metrics import Metrics
+from softswitch.jobs.catalogue import billing_cycle
+from softswitch.jobs.scheduler import JobRun
 from tests.db.conftest import new_tenant
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -261,6 +264,35 @@ async def test_seed_001_terminated_in_month_3_pays_4_months_rent(pool: asyncpg.P
             ),
         ]
         assert await conn.fetchval("SELECT state FROM subscriptions WHERE id = $1", sub) == "ended"
+
+
+async def test_seed_001_the_scheduled_cycle_closes_a_contract_the_operator_terminated(
+    pool: asyncpg.Pool,
+) -> None:
+    """Seed 001 §6.3 through the scheduler's billing job (the local day start of the tenant's
+    zone): an A39 of 10 January terminated by the operator on 10 February (term month 1
+    paid) owes March to July, 5 x 39.00, at the next day's run."""
+    zone = "Pacific/Marquesas"  # a zone of its own, so the job touches only this test's tenants
+    local = ZoneInfo(zone)
+    async with pool.acquire() as conn:
+        tenant = await new_tenant(conn, balance=D("300"))
+        await conn.execute("UPDATE tenants SET timezone = $2 WHERE id = $1", tenant, zone)
+        await subscribe(conn, tenant, "A39", date(2026, 1, 10))
+    await cycle(pool, tenant, datetime(2026, 1, 10, 9, tzinfo=local))
+    await cycle(pool, tenant, datetime(2026, 2, 1, 9, tzinfo=local))
+    async with pool.acquire() as conn:
+        ctx = operator(conn, datetime(2026, 2, 10, 17, tzinfo=local), tenant)
+        await change_tenant_state(ctx, tenant, "terminate")
+    run = JobRun(pool, datetime(2026, 2, 11, 0, 0, 5, tzinfo=local), None, frozenset({zone}), "s", Metrics())
+    assert (await billing_cycle(run)).ok
+    async with pool.acquire() as conn:
+        assert await fee_lines(conn, tenant, date(2026, 2, 1), date(2026, 2, 28)) == [
+            (
+                "early_termination",
+                D("-195.00"),
+                "early termination A39 on 2026-02-10: 5 of 6 term months left x 39.00",
+            ),
+        ]
 
 
 async def test_seed_001_suspended_for_debt_in_the_application_month_pays_the_whole_term(
