@@ -24,6 +24,7 @@ appends its entry with the same SQL (``_APPEND``)."""
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
@@ -179,49 +180,6 @@ def _spent(acc: str, ts: str) -> str:
     )
 
 
-_OPEN = f"""
-WITH a AS (
-    SELECT * FROM accounts WHERE tenant_id = $1 FOR UPDATE
-), want AS (
-    SELECT a.tenant_id, a.balance, a.reserved, a.credit_limit, a.channel_cap, a.channels_in_use,
-           inc.take AS inc_take, rated_amount(b.billable, inc.take, a.rate_per_minute) AS money,
-           EXISTS (SELECT 1 FROM reservations WHERE call_id = $2) AS already,
-           {_spent("a", "$5")} AS spent
-    FROM a JOIN tenants t ON t.id = a.tenant_id
-    CROSS JOIN LATERAL (SELECT billable_seconds($4, a.first_increment_s, a.increment_s) AS billable) b
-    CROSS JOIN LATERAL (
-        SELECT LEAST(GREATEST(a.included_seconds_left - a.included_reserved_s, 0), b.billable) AS take
-    ) inc
-), taken AS (
-    UPDATE accounts acc
-    SET reserved = acc.reserved + w.money,
-        channels_in_use = acc.channels_in_use + 1,
-        included_reserved_s = acc.included_reserved_s + w.inc_take,
-        version = acc.version + 1
-    FROM want w
-    WHERE acc.tenant_id = w.tenant_id
-      AND NOT w.already
-      AND w.channels_in_use < w.channel_cap
-      AND w.balance - w.reserved - w.money >= -w.credit_limit
-      AND ($6::numeric IS NULL OR w.spent + w.reserved + w.money <= $6)
-    RETURNING w.money, w.inc_take
-), opened AS (
-    INSERT INTO reservations (call_id, tenant_id, channel, amount, included_s, granted_s, opened_at)
-    SELECT $2, $1, $3, money, inc_take, $4, $5 FROM taken
-    RETURNING id, amount, included_s, granted_s
-)
--- One row always: the grant, or the limit that refused it — read from the same locked
--- account row the decision was made on (never re-read after the fact).
-SELECT o.id, o.amount, o.included_s, o.granted_s,
-       CASE WHEN o.id IS NOT NULL THEN NULL
-            WHEN w.tenant_id IS NULL THEN 'NO_ACCOUNT'
-            WHEN w.already THEN 'ALREADY_OPEN'
-            WHEN w.channels_in_use >= w.channel_cap THEN 'CHANNEL_LIMIT'
-            WHEN w.balance - w.reserved - w.money < -w.credit_limit THEN 'NO_BALANCE'
-            ELSE 'SPEND_CAP' END AS refusal
-FROM (SELECT 1) AS one LEFT JOIN want w ON true LEFT JOIN opened o ON true
-"""
-
 _RENEW = f"""
 WITH r AS (
     SELECT * FROM reservations WHERE call_id = $1 AND state = 'open' FOR UPDATE
@@ -259,6 +217,51 @@ RETURNING res.id, t.money AS amount, t.inc_take AS included_s, res.granted_s
 """
 
 
+@dataclass(frozen=True, slots=True)
+class OpenRequest:
+    """The first slice of one call: a channel slot and money (or included seconds) for
+    ``slice_s`` of talk. ``spend_cap``: the tenant's daily cap — the day's settled charges
+    (its local day) plus every open reservation may not pass it."""
+
+    tenant_id: int
+    call_id: str
+    channel: str
+    slice_s: int
+    now: datetime
+    spend_cap: Decimal | None = None
+
+
+_OPEN_BATCH = "SELECT * FROM open_reservations($1::bigint[], $2, $3, $4, $5, $6)"
+
+
+async def open_reservations(
+    conn: asyncpg.Connection, requests: Sequence[OpenRequest]
+) -> list[Grant | Refusal]:
+    """Open the first slices of several calls in one statement and one commit (migration
+    0025: each in turn on the locked account rows, exactly as if they came one by one), in
+    the order given. A reservation already there for a call is ALREADY_OPEN; a concurrent
+    insert of the same call (another tenant's account, another instance) fails the batch
+    (asyncpg.UniqueViolationError) and changes nothing."""
+    if not requests:
+        return []
+    rows = await conn.fetch(
+        _OPEN_BATCH,
+        [r.tenant_id for r in requests],
+        [r.call_id for r in requests],
+        [r.channel for r in requests],
+        [r.slice_s for r in requests],
+        [r.now for r in requests],
+        [r.spend_cap for r in requests],
+    )
+    assert len(rows) == len(requests)  # one row per element, in order
+    return [
+        Refusal(row["r_refusal"])
+        if row["r_refusal"] is not None
+        else Grant(row["r_id"], row["r_amount"], row["r_included_s"], row["r_granted_s"])
+        for row in rows
+    ]
+
+
 async def open_reservation(
     conn: asyncpg.Connection,
     tenant_id: int,
@@ -268,18 +271,15 @@ async def open_reservation(
     now: datetime,
     spend_cap: Decimal | None = None,
 ) -> Grant | Refusal:
-    """The first slice of a call (a channel slot, money or included seconds) in one
-    statement on the locked account row. ``spend_cap``: the tenant's daily cap — the day's
-    settled charges (its local day) plus every open reservation may not pass it."""
+    """The first slice of one call (a batch of one; see OpenRequest, open_reservations)."""
     try:
-        row = await conn.fetchrow(_OPEN, tenant_id, call_id, channel, slice_s, now, spend_cap)
+        (result,) = await open_reservations(
+            conn, [OpenRequest(tenant_id, call_id, channel, slice_s, now, spend_cap)]
+        )
     except asyncpg.UniqueViolationError:
         # A concurrent attempt for the same call won; this whole statement rolled back.
         return Refusal.ALREADY_OPEN
-    assert row is not None  # the statement always returns one row
-    if row["refusal"] is not None:
-        return Refusal(row["refusal"])
-    return Grant(row["id"], row["amount"], row["included_s"], row["granted_s"])
+    return result
 
 
 async def renew_reservation(
@@ -337,71 +337,82 @@ class Settlement:
     balance_after: Decimal
 
 
-_SETTLE = f"""
-WITH r AS (
-    UPDATE reservations
-    SET state = 'settled', closed_at = $2, charged = $3, billsec = $4, close_reason = $5
-    WHERE call_id = $1 AND state = 'open'
-    RETURNING tenant_id, amount, included_s
-), a AS (
-    UPDATE accounts acc
-    SET balance = acc.balance - $3, reserved = acc.reserved - r.amount,
-        channels_in_use = acc.channels_in_use - 1,
-        included_seconds_left = acc.included_seconds_left - $6,
-        included_reserved_s = acc.included_reserved_s - r.included_s, version = acc.version + 1,
-        spent_today = {_spent("acc", "$2")} + $3,
-        spent_day = (($2::timestamptz) AT TIME ZONE t.timezone)::date
-    FROM r JOIN tenants t ON t.id = r.tenant_id WHERE acc.tenant_id = r.tenant_id
-    RETURNING acc.tenant_id, acc.balance
-), ledger AS (
-    {_APPEND}
-    SELECT a.tenant_id, 'call', -$3::numeric, a.balance, $7, $1, NULL::bigint, $2 FROM a
-    RETURNING id
-), call AS (
-    UPDATE calls SET billsec = $8, billable_s = $9, minutes = $10, included_used_s = $6,
-        amount = $3, settled_at = $2, final_reason = COALESCE($5, final_reason)
-    WHERE linkedid = $1 AND EXISTS (SELECT 1 FROM a)
-)
-SELECT a.tenant_id, a.balance FROM a
+@dataclass(frozen=True, slots=True)
+class SettleRequest:
+    call_id: str
+    billsec: int  # what the switch says was talked
+    now: datetime
+    reason: str = ""
+
+
+_SETTLE_READ = """
+SELECT r.call_id, r.tenant_id, r.granted_s, r.included_s, a.rate_per_minute, a.first_increment_s,
+       a.increment_s
+FROM reservations r JOIN accounts a ON a.tenant_id = r.tenant_id
+WHERE r.call_id = ANY ($1::text[]) AND r.state = 'open'
 """
+_SETTLE_BATCH = "SELECT * FROM settle_reservations($1::text[], $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+
+
+async def settle_reservations(
+    conn: asyncpg.Connection, requests: Sequence[SettleRequest]
+) -> list[Settlement | None]:
+    """Charge finished calls once each, in one statement and one commit (migration 0025).
+    Each charge is computed from an unlocked read (rating/, bundle first, rounded once);
+    then each call is settled only if its reservation is still open — so a duplicate or
+    late hang-up does nothing — the account, an append-only ledger entry, the reservation
+    and the call record together. The calls' included seconds are those they reserved.
+    The calls are settled in tenant order (see the migration: no lock cycles); the result
+    is in the order given, None where there was nothing open to settle."""
+    if not requests:
+        return []
+    read = {r["call_id"]: r for r in await conn.fetch(_SETTLE_READ, [q.call_id for q in requests])}
+    todo: list[tuple[int, SettleRequest, asyncpg.Record, int, Charge]] = []
+    for i, q in enumerate(requests):
+        r = read.pop(q.call_id, None)  # a call settled twice in one batch: the first wins
+        if r is None:
+            continue
+        tariff = Tariff(r["rate_per_minute"], r["first_increment_s"], r["increment_s"])
+        # The customer was promised the hard stop: time past the reserved talk time is the
+        # switch's lateness, counted (overrun) but not charged.
+        charged_s = min(max(q.billsec, 0), r["granted_s"])
+        todo.append((i, q, r, charged_s, rate_call(charged_s, tariff, r["included_s"])))
+    results: list[Settlement | None] = [None] * len(requests)
+    if not todo:
+        return results
+    todo.sort(key=lambda t: (t[2]["tenant_id"], t[0]))
+    rows = await conn.fetch(
+        _SETTLE_BATCH,
+        [q.call_id for _, q, _, _, _ in todo],
+        [q.now for _, q, _, _, _ in todo],
+        [c.amount for _, _, _, _, c in todo],
+        [q.billsec for _, q, _, _, _ in todo],
+        [q.reason or None for _, q, _, _, _ in todo],
+        [c.included_used_s for _, _, _, _, c in todo],
+        [
+            f"call {q.call_id}: {c.billable_s} s billable, {c.included_used_s} s included"
+            for _, q, _, _, c in todo
+        ],
+        [s for _, _, _, s, _ in todo],
+        [c.billable_s for _, _, _, _, c in todo],
+        [c.minutes for _, _, _, _, c in todo],
+    )
+    for row in rows:
+        i, q, r, charged_s, charge = todo[row["r_n"] - 1]
+        results[i] = Settlement(
+            q.call_id,
+            row["r_tenant"],
+            charged_s,
+            max(q.billsec - r["granted_s"], 0),
+            charge,
+            row["r_balance"],
+        )
+    return results
 
 
 async def settle_reservation(
     conn: asyncpg.Connection, call_id: str, billsec: int, now: datetime, reason: str = ""
 ) -> Settlement | None:
-    """Charge a finished call once. The charge is computed from an unlocked read (rating/,
-    bundle first, rounded once), then ONE statement settles it only if the reservation is
-    still open — so a duplicate or late hang-up does nothing, and the account row is
-    locked for one statement: the account, an append-only ledger entry, the reservation
-    and the call record, together. The call's included seconds are those it reserved."""
-    r = await conn.fetchrow(
-        "SELECT r.tenant_id, r.granted_s, r.included_s, a.rate_per_minute, a.first_increment_s, "
-        "a.increment_s FROM reservations r JOIN accounts a ON a.tenant_id = r.tenant_id "
-        "WHERE r.call_id = $1 AND r.state = 'open'",
-        call_id,
-    )
-    if r is None:
-        return None
-    tariff = Tariff(r["rate_per_minute"], r["first_increment_s"], r["increment_s"])
-    # The customer was promised the hard stop: time past the reserved talk time is the
-    # switch's lateness, counted (overrun) but not charged.
-    charged_s = min(max(billsec, 0), r["granted_s"])
-    charge = rate_call(charged_s, tariff, r["included_s"])
-    row = await conn.fetchrow(
-        _SETTLE,
-        call_id,
-        now,
-        charge.amount,
-        billsec,
-        reason or None,
-        charge.included_used_s,
-        f"call {call_id}: {charge.billable_s} s billable, {charge.included_used_s} s included",
-        charged_s,
-        charge.billable_s,
-        charge.minutes,
-    )
-    if row is None:
-        return None
-    return Settlement(
-        call_id, row["tenant_id"], charged_s, max(billsec - r["granted_s"], 0), charge, row["balance"]
-    )
+    """Charge a finished call once (a batch of one; see settle_reservations)."""
+    (result,) = await settle_reservations(conn, [SettleRequest(call_id, billsec, now, reason)])
+    return result

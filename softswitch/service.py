@@ -19,6 +19,7 @@ from provisioning.sip import DEFAULT_REALM
 from softswitch.callpath.audit import EngineAudit
 from softswitch.callpath.compliance_watch import ComplianceWatch
 from softswitch.callpath.ivr_line import IvrLine
+from softswitch.callpath.money_batch import MoneyBatches
 from softswitch.callpath.prepaid import CallMoney
 from softswitch.callpath.recorder import Recorder
 from softswitch.callpath.records import CallRecordWriter
@@ -139,6 +140,7 @@ class Service:
         self.compliance: ComplianceWatch | None = None
         self.agi: AgiServer | None = None
         self.money: CallMoney | None = None
+        self.money_batches: MoneyBatches | None = None
         self.recorder: Recorder | None = None
         self.audit: EngineAudit | None = None
         self.scheduler: Scheduler | None = None
@@ -177,6 +179,11 @@ class Service:
         self._background.add(watch)
 
         snapshots = self.snapshots
+        metrics = self.metrics
+        self.money_batches = MoneyBatches(
+            self.pool, on_batch=lambda kind, n: metrics.money_batch_size.labels(kind).observe(n)
+        )
+        self.money_batches.start()
         self.money = CallMoney(
             self.pool,
             self.control,
@@ -185,6 +192,7 @@ class Service:
             self.metrics,
             s.prepaid,
             spend_cap=lambda tenant: snapshots.current.compliance.spend_cap(tenant),
+            batches=self.money_batches,
         )
         self.registry.add_end_listener(self.money.on_call_end)
         await self.money.start()
@@ -294,6 +302,8 @@ class Service:
         await self.loop_lag.stop()
         if self.money is not None:
             await self.money.stop()
+        if self.money_batches is not None:
+            await self.money_batches.stop()
         await self.ami.stop()
         if self.esl is not None:
             await self.esl.stop()

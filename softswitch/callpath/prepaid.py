@@ -31,7 +31,10 @@ from dialplan.compliance import Refused
 from dialplan.reasons import Reason
 from provisioning.ledger import (
     Grant,
+    OpenRequest,
     Refusal,
+    Settlement,
+    SettleRequest,
     open_reservation,
     release_reservation,
     renew_reservation,
@@ -39,6 +42,7 @@ from provisioning.ledger import (
     spend_cap_reached,
 )
 from softswitch.callpath.control import CallControl, ControlError
+from softswitch.callpath.money_batch import MoneyBatches
 from softswitch.callpath.outbound_gate import OutboundAttempt, gated_reservation
 from softswitch.callpath.registry import CallRegistry, LiveCall
 from softswitch.core.clock import Clock
@@ -73,9 +77,13 @@ class CallMoney:
         metrics: Metrics,
         settings: PrepaidSettings,
         spend_cap: Callable[[int], Decimal | None] = lambda _tenant: None,
+        batches: MoneyBatches | None = None,
     ) -> None:
-        """``spend_cap``: the tenant's daily spend cap now (its compliance rules)."""
+        """``spend_cap``: the tenant's daily spend cap now (its compliance rules).
+        ``batches``: opens and settlements group-committed (money_batch); without it each
+        call's takes a pooled connection and a commit of its own."""
         self._spend_cap = spend_cap
+        self._batches = batches
         self._pool = pool
         self._control = control
         self._registry = registry
@@ -97,16 +105,21 @@ class CallMoney:
         slice_s = self._s.slice_s
         try:
             async with asyncio.timeout(self._s.timeout_s):
-                async with self._pool.acquire() as conn:
-                    result: Grant | Refusal | Refused
-                    if outbound is None:
-                        result = await open_reservation(
-                            conn, tenant_id, call_id, channel, slice_s, started, cap
-                        )
-                    else:
-                        result = await gated_reservation(
-                            conn, outbound, tenant_id, call_id, channel, slice_s, started, cap
-                        )
+                result: Grant | Refusal | Refused
+                if outbound is None and self._batches is not None:
+                    result = await self._batches.open(
+                        OpenRequest(tenant_id, call_id, channel, slice_s, started, cap)
+                    )
+                else:
+                    async with self._pool.acquire() as conn:
+                        if outbound is None:
+                            result = await open_reservation(
+                                conn, tenant_id, call_id, channel, slice_s, started, cap
+                            )
+                        else:
+                            result = await gated_reservation(
+                                conn, outbound, tenant_id, call_id, channel, slice_s, started, cap
+                            )
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.error("prepaid check failed for call %s, refusing it (fail closed): %s", call_id, exc)
             self._metrics.reservations.labels("unavailable").inc()
@@ -227,30 +240,41 @@ class CallMoney:
 
     async def _close(self, call: LiveCall, t: TrackedCall) -> None:
         now = self._clock.now()
-        async with self._pool.acquire() as conn:
+        cdr_billsec = None
+        if not call.times_exact:
             # An end inferred from the engine's channel list is only as precise as that
             # check: the engine's own record of the call, when it has one, says better.
-            cdr_billsec = None if call.times_exact else await _cdr_billsec(conn, call.linkedid)
-            if cdr_billsec is None and (call.answered_at is None or call.ended_at is None):
+            async with self._pool.acquire() as conn:
+                cdr_billsec = await _cdr_billsec(conn, call.linkedid)
+        if cdr_billsec is None and (call.answered_at is None or call.ended_at is None):
+            async with self._pool.acquire() as conn:
                 await release_reservation(conn, call.linkedid, now, "not answered")
-                self._metrics.reservations.labels("released").inc()
-                return
-            if cdr_billsec is not None:
-                billsec = cdr_billsec
-            else:
-                assert call.answered_at is not None and call.ended_at is not None
-                billsec = int((call.ended_at - call.answered_at).total_seconds())
-            if t.cut:
-                reason = Reason.SPEND_CAP.code
-            elif t.final and billsec >= t.granted_s - 2:
-                reason = Reason.BALANCE_EXHAUSTED.code
-            else:
-                reason = ""
-            settled = await settle_reservation(conn, call.linkedid, billsec, now, reason)
+            self._metrics.reservations.labels("released").inc()
+            return
+        if cdr_billsec is not None:
+            billsec = cdr_billsec
+        else:
+            assert call.answered_at is not None and call.ended_at is not None
+            billsec = int((call.ended_at - call.answered_at).total_seconds())
+        if t.cut:
+            reason = Reason.SPEND_CAP.code
+        elif t.final and billsec >= t.granted_s - 2:
+            reason = Reason.BALANCE_EXHAUSTED.code
+        else:
+            reason = ""
+        settled = await self._settle(SettleRequest(call.linkedid, billsec, now, reason))
         if settled is not None:
             self._metrics.settlements.inc()
             if settled.overrun_s:
                 self._metrics.settlement_overrun_seconds.inc(settled.overrun_s)
+
+    async def _settle(self, request: SettleRequest) -> Settlement | None:
+        if self._batches is not None:
+            return await self._batches.settle(request)
+        async with self._pool.acquire() as conn:
+            return await settle_reservation(
+                conn, request.call_id, request.billsec, request.now, request.reason
+            )
 
     # ------------------------------------------------------------------ crash safety
     async def reconcile(self, live_linkedids: set[str]) -> tuple[int, int]:

@@ -156,6 +156,13 @@ class Metrics:
         self.open_reservations = Gauge(
             "softswitch_prepaid_open_reservations", "Reservations of calls in progress", registry=r
         )
+        self.money_batch_size = Histogram(
+            "softswitch_money_batch_size",
+            "Calls per group-committed batch of reservations opened or settled (one commit each)",
+            ["kind"],  # open, settle
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=r,
+        )
         self.reserved_amount = Gauge(
             "softswitch_prepaid_reserved_cny", "Money held by open reservations (CNY)", registry=r
         )
