@@ -10,9 +10,11 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import asyncpg
 import httpx
 import pytest
 
+from provisioning.billing_cycle import run_billing_cycle
 from rating.cycle import add_months
 from softswitch.core.clock import FixedClock
 from tests.api.conftest import World, bearer, expect, make_tenant, make_user, suffix
@@ -211,3 +213,30 @@ async def test_a_renewal_shorter_than_the_original_is_a_422_naming_ends_on(
         ),
         201,
     )
+
+
+async def test_a_tenant_terminated_by_the_operator_pays_the_term_left_on_its_statement(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, world: World, clock: FixedClock
+) -> None:
+    """Seed 001 §7.2: "违约金金额=套餐月租费乘以剩余协议期（月）". A C1-4 (69 CNY/month) taken today
+    and the tenant terminated today (POST …/terminate): the billing cycle closes the contract
+    and the statement shows 6 × 69.00 = 414.00, once however often the cycle runs."""
+    tenant = await _tenant(client, world, "100.00")
+    today = _today(clock)
+    package = await _package(client, world, "C1-4")
+    body = {"package_id": package, "starts_on": today.isoformat()}
+    sub = expect(
+        await client.post(f"/v1/tenants/{tenant}/subscriptions", headers=world.admin, json=body), 201
+    )
+    expect(await client.post(f"/v1/tenants/{tenant}/terminate", headers=world.admin), 200)
+    for _ in range(2):
+        report = await run_billing_cycle(pool, clock.now(), tenant_ids=[tenant])
+        assert report.errors == {}
+    statement = await _statement(client, world.admin, tenant, today)
+    assert _lines(statement, "early_termination") == [
+        (D("-414.00"), f"early termination C1-4 on {today}: 6 of 6 term months left x 69.00")
+    ]
+    ended = expect(
+        await client.get(f"/v1/tenants/{tenant}/subscriptions/{sub['id']}", headers=world.admin), 200
+    )
+    assert ended["state"] == "ended"
