@@ -42,14 +42,25 @@ class NoticeDelivery:
         draw: Callable[[], float] = random.random,
         tenants: Sequence[int] | None = None,
     ) -> None:
-        """`channels`: how each channel sends (default: SMTP and httpx, built at start);
+        """`channels`: how each channel sends (default: SMTP, and httpx closed by stop());
         `tenants`: deliver only theirs (a test's, or a targeted run); None: everyone's."""
         self._pool = pool
         self._clock = clock
         self._s = settings
         self._metrics = NoticeMetrics(registry)
-        self._channels: dict[str, Channel] = dict(channels or {})
         self._own_client: httpx.AsyncClient | None = None
+        if channels is None:
+            # httpx logs every request's URL at INFO, and a tenant's URL can carry the
+            # receiver's own credentials: its warnings only
+            logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger("httpx").level))
+            self._own_client = httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=settings.concurrency * 2), trust_env=False
+            )
+            channels = {
+                "email": EmailChannel(settings, clock),
+                "webhook": WebhookChannel(self._own_client, clock, settings.allow_private_webhooks),
+            }
+        self._channels: dict[str, Channel] = dict(channels)
         self._draw = draw
         self._tenants = tenants
         self.policy = RetryPolicy(settings.max_attempts, settings.backoff_initial_s, settings.backoff_max_s)
@@ -60,14 +71,6 @@ class NoticeDelivery:
         self._gauge_at = float("-inf")
 
     async def start(self) -> None:
-        if not self._channels:
-            self._own_client = httpx.AsyncClient(
-                limits=httpx.Limits(max_connections=self._s.concurrency * 2), trust_env=False
-            )
-            self._channels = {
-                "email": EmailChannel(self._s, self._clock),
-                "webhook": WebhookChannel(self._own_client, self._clock, self._s.allow_private_webhooks),
-            }
         self._listener = await self._pool.acquire()
         await self._listener.add_listener(store.CHANNEL, self._notified)
         self._task = asyncio.create_task(self._run(), name="notice-delivery")

@@ -105,7 +105,7 @@ async def notice(
     return int(
         await conn.fetchval(
             "INSERT INTO outbox (tenant_id, kind, payload, created_at) "
-            "VALUES ($1, $2, $3::jsonb, $4) RETURNING id",
+            "VALUES ($1, $2, $3::text::jsonb, $4) RETURNING id",
             tenant,
             kind,
             json.dumps({"caller": "13912345678", "called": "4008001234", "at": at.isoformat()}),
@@ -241,7 +241,7 @@ async def test_a_claim_is_taken_over_only_after_its_lease_and_the_late_outcome_i
         await endpoint(conn, tenant)
         await notice(conn, tenant)
         (lost,) = await store.claim(conn, FUTURE, 10, 60, tenants=[tenant])  # then the instance died
-        assert lost.attempts == 1
+        assert lost.attempts == 1 and lost.notice.payload["caller"] == "13912345678"
         assert await store.claim(conn, FUTURE + timedelta(seconds=59), 10, 60, tenants=[tenant]) == []
         (again,) = await store.claim(conn, FUTURE + timedelta(seconds=60), 10, 60, tenants=[tenant])
         assert again.id == lost.id and again.attempts == 2
