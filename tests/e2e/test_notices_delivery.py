@@ -328,3 +328,13 @@ def _scenario(svc: ServiceProcess, box: Mailbox, hooks: Receivers) -> None:
     assert [(d["notice_id"], d["last_reason"]) for d in dead["items"]] == [(notice_b, "ENDPOINT_DISABLED")]
     assert svc.metric("softswitch_notice_deliveries_total", channel="email", outcome="delivered") >= 2
     assert svc.metric("softswitch_notice_deliveries_total", channel="webhook", outcome="failed") >= 2
+
+    # removed, the endpoints leave the tenant's list; the log keeps what they were sent
+    for e in api_ok(svc.request("GET", f"{base}/notice-endpoints", headers=admin))["items"]:
+        gone = svc.request(
+            "DELETE", f"{base}/notice-endpoints/{e['id']}", headers={**admin, "If-Match": f'"{e["version"]}"'}
+        )
+        assert gone.status_code == 204, gone.text
+    assert api_ok(svc.request("GET", f"{base}/notice-endpoints", headers=admin))["items"] == []
+    kept = api_ok(svc.request("GET", f"{base}/notices/{notice_a}/deliveries", headers=admin))
+    assert {d["state"] for d in kept["items"]} == {"delivered"} and kept["delivered_at"] is not None
