@@ -67,13 +67,18 @@ def settings(**kw: object) -> NotifySettings:
 
 
 def worker(
-    pool: asyncpg.Pool, clock: Clock, tenants: Sequence[int], channel: Scripted, **kw: object
+    pool: asyncpg.Pool,
+    clock: Clock,
+    tenants: Sequence[int],
+    channel: Scripted,
+    registry: CollectorRegistry | None = None,
+    **kw: object,
 ) -> NoticeDelivery:
     return NoticeDelivery(
         pool,
         clock,
         settings(**kw),
-        CollectorRegistry(),
+        registry or CollectorRegistry(),
         channels={"email": channel, "webhook": channel},
         draw=lambda: 0.5,
         tenants=tenants,
@@ -178,8 +183,26 @@ async def test_a_failure_is_retried_after_its_backoff_and_the_notice_is_delivere
     channel = Scripted(
         {flaky: [retry.http_outcome(500), Outcome.failed(retry.TIMEOUT, "no answer within 5 s")]}
     )
-    w = worker(pool, clock, [tenant], channel)
+    registry = CollectorRegistry()
+    w = worker(pool, clock, [tenant], channel, registry)
     assert await w.run_once() == 2
+    counted = {
+        (c, o): registry.get_sample_value("softswitch_notice_deliveries_total", {"channel": c, "outcome": o})
+        for c in ("email", "webhook")
+        for o in ("delivered", "failed", "dead")
+    }
+    assert counted == {
+        ("email", "delivered"): 1,
+        ("email", "failed"): 0,
+        ("email", "dead"): 0,
+        ("webhook", "delivered"): 0,
+        ("webhook", "failed"): 1,
+        ("webhook", "dead"): 0,
+    }
+    await w.refresh_pending()  # every instance's open deliveries: this one's among them
+    assert (
+        registry.get_sample_value("softswitch_notice_deliveries_pending", {"channel": "webhook"}) or 0
+    ) >= 1
     async with pool.acquire() as conn:
         by_endpoint = {r["endpoint_id"]: r for r in await deliveries(conn, tenant)}
         assert by_endpoint[steady]["state"] == "delivered"

@@ -10,6 +10,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from softswitch.notify.render import KINDS, Notice, render_email
 
@@ -145,3 +147,49 @@ def test_every_kind_has_both_languages_and_an_unknown_kind_still_renders() -> No
 def test_a_subject_stays_one_line_whatever_the_payload_holds() -> None:
     evil = render_email(notice("missed_call", {**MISSED, "called": "4008001234\r\nBcc: x@y"}), "en")
     assert "\n" not in evil.subject and "\r" not in evil.subject
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+FIELDS = st.sampled_from(
+    [
+        "caller",
+        "called",
+        "at",
+        "balance",
+        "reserved",
+        "threshold",
+        "ends_on",
+        "months_ahead",
+        "reasons",
+        "suspended_at",
+        "included_seconds_left",
+        "allowance_s",
+        "rule",
+        "level",
+        "value",
+        "due_at",
+        "missing",
+        "released",
+        "destinations",
+        "subject",
+        "action",
+        "package",
+    ]
+)
+
+
+@given(
+    st.sampled_from([*KINDS, "something_new"]),
+    st.dictionaries(FIELDS, JSON, max_size=8),
+    st.sampled_from(["zh", "en"]),
+)
+def test_any_payload_renders_and_the_subject_is_one_line(
+    kind: str, payload: dict[str, Any], lang: str
+) -> None:
+    email = render_email(notice(kind, payload), lang)
+    assert email.subject and "\n" not in email.subject and "\r" not in email.subject
+    assert email.body.endswith("\n")
