@@ -5,6 +5,7 @@ a few dozen lines of ast, no plug-in to configure).
     softswitch.engines                 Asterisk (FastAGI, AMI), FreeSWITCH (ESL) adapters
     softswitch.callpath                the engine-neutral call path
     provisioning                       services: tenants, numbers, money, ledger, billing, API
+    softswitch.notify                  notices to e-mail and webhooks: signing, rendering, delivery
     softswitch.core                    settings, clock, metrics, masking, database
     dialplan ivr rating trunks         pure policy and arithmetic
 
@@ -30,6 +31,7 @@ LAYERS = (  # top first
     ("softswitch.engines",),
     ("softswitch.callpath",),
     ("provisioning",),
+    ("softswitch.notify",),  # notice delivery: signing, rendering, channels, the worker
     ("softswitch.core", "softswitch.migrations"),
     PURE,
 )
