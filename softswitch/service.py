@@ -167,7 +167,9 @@ class Service:
         self.registry.add_end_listener(self._on_call_end)
 
         self.ami.add_event_listener(AmiChannelEvents(self.registry).on_event)
-        self.control: AmiCallControl | EngineControls = AmiCallControl(self.ami)
+        self.control: AmiCallControl | EngineControls = AmiCallControl(
+            self.ami, s.asterisk.unmanaged_accountcode
+        )
         self.ami.add_state_listener(self._on_ami_state)
         await self.ami.start()
         if self.esl is not None:

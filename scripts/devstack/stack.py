@@ -373,6 +373,7 @@ class LocalStack:
             "CARRIER_OUT_HOST": s.asterisk.carrier_out_host,
             "CARRIER_OUT_PORT": str(s.asterisk.carrier_out_port),
             "BASELINE_IN_HOST": s.asterisk.baseline_in_host,
+            "UNMANAGED_ACCOUNTCODE": s.asterisk.unmanaged_accountcode,
             "AMI_HOST": s.ami.host,
             "AMI_PORT": str(s.ami.port),
             "AMI_USERNAME": s.ami.username,

@@ -443,3 +443,30 @@ def test_chunking_invariance(
     assert pieces == whole
     expected_messages = [AmiMessage(tuple(msg)) for msg in messages]
     assert whole[1 : 1 + len(messages)] == expected_messages
+
+
+_PIECES = [
+    b"Event: Newchannel",
+    b"Key: v",
+    b"Channel: PJSIP/a-1",
+    b"\r\n",
+    b"\n",
+    b"\r",
+    b":",
+    b": ",
+    b"x",
+    b"\xff",
+]
+
+
+@given(pieces=st.lists(st.sampled_from(_PIECES), max_size=80), whole_first=st.booleans())
+def test_whole_messages_parse_as_the_line_by_line_path_does(pieces: list[bytes], whole_first: bool) -> None:
+    """The parser's fast path (a whole CRLF message decoded and split at once) gives the
+    frames the line-by-line path gives, bare LFs, stray CRs and malformed lines included."""
+    data = b"".join(pieces) + b"\r\n\r\n"
+    whole, by_byte = AmiParser(), AmiParser()
+    whole.feed(BANNER)
+    by_byte.feed(BANNER)
+    frames_whole = whole.feed(data)
+    frames_by_byte = [frame for i in range(len(data)) for frame in by_byte.feed(data[i : i + 1])]
+    assert frames_whole == frames_by_byte

@@ -77,4 +77,4 @@ def test_the_static_pjsip_endpoints_name_the_loopback_transport(defaults: Settin
     st.ensure_secrets()
     conf = st.render_asterisk_config()["pjsip.conf"]
     sections = [s for s in conf.split("\n[")[1:] if "\ntype = endpoint\n" in s]
-    assert len(sections) == 3 and all("\ntransport = transport-udp\n" in s for s in sections), sections
+    assert len(sections) == 4 and all("\ntransport = transport-udp\n" in s for s in sections), sections

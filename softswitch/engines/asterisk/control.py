@@ -21,8 +21,11 @@ BARRIER_TIMEOUT_S = 5.0
 
 
 class AmiCallControl:
-    def __init__(self, ami: AmiClient) -> None:
+    def __init__(self, ami: AmiClient, unmanaged_accountcode: str = "") -> None:
+        """``unmanaged_accountcode``: channels with it are not the control plane's (no
+        event of theirs is sent to us): the live channel list leaves them out."""
         self._ami = ami
+        self._unmanaged = unmanaged_accountcode
         self._barrier = EventBarrier(BARRIER_TIMEOUT_S)
         ami.add_event_listener(self._on_event)
 
@@ -43,7 +46,11 @@ class AmiCallControl:
             await self._barrier.cross(self._raise_barrier)
         except (AmiError, TimeoutError) as exc:
             raise ControlError(f"channel list not available: {exc}") from exc
-        return [live_channel_of(e) for e in listing if e.get("Uniqueid")]
+        return [
+            live_channel_of(e)
+            for e in listing
+            if e.get("Uniqueid") and not (self._unmanaged and e.get("AccountCode") == self._unmanaged)
+        ]
 
     async def _action(self, name: str, headers: dict[str, str]) -> None:
         try:

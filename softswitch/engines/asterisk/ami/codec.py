@@ -14,7 +14,7 @@ a message is an ordered tuple of pairs rather than a dict.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeAlias
 
 __all__ = [
@@ -51,14 +51,19 @@ class AmiMessage:
     """
 
     headers: tuple[tuple[str, str], ...]
+    # The first value of each header by its lower-cased name, built on the first get():
+    # an event is read several times (Event, ActionID, then its handler's fields).
+    _first: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def get(self, key: str, default: str | None = None) -> str | None:
         """Return the first value of ``key`` (case-insensitive), or ``default``."""
-        wanted = key.lower()
-        for name, value in self.headers:
-            if name.lower() == wanted:
-                return value
-        return default
+        first = self._first
+        if first is None:
+            first = {}
+            for name, value in self.headers:
+                first.setdefault(name.lower(), value)
+            object.__setattr__(self, "_first", first)
+        return first.get(key.lower(), default)
 
     def get_all(self, key: str) -> list[str]:
         """Return every value of ``key`` (case-insensitive), in wire order."""
@@ -180,7 +185,16 @@ class AmiParser:
         frames: list[AmiFrame] = []
         line_start = 0
         search_from = self._scanned
-        while (newline := buffer.find(b"\n", search_from)) >= 0:
+        while True:
+            if not self._expect_banner and not self._lines:
+                # Between messages: whole ones at once, as far as they go.
+                whole_end = self._whole_messages(buffer, line_start, frames)
+                if whole_end > line_start:
+                    line_start = whole_end
+                    search_from = max(search_from, whole_end)
+            newline = buffer.find(b"\n", search_from)
+            if newline < 0:
+                break
             frame = self._take_line(bytes(buffer[line_start : newline + 1]))
             if frame is not None:
                 frames.append(frame)
@@ -190,6 +204,30 @@ class AmiParser:
         if self._message_bytes + len(buffer) > self._max_message_bytes:
             self._fail()
         return frames
+
+    def _whole_messages(self, buffer: bytearray, start: int, frames: list[AmiFrame]) -> int:
+        """The fast path: complete CRLF messages at the start of the buffer, each decoded
+        and split at once; returns where the rest starts. It stops (leaving the rest to the
+        line-by-line path, which gives the same frames) at anything it does not expect: a
+        bare LF, a line without ': ', an oversized message."""
+        limit = self._max_message_bytes
+        while True:
+            while buffer.startswith(b"\r\n", start):
+                start += 2  # blank lines between messages carry nothing
+            end = buffer.find(b"\r\n\r\n", start)
+            if end < 0 or end - start + 2 > limit:
+                return start
+            raw = bytes(buffer[start:end])
+            if raw.count(b"\n") != raw.count(b"\r\n"):
+                return start  # a bare LF inside: the careful path
+            headers: list[tuple[str, str]] = []
+            for line in _decode(raw).split("\r\n"):
+                name, sep, value = line.partition(": ")
+                if not sep or not name:
+                    return start  # malformed, or a bare "Key:": the careful path
+                headers.append((name, value))
+            frames.append(AmiMessage(tuple(headers)))
+            start = end + 4
 
     def _take_line(self, raw_line: bytes) -> AmiFrame | None:
         line = _strip_eol(raw_line)
