@@ -15,6 +15,7 @@ exception — the call path refuses those calls (fail closed), as it did for one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
@@ -58,6 +59,9 @@ class GroupCommit(Generic[Req, Res]):
         self._pending: list[tuple[Req, asyncio.Future[Res]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # The flusher's own connection, held between batches: one batch, one round trip
+        # (a pooled connection would add the pool's reset query on every release).
+        self._conn: asyncpg.Connection | None = None
         self.batches = 0
         self.items = 0
 
@@ -74,6 +78,13 @@ class GroupCommit(Generic[Req, Res]):
             if not fut.done():
                 fut.set_exception(ConnectionError(f"{self._name} batcher stopped"))
         self._pending.clear()
+        await self._drop_connection()
+
+    async def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await self._pool.release(conn)
 
     async def submit(self, request: Req) -> Res:
         if self._task is None:
@@ -96,8 +107,9 @@ class GroupCommit(Generic[Req, Res]):
         if not live:
             return
         try:
-            async with self._pool.acquire() as conn:
-                results = await self._run(conn, [req for req, _ in live])
+            if self._conn is None:
+                self._conn = await self._pool.acquire()
+            results = await self._run(self._conn, [req for req, _ in live])
         except asyncio.CancelledError:
             for _, fut in live:
                 if not fut.done():
@@ -105,6 +117,7 @@ class GroupCommit(Generic[Req, Res]):
             raise
         except Exception as exc:  # noqa: BLE001 - handed to every caller of the batch
             log.error("%s batch of %d failed: %s", self._name, len(live), exc)
+            await self._drop_connection()  # perhaps broken: the next batch takes another
             for _, fut in live:
                 if not fut.done():
                     fut.set_exception(exc)
