@@ -1,6 +1,7 @@
 """Notices reach people (issue 17.7), end to end: the service as `softswitch serve` runs
 it, a real SMTP server (aiosmtpd) and real HTTP webhook receivers on loopback, a real
-SIPp call to a number whose destination is busy (a missed call).
+SIPp call to a number whose destination is busy (a missed call): the first through
+Asterisk, the second through FreeSWITCH.
 
 The tenant's own admin adds the endpoints through the API: an e-mail address, a webhook
 that works, one that answers 500 until it recovers, and (for the second notice) one that
@@ -30,8 +31,21 @@ from aiosmtpd.controller import Controller
 
 from scripts.devstack.process import ServiceProcess
 from scripts.devstack.sipp import SippUas, run_uac
+from scripts.devstack.stack import LocalStack
+from softswitch.core.settings import Settings
 from softswitch.notify.signing import verify
-from tests.e2e.conftest import OWNER, active_number, api_ok, changed, mobile, restarted, unique_caller
+from tests.e2e.conftest import (
+    OWNER,
+    Engine,
+    active_number,
+    api_ok,
+    changed,
+    engine_of,
+    mobile,
+    require_freeswitch,
+    restarted,
+    unique_caller,
+)
 
 pytestmark = pytest.mark.stack
 HOST = "127.0.0.1"
@@ -156,11 +170,11 @@ def add_endpoint(service: ServiceProcess, tenant: int, auth: dict[str, str], **b
     )
 
 
-def missed_call(number: str) -> str:
+def missed_call(number: str, engine: Engine) -> str:
     """A call from a new caller that the busy destination turns into a missed-call notice."""
     caller = unique_caller()
-    result = run_uac(number, caller, target=f"{HOST}:5060", timeout_s=20)
-    assert result.final_status == 486, result.message_log[-1500:]  # busy: all destinations failed
+    result = run_uac(number, caller, target=engine.carrier, timeout_s=20)
+    assert result.final_status == 486, (engine.name, result.message_log[-1500:])  # busy: every destination
     return caller
 
 
@@ -179,7 +193,12 @@ async def test_missed_calls_reach_email_and_signed_webhooks_and_a_failing_one_is
     destination_carrier: SippUas,
     smtp: tuple[Mailbox, int],
     webhooks: Receivers,
+    settings: Settings,
+    stack: LocalStack,
 ) -> None:
+    """The first missed call comes through Asterisk, the second through FreeSWITCH."""
+    require_freeswitch(stack)
+    engines = (engine_of(settings, "asterisk"), engine_of(settings, "freeswitch"))
     box, smtp_port = smtp
     env = {
         "SOFTSWITCH_NOTIFY__SMTP_HOST": HOST,
@@ -191,10 +210,10 @@ async def test_missed_calls_reach_email_and_signed_webhooks_and_a_failing_one_is
         "SOFTSWITCH_NOTIFY__MAX_ATTEMPTS": "30",
     }
     with restarted(service, **env) as svc:
-        await asyncio.to_thread(_scenario, svc, box, webhooks)
+        await asyncio.to_thread(_scenario, svc, box, webhooks, engines)
 
 
-def _scenario(svc: ServiceProcess, box: Mailbox, hooks: Receivers) -> None:
+def _scenario(svc: ServiceProcess, box: Mailbox, hooks: Receivers, engines: tuple[Engine, Engine]) -> None:
     tenant, number_id, number = active_number(svc)
     changed(
         svc,
@@ -230,7 +249,7 @@ def _scenario(svc: ServiceProcess, box: Mailbox, hooks: Receivers) -> None:
     assert all("secret" not in e for e in listed)  # shown once, at creation
 
     # the first missed call
-    first_caller = missed_call(number)
+    first_caller = missed_call(number, engines[0])
     mail = wait_for("the e-mail", lambda: mail_for(box, first_caller), 10)[0]
     assert mail["Subject"] == f"【通知】未接来电：{first_caller} 呼叫 {number}"
     assert mail["To"] == "ops@example.com" and mail["From"] == "notices@softswitch.test"
@@ -268,7 +287,7 @@ def _scenario(svc: ServiceProcess, box: Mailbox, hooks: Receivers) -> None:
     # a slow endpoint from now on; the next notice still reaches the e-mail and the working
     # webhook at once, while the failing one still fails and the slow one holds its slot
     slow = add_endpoint(svc, tenant, admin, channel="webhook", address=hooks.url("/slow"), timeout_s=1)
-    second_caller = missed_call(number)
+    second_caller = missed_call(number, engines[1])
     called_at = time.monotonic()
     wait_for("the second e-mail", lambda: mail_for(box, second_caller), 10)
     second = wait_for("the second webhook", lambda: notice_of(hooks.of("/ok"), second_caller), 10)[0]
