@@ -8,6 +8,7 @@ router):
     DELETE /v1/tenants/{tenant_id}/notice-endpoints/{endpoint_id}   remove it (If-Match)
     POST   /v1/tenants/{tenant_id}/notice-endpoints/{endpoint_id}/rotate-secret   a new key, once
     GET    /v1/tenants/{tenant_id}/notice-deliveries                the log (state=, endpoint_id=, paged)
+    GET    /v1/notice-deliveries                                    every tenant's, newest first (operators)
     GET    /v1/tenants/{tenant_id}/notices/{notice_id}/deliveries   one notice's delivery state
     POST   /v1/tenants/{tenant_id}/notices/{notice_id}/deliveries/{delivery_id}/retry
 
@@ -158,6 +159,21 @@ def _mount_deliveries(router: APIRouter, CtxDep: Any) -> None:  # noqa: N803 - a
     ) -> Any:
         ctx.tenant_id = tenant_id
         items, next_after = await endpoints.list_deliveries(ctx, state, endpoint_id, limit, after)
+        return {"items": items, "next_after": next_after}
+
+    @router.get(
+        "/notice-deliveries",
+        response_model=DeliveryPage,
+        summary="Every tenant's delivery log, newest first (operators); next_after pages to older",
+    )
+    async def list_platform_notice_deliveries(
+        ctx: CtxDep,
+        state: Annotated[DeliveryState | None, Query()] = None,
+        tenant_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+        limit: Limit = 50,
+        after: After = None,
+    ) -> Any:
+        items, next_after = await endpoints.platform_deliveries(ctx, state, tenant_id, limit, after)
         return {"items": items, "next_after": next_after}
 
     @router.get(

@@ -10,7 +10,7 @@ same way).
                                      [--timeout ...] [--enabled/--disabled] [--description ...]
     softswitch notices endpoints remove ID --tenant N
     softswitch notices endpoints rotate-secret ID --tenant N
-    softswitch notices deliveries --tenant N [--notice ID] [--state dead] [--endpoint ID]
+    softswitch notices deliveries [--tenant N [--notice ID] [--endpoint ID]] [--state dead]
     softswitch notices retry DELIVERY --tenant N --notice ID
 
 A webhook's signing key is printed once, by `add` and `rotate-secret`."""
@@ -162,16 +162,27 @@ def endpoints_rotate(endpoint_id: EndpointArg, tenant: RequiredTenant, as_json: 
 
 @notices_app.command("deliveries")
 def deliveries(
-    tenant: RequiredTenant,
+    tenant: Annotated[
+        int | None, typer.Option("--tenant", min=1, help="The tenant's id (none: every tenant's).")
+    ] = None,
     notice: Annotated[int | None, typer.Option(min=1, help="Only this notice's deliveries.")] = None,
     state: Annotated[str | None, typer.Option(help="pending, delivered, failed or dead.")] = None,
     endpoint: Annotated[int | None, typer.Option(min=1, help="Only this endpoint's.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
     as_json: Json = False,
 ) -> None:
-    """The delivery log: each notice's state at each endpoint."""
+    """The delivery log: each notice's state at each endpoint; without --tenant every
+    tenant's, newest first."""
     if state is not None and state not in ("pending", "delivered", "failed", "dead"):
         _fail(f"not a delivery state: {state!r}", "state", code=2)
+    if tenant is None:
+        if notice is not None or endpoint is not None:
+            _fail("--notice and --endpoint need --tenant", "tenant", code=2)
+        items, nxt = run(lambda ctx: endpoints.platform_deliveries(ctx, state, None, limit, None))
+        show(items, as_json, ("tenant_id", *DELIVERY_COLUMNS))
+        if nxt is not None and not as_json:
+            typer.echo(f"(the newest {limit} shown)", err=True)
+        return
     if notice is not None:
         show(
             run(lambda ctx: endpoints.notice_deliveries(ctx, notice), tenant).items, as_json, DELIVERY_COLUMNS

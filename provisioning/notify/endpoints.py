@@ -18,6 +18,7 @@ from provisioning.engine import (
     NO_VALUE,
     Conflict,
     Ctx,
+    Forbidden,
     Invalid,
     NotFound,
     PreconditionFailed,
@@ -37,7 +38,7 @@ from provisioning.notify.schemas import (
     NoticeDeliveries,
     check_address,
 )
-from provisioning.roles import TENANT_WRITERS
+from provisioning.roles import OPERATORS, TENANT_WRITERS
 from softswitch.notify.retry import ENDPOINT_DISABLED
 from softswitch.notify.signing import new_secret
 from softswitch.notify.store import CHANNEL
@@ -241,6 +242,25 @@ async def list_deliveries(
         ctx.tenant_id,
         state,
         endpoint_id,
+        after,
+        limit + 1,
+    )
+    items = [DeliveryRead.model_validate(dict(r)) for r in rows[:limit]]
+    return items, (items[-1].id if len(rows) > limit else None)
+
+
+async def platform_deliveries(
+    ctx: Ctx, state: str | None, tenant_id: int | None, limit: int, after: int | None
+) -> tuple[list[DeliveryRead], int | None]:
+    """Every tenant's delivery log (operators: e.g. the dead ones, to call the tenants
+    whose systems stopped taking notices), newest first; `after` pages to older ones."""
+    if not ctx.actor.may(OPERATORS):
+        raise Forbidden("only operators read every tenant's deliveries")
+    rows = await ctx.conn.fetch(
+        _DELIVERY + " WHERE ($1::text IS NULL OR d.state = $1) AND ($2::bigint IS NULL OR d.tenant_id = $2) "
+        "AND ($3::bigint IS NULL OR d.id < $3) ORDER BY d.id DESC LIMIT $4",
+        state,
+        tenant_id,
         after,
         limit + 1,
     )

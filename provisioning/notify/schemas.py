@@ -149,6 +149,7 @@ class EndpointPage(BaseModel):
 class DeliveryRead(_Out):
     id: int
     notice_id: int
+    tenant_id: int
     endpoint_id: int
     channel: Channel
     address: str

@@ -97,6 +97,11 @@ async def test_disabling_gives_up_the_open_deliveries_and_a_dead_one_is_sent_aga
         (dead,) = (await endpoints.notice_deliveries(c, n)).items
         assert (dead.state, dead.last_reason) == ("dead", "ENDPOINT_DISABLED")
         assert [d.id for d in (await endpoints.list_deliveries(c, "dead", made.id, 10, None))[0]] == [dead.id]
+        operator = ctx(conn, tenant, Role.OPERATOR_STAFF, of=0)
+        every, _ = await endpoints.platform_deliveries(operator, "dead", tenant, 10, None)
+        assert [(d.id, d.tenant_id) for d in every] == [(dead.id, tenant)]
+        with pytest.raises(Forbidden):
+            await endpoints.platform_deliveries(c, "dead", None, 10, None)
         await notice(conn, tenant)  # a disabled endpoint gets no new notices
         assert [d.id for d in (await endpoints.list_deliveries(c, None, made.id, 10, None))[0]] == [dead.id]
         with pytest.raises(Conflict):  # not while it is disabled

@@ -345,6 +345,10 @@ def _scenario(svc: ServiceProcess, box: Mailbox, hooks: Receivers, engines: tupl
         svc.request("GET", f"{base}/notice-deliveries?state=dead&endpoint_id={slow['id']}", headers=admin)
     )
     assert [(d["notice_id"], d["last_reason"]) for d in dead["items"]] == [(notice_b, "ENDPOINT_DISABLED")]
+    # the operator's view of every tenant's log; not a tenant's
+    platform = api_ok(svc.request("GET", f"/v1/notice-deliveries?state=dead&tenant_id={tenant}"))
+    assert [d["id"] for d in platform["items"]] == [d["id"] for d in dead["items"]]
+    assert svc.request("GET", "/v1/notice-deliveries", headers=admin).status_code == 403
     assert svc.metric("softswitch_notice_deliveries_total", channel="email", outcome="delivered") >= 2
     assert svc.metric("softswitch_notice_deliveries_total", channel="webhook", outcome="failed") >= 2
 

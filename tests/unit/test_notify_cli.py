@@ -86,6 +86,8 @@ def test_endpoints_and_the_delivery_log_from_the_shell(cli: Any) -> None:
     assert off["enabled"] is False and off["version"] == 2
     dead = out(cli("notices", "deliveries", "--tenant", tenant, "--state", "dead", "--json"))
     assert [(d["endpoint_id"], d["last_reason"]) for d in dead] == [(hook["id"], "ENDPOINT_DISABLED")]
+    newest = out(cli("notices", "deliveries", "--state", "dead", "--json"))  # every tenant's
+    assert dead[0]["id"] in [d["id"] for d in newest] and {d["state"] for d in newest} == {"dead"}
     refused = cli("notices", "retry", dead[0]["id"], "--tenant", tenant, "--notice", n, code=1)
     assert "disabled or removed" in refused.stderr
     cli("notices", "endpoints", "set", hook["id"], "--tenant", tenant, "--enabled")
@@ -123,3 +125,4 @@ def test_bad_input_names_the_field(cli: Any) -> None:
     assert "not found (id)" in missing.stderr
     state = cli("notices", "deliveries", "--tenant", tenant, "--state", "lost", code=2)
     assert "(state)" in state.stderr
+    assert "(tenant)" in cli("notices", "deliveries", "--notice", 1, code=2).stderr
