@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 VENV := .venv/bin
 
-.PHONY: run test stop status bench bench-freeswitch bench-all lint bootstrap
+.PHONY: run test stop status bench bench-report bench-freeswitch bench-all lint bootstrap
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -25,9 +25,18 @@ stop:
 status:
 	$(VENV)/python -m scripts.devstack stack status
 
+# The hot path's benchmarks (issue 14), each writing bench/results/*.json, then one table
+# of figure / goal / measured / pass (bench/report.py; `make bench-report` prints it alone).
 bench: bootstrap
 	$(VENV)/python -m scripts.devstack stack up
 	$(VENV)/python bench/call_path.py
+	$(VENV)/python bench/agi_direct.py
+	$(VENV)/python bench/reservations.py
+	$(VENV)/python bench/snapshot_memory.py
+	$(VENV)/python bench/report.py
+
+bench-report:
+	$(VENV)/python bench/report.py
 
 # The same comparison through FreeSWITCH (static dialplan vs the outbound Event Socket) at
 # 25, 50 and 100 cps, in about 2 min: bench/results/freeswitch_path.json.
