@@ -88,7 +88,10 @@ def _when(value: Any, tz: ZoneInfo) -> str:
             return str(value)
     if at.tzinfo is None:
         return at.strftime("%Y-%m-%d %H:%M")
-    return f"{at.astimezone(tz):%Y-%m-%d %H:%M} ({tz.key})"
+    try:
+        return f"{at.astimezone(tz):%Y-%m-%d %H:%M} ({tz.key})"
+    except OverflowError:  # an instant at the calendar's edge: as written
+        return str(value)
 
 
 def _day(value: Any) -> str:
@@ -106,7 +109,7 @@ def _list(value: Any, lang: str) -> str:
 def _minutes(seconds: Any) -> str:
     try:
         return str(int(seconds) // 60)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         return str(seconds)
 
 

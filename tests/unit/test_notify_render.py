@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from softswitch.notify.render import KINDS, Notice, render_email
@@ -144,6 +144,11 @@ def test_every_kind_has_both_languages_and_an_unknown_kind_still_renders() -> No
     assert 'caller: "13912345678"' in other.body and "duration_s: 12" in other.body
 
 
+def test_instants_at_the_calendars_edge_are_shown_as_written() -> None:
+    en = render_email(notice("missed_call", {**MISSED, "at": "0001-01-01T00:00:00+05:00"}), "en")
+    assert "At 0001-01-01T00:00:00+05:00," in en.body
+
+
 def test_a_subject_stays_one_line_whatever_the_payload_holds() -> None:
     evil = render_email(notice("missed_call", {**MISSED, "called": "4008001234\r\nBcc: x@y"}), "en")
     assert "\n" not in evil.subject and "\r" not in evil.subject
@@ -182,6 +187,7 @@ FIELDS = st.sampled_from(
 )
 
 
+@settings(max_examples=300, deadline=None)  # a loaded machine: no per-example deadline
 @given(
     st.sampled_from([*KINDS, "something_new"]),
     st.dictionaries(FIELDS, JSON, max_size=8),

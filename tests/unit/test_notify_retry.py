@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from softswitch.notify import retry
@@ -25,6 +25,7 @@ def test_the_wait_doubles_per_failure_up_to_the_cap(failures: int, low: float, h
     assert POLICY.delay_s(failures, 0.999999) == pytest.approx(high, rel=1e-5)
 
 
+@settings(deadline=None)
 @given(st.integers(min_value=1, max_value=10_000), st.floats(min_value=0, max_value=1, exclude_max=True))
 def test_the_wait_is_always_within_half_the_step_and_the_step(failures: int, draw: float) -> None:
     step = min(60.0, 10.0 * 2.0 ** min(failures - 1, 62))
