@@ -311,6 +311,12 @@ class SnapshotDraft:
             keys.append(key)
         return number_record(n, keys[0], keys[1])
 
+    @staticmethod
+    def records_of(numbers: Iterable[UnifiedNumber]) -> tuple[list[NumberRecord], dict[Hashable, Any]]:
+        """Numbers as records, and the policies they name (what replace_tenant takes)."""
+        policies: dict[Hashable, Any] = {}
+        return [SnapshotDraft._record_of(n, policies) for n in numbers], policies
+
     def put_number(self, number: UnifiedNumber) -> None:
         _records, policies = self._numbers()
         self.put_record(self._record_of(number, policies), {})

@@ -571,6 +571,8 @@ class SnapshotStore:
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._listen_conn: asyncpg.Connection | None = None
+        self.full_reloads = 0  # how the current version came about (tests, benchmarks)
+        self.patches = 0
 
     async def reload(self) -> None:
         """A full rebuild (the loop given back every few milliseconds)."""
@@ -578,6 +580,7 @@ class SnapshotStore:
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
             snap = await load_snapshot(conn, self._generation, self._clock, LoopSlice(), self.current)
         self._publish(snap)
+        self.full_reloads += 1
 
     async def apply(self, changes: Changes) -> None:
         """An incremental reload: only what `changes` names is read again."""
@@ -590,6 +593,7 @@ class SnapshotStore:
                 conn, self.current, changes, self._generation, self._clock, LoopSlice()
             )
         self._publish(snap)
+        self.patches += 1
 
     def _publish(self, snap: ConfigSnapshot) -> None:
         self.current = snap
