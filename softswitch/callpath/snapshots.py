@@ -124,15 +124,20 @@ async def load_snapshot(
     )
     held = previous.number_table if previous is not None else None
     records = await _load_numbers(conn, tenants, _zones(tenants), policies, "TRUE", (), pause)
-    for i, record in enumerate(records):
+    records.reverse()
+    i = 0
+    while records:
+        record = records.pop()  # freed here, a few at a time, not all at once with the list
+        i += 1
         if held is not None:
-            # the previous version's equal record: the new one is freed now, a little at a
-            # time, instead of the whole previous table at once when it is dropped
+            # the previous version's equal record: the new one is freed now too, and the
+            # previous table, when dropped, frees next to nothing
             old = held.record(record[1])
             if old == record:
                 record = old
         draft.put_record(record, policies.parsed)
-        if i & 255 == 255:
+        del record
+        if i & 255 == 0:
             await pause()
     for i, t in enumerate(tenants.values()):
         draft.put_tenant(t)
