@@ -1,6 +1,7 @@
 """What a tenant reads about its money and calls: the statement of a period (ledger entries
-with opening and closing balance and sums by kind), the recharge records, daily and
-monthly call reports, and the calls live now.
+with opening and closing balance and sums by kind; a call's entry names the part of the
+call the enterprise paid: the whole call or, with split billing, the forwarded leg), the
+recharge records, daily and monthly call reports, and the calls live now.
 
 Periods are whole days in the TENANT'S time zone (tenants.timezone): ``from`` and ``to``
 are dates, both included, and PostgreSQL turns them into instants with ``AT TIME ZONE``
@@ -29,6 +30,7 @@ from provisioning.cards import mask_card
 from provisioning.catalog import CALLS
 from provisioning.engine import Ctx, Invalid, NotFound, authorize, present
 from provisioning.schemas import (
+    CallCharge,
     CallRead,
     KindTotal,
     LedgerRead,
@@ -123,9 +125,15 @@ async def statement(ctx: Ctx, from_date: date, to_date: date, limit: int, after:
             start,
             stop,
         )
+        # A call entry is keyed by its call (settle_reservations): the record says which
+        # part of the call the enterprise paid (split billing) and the caller's talk.
         rows = await conn.fetch(
-            "SELECT * FROM ledger_entries WHERE tenant_id = $1 AND created_at >= $2 AND created_at < $3 "
-            "AND id > $4 ORDER BY id LIMIT $5",
+            "SELECT l.*, c.billed_leg, c.billsec, c.minutes, c.answered_at AS call_answered_at, "
+            "c.ended_at AS call_ended_at, c.id IS NOT NULL AS has_call FROM ledger_entries l "
+            "LEFT JOIN calls c ON l.kind = 'call' AND c.linkedid = l.idempotency_key "
+            "AND c.tenant_id = l.tenant_id "
+            "WHERE l.tenant_id = $1 AND l.created_at >= $2 AND l.created_at < $3 "
+            "AND l.id > $4 ORDER BY l.id LIMIT $5",
             tid,
             start,
             stop,
@@ -135,6 +143,18 @@ async def statement(ctx: Ctx, from_date: date, to_date: date, limit: int, after:
     more = len(rows) > limit
     rows = rows[:limit]
     by_kind = [KindTotal(kind=k["kind"], count=k["count"], total=k["total"]) for k in kinds]
+    entries = []
+    for r in rows:
+        entry = LedgerRead.model_validate(dict(r))
+        if r["has_call"]:
+            answered, ended = r["call_answered_at"], r["call_ended_at"]
+            talk = (
+                None if answered is None or ended is None else max(int((ended - answered).total_seconds()), 0)
+            )
+            entry.call = CallCharge(
+                billed_leg=r["billed_leg"], billsec=r["billsec"], talk_s=talk, minutes=r["minutes"]
+            )
+        entries.append(entry)
     return StatementRead(
         tenant_id=tid,
         timezone=tz,
@@ -147,7 +167,7 @@ async def statement(ctx: Ctx, from_date: date, to_date: date, limit: int, after:
         credits=sum((k.total for k in by_kind if k.total > 0), ZERO),
         debits=sum((k.total for k in by_kind if k.total < 0), ZERO),
         by_kind=by_kind,
-        entries=[LedgerRead.model_validate(dict(r)) for r in rows],
+        entries=entries,
         next_after=rows[-1]["id"] if more and rows else None,
     )
 

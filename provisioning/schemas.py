@@ -11,7 +11,15 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    computed_field,
+    field_validator,
+    model_validator,
+)
 
 from dialplan.time_policy import DEFAULT_TIMEZONE
 
@@ -728,6 +736,23 @@ class RechargeCreate(_In):
     reference: str = Field("", max_length=200)
 
 
+_BILLED_LEG = (
+    "which part of the call the enterprise is charged for: 'call', the whole call from its "
+    "answer; 'forwarded' (split billing, 400/4008 numbers of a split-billing package), the "
+    "forwarded leg from a bound destination's answer, the caller paying their own local "
+    "access; null until settled"
+)
+
+
+class CallCharge(BaseModel):
+    """A call entry's call on the statement: the enterprise's part of it."""
+
+    billed_leg: Literal["call", "forwarded"] | None = Field(description=_BILLED_LEG)
+    billsec: int | None = Field(description="seconds the enterprise is charged for")
+    talk_s: int | None = Field(description="the caller's talk: answer to end")
+    minutes: int | None = Field(description="billsec as started minutes")
+
+
 class LedgerRead(_Out):
     id: int
     tenant_id: int
@@ -737,6 +762,9 @@ class LedgerRead(_Out):
     reference: str
     idempotency_key: str | None
     created_at: datetime
+    call: CallCharge | None = Field(
+        None, description="for a call entry on the statement: the call's charged part"
+    )
 
 
 class CallRead(_Out):
@@ -759,13 +787,28 @@ class CallRead(_Out):
         "'weekly+region' ...), or what closed the call ('holiday: 2026-10-01 国庆节', "
         "'after hours: mon 09:00-18:00')"
     )
-    billsec: int | None = Field(description="seconds of talk charged for (set at settlement)")
+    forwarded_answered_at: datetime | None = Field(
+        None, description="when a bound destination answered: the forwarded leg's start"
+    )
+    billed_leg: Literal["call", "forwarded"] | None = Field(None, description=_BILLED_LEG)
+    billsec: int | None = Field(
+        description="seconds of talk the enterprise is charged for (set at settlement): the "
+        "forwarded leg's with billed_leg 'forwarded', else the whole call's"
+    )
     billable_s: int | None = Field(description="billsec rounded up to the tariff's increments")
+    minutes: int | None = Field(None, description="billable_s as started minutes")
     included_used_s: int | None = Field(
         description="of those, seconds taken from the package's included minutes"
     )
     amount: Decimal | None = Field(description="the call's charge (CNY), rounded once; null until settled")
     settled_at: datetime | None
+
+    @computed_field(description="the caller's talk: answer to end, whole seconds; null until ended")  # type: ignore[prop-decorator]
+    @property
+    def talk_s(self) -> int | None:
+        if self.answered_at is None or self.ended_at is None:
+            return None
+        return max(int((self.ended_at - self.answered_at).total_seconds()), 0)
 
 
 class NoticeRead(_Out):

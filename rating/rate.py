@@ -1,9 +1,11 @@
 """Rating one call: the bundle first, then overage at the tariff's rate, rounded once.
 
-Split billing (400/4008 numbers, ``packages.split_billing``): the caller pays their own
-local access to the network; the enterprise pays only the forwarded leg — from the
-platform to the bound destination. Rate that leg: call ``rate_call`` with the forwarded
-(called) leg's billsec. There is no other split-billing arithmetic here.
+Which seconds are rated is decided before: with split billing (400/4008 numbers of a
+split-billing package, ``packages.split_billing``) the caller pays their own local access
+and the enterprise only the forwarded leg, from a bound destination's answer to the end;
+otherwise the whole call from its answer (``rating.split.billed_seconds``). Either way
+those seconds go through ``rate_call`` at the package's tariff: there is no other
+split-billing arithmetic.
 """
 
 from __future__ import annotations

@@ -8,7 +8,10 @@ and the call registry.
   renewal extends it (CallControl.extend_hard_stop), so a lost control plane costs at
   most one slice.
 - when no further slice can be reserved the caller hears a warning before the stop.
-- at hang-up the call is settled once (or the reservation released if never answered).
+- at hang-up the call is settled once (or the reservation released if never answered),
+  for the seconds the enterprise pays: with split billing (a 400/4008 number of a
+  split-billing package, rating/split.py) the forwarded leg's, from a bound destination's
+  answer; otherwise the whole call's, from its answer.
 - reconcile: reservations whose call no longer exists on the switch (a crash, a lost
   Hangup event) are settled from Asterisk's own CDR, or released; softswitch.callpath.audit
   calls it with the switch's live calls every ``reconcile_interval_s``.
@@ -41,6 +44,14 @@ from provisioning.ledger import (
     settle_reservation,
     spend_cap_reached,
 )
+from rating.split import (
+    BilledLeg,
+    CallTimes,
+    billed_seconds,
+    billed_seconds_from_cdr,
+    forwarded_seconds,
+    talk_seconds,
+)
 from softswitch.callpath.control import CallControl, ControlError
 from softswitch.callpath.money_batch import MoneyBatches
 from softswitch.callpath.outbound_gate import OutboundAttempt, gated_reservation
@@ -65,6 +76,7 @@ class TrackedCall:
     warned: bool = False
     renewing: bool = False
     extended_at: datetime | None = field(default=None)
+    inbound: bool = False  # a call to a unified number (split billing may apply)
 
 
 class CallMoney:
@@ -125,7 +137,7 @@ class CallMoney:
             self._metrics.reservations.labels("unavailable").inc()
             return Refusal.UNAVAILABLE
         if isinstance(result, Grant):
-            self._tracked[call_id] = TrackedCall(call_id, tenant_id, result.seconds)
+            self._tracked[call_id] = TrackedCall(call_id, tenant_id, result.seconds, inbound=outbound is None)
             self._metrics.reservations.labels("granted").inc()
         elif isinstance(result, Refusal):
             self._metrics.reservations.labels(result.value.lower()).inc()
@@ -240,22 +252,28 @@ class CallMoney:
 
     async def _close(self, call: LiveCall, t: TrackedCall) -> None:
         now = self._clock.now()
-        cdr_billsec = None
+        cdr = None
         if not call.times_exact:
             # An end inferred from the engine's channel list is only as precise as that
             # check: the engine's own record of the call, when it has one, says better.
             async with self._pool.acquire() as conn:
-                cdr_billsec = await _cdr_billsec(conn, call.linkedid)
-        if cdr_billsec is None and (call.answered_at is None or call.ended_at is None):
+                cdr = await _engine_cdr(conn, call.linkedid)
+        if cdr is None and (call.answered_at is None or call.ended_at is None):
             async with self._pool.acquire() as conn:
                 await release_reservation(conn, call.linkedid, now, "not answered")
             self._metrics.reservations.labels("released").inc()
             return
-        if cdr_billsec is not None:
-            billsec = cdr_billsec
+        times = CallTimes(call.answered_at, call.callee_answered_at, call.ended_at)
+        leg = BilledLeg.CALL
+        # Which leg is billed matters only when the platform answered the caller before a
+        # destination did (a greeting, a menu, a PIN): ask then, not on every hang-up.
+        if t.inbound and (cdr is not None or forwarded_seconds(times) != talk_seconds(times)):
+            async with self._pool.acquire() as conn:
+                leg, _ = await _record_leg(conn, call.linkedid, now)
+        if cdr is not None:
+            billsec = cdr.billed(leg, call.callee_answered_at)
         else:
-            assert call.answered_at is not None and call.ended_at is not None
-            billsec = int((call.ended_at - call.answered_at).total_seconds())
+            billsec = billed_seconds(times, leg)
         if t.cut:
             reason = Reason.SPEND_CAP.code
         elif t.final and billsec >= t.granted_s - 2:
@@ -310,11 +328,16 @@ class CallMoney:
                 )
                 if ended_lately and call is not None and call.times_exact:
                     continue  # its hang-up is being settled (on_call_end)
-                billsec = await _cdr_billsec(conn, call_id)
+                cdr = await _engine_cdr(conn, call_id)
+                leg, forwarded_at = await _record_leg(conn, call_id, now)
+                if call is not None and call.callee_answered_at is not None:
+                    forwarded_at = call.callee_answered_at
+                billsec = None if cdr is None else cdr.billed(leg, forwarded_at)
                 if billsec is None and call is not None and call.answered_at is not None:
                     if ended_lately:
                         continue  # answered: its CDR is on its way; never release it for free
-                    billsec = int(((call.ended_at or now) - call.answered_at).total_seconds())
+                    times = CallTimes(call.answered_at, forwarded_at, call.ended_at or now)
+                    billsec = billed_seconds(times, leg)
                 if billsec is not None:
                     if await settle_reservation(conn, call_id, billsec, now, "reconciled from CDR"):
                         settled += 1
@@ -328,10 +351,47 @@ class CallMoney:
         return settled, released
 
 
-async def _cdr_billsec(conn: asyncpg.Connection, linkedid: str) -> int | None:
-    """The talk time of a call by the engine's own records (its longest answered leg), if
-    any: engine_cdr holds both engines' (Asterisk's cdr, FreeSWITCH's freeswitch_cdr)."""
-    billsec: int | None = await conn.fetchval(
-        "SELECT max(billsec) FROM engine_cdr WHERE linkedid = $1 AND disposition = 'ANSWERED'", linkedid
+@dataclass(frozen=True, slots=True)
+class _EngineCdr:
+    """A call by the engine's own records (engine_cdr_legs: both engines')."""
+
+    whole_s: int  # its longest answered leg's billsec
+    forwarded_s: int | None  # the destination leg's, where the engine records it by itself
+    ended_at: datetime | None
+
+    def billed(self, leg: BilledLeg, forwarded_answered_at: datetime | None) -> int:
+        return billed_seconds_from_cdr(
+            leg, self.whole_s, self.forwarded_s, self.ended_at, forwarded_answered_at
+        )
+
+
+async def _engine_cdr(conn: asyncpg.Connection, linkedid: str) -> _EngineCdr | None:
+    """The call's talk time by the engine's own records, if it was answered there."""
+    row = await conn.fetchrow(
+        "SELECT max(billsec) FILTER (WHERE disposition = 'ANSWERED') AS whole_s, "
+        "CASE WHEN bool_or(legs_recorded) THEN "
+        "coalesce(max(billsec) FILTER (WHERE disposition = 'ANSWERED' AND forwarded), 0) END "
+        "AS forwarded_s, max(\"end\") FILTER (WHERE disposition = 'ANSWERED') AS ended_at "
+        "FROM engine_cdr_legs WHERE linkedid = $1",
+        linkedid,
     )
-    return billsec
+    if row is None or row["whole_s"] is None:
+        return None
+    return _EngineCdr(row["whole_s"], row["forwarded_s"], row["ended_at"])
+
+
+async def _record_leg(
+    conn: asyncpg.Connection, linkedid: str, now: datetime
+) -> tuple[BilledLeg, datetime | None]:
+    """Split billing or not, by the rule the settlement's transaction writes on the record
+    (migration 0026's call_billed_leg, at the settlement's time ``now``), and when the
+    platform saw a destination answer; a call without a record is charged whole."""
+    row = await conn.fetchrow(
+        "SELECT call_billed_leg(tenant_id, direction, number_id, $2) AS leg, forwarded_answered_at "
+        "FROM calls WHERE linkedid = $1",
+        linkedid,
+        now,
+    )
+    if row is None:
+        return BilledLeg.CALL, None
+    return BilledLeg(row["leg"]), row["forwarded_answered_at"]

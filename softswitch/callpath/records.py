@@ -4,6 +4,7 @@ decision and returns to Asterisk at once; this writer batches rows into PostgreS
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,11 +45,19 @@ class EndRecord:
     ended_at: datetime
     hangup_cause: int | None
     alerted_at: datetime | None = None
+    forwarded_answered_at: datetime | None = None  # a bound destination answered (split billing)
 
     @staticmethod
     def of(call: LiveCall) -> EndRecord:
         assert call.ended_at is not None
-        return EndRecord(call.linkedid, call.answered_at, call.ended_at, call.hangup_cause, call.alerted_at)
+        return EndRecord(
+            call.linkedid,
+            call.answered_at,
+            call.ended_at,
+            call.hangup_cause,
+            call.alerted_at,
+            call.callee_answered_at,
+        )
 
 
 _INSERT = """
@@ -79,9 +88,10 @@ ON CONFLICT (kind, dedupe_key) DO NOTHING
 # for the compliance monitors (softswitch.callpath.compliance_watch).
 _END = """
 UPDATE calls SET answered_at = e.answered_at, ended_at = e.ended_at, hangup_cause = e.hangup_cause,
-                 alerted_at = e.alerted_at
-FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::int[], $5::timestamptz[])
-     AS e (linkedid, answered_at, ended_at, hangup_cause, alerted_at)
+                 alerted_at = e.alerted_at, forwarded_answered_at = e.forwarded_answered_at
+FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::int[], $5::timestamptz[],
+            $6::timestamptz[])
+     AS e (linkedid, answered_at, ended_at, hangup_cause, alerted_at, forwarded_answered_at)
 WHERE calls.linkedid = e.linkedid AND calls.ended_at IS NULL
 RETURNING calls.tenant_id, calls.direction
 """
@@ -102,10 +112,19 @@ def _transient(exc: BaseException) -> bool:
 
 
 class CallRecordWriter:
-    def __init__(self, pool: asyncpg.Pool, metrics: Metrics, batch: int = 500) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, metrics: Metrics, batch: int = 500, linger_s: float = 0.01
+    ) -> None:
+        """``linger_s``: after the first record of a batch, how long to let more arrive —
+        at a few hundred calls a second one transaction then carries several calls' records
+        instead of one (the records are not on any call's decision path)."""
         self._pool = pool
         self._metrics = metrics
         self._batch = batch
+        self._linger = linger_s
+        # The writer's own connection, kept between batches (a pooled one would cost the
+        # pool's reset query on every release); dropped when a batch fails.
+        self._conn: asyncpg.Connection | None = None
         self._queue: asyncio.Queue[DecisionRecord | EndRecord] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._outbound_ended: list[Callable[[set[int]], None]] = []
@@ -132,10 +151,19 @@ class CallRecordWriter:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        await self._drop_connection()
+
+    async def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await self._pool.release(conn)
 
     async def _run(self) -> None:
         while True:
             items = [await self._queue.get()]
+            if self._linger > 0 and self._queue.qsize() < self._batch:
+                await asyncio.sleep(self._linger)
             while len(items) < self._batch and not self._queue.empty():
                 items.append(self._queue.get_nowait())
             try:
@@ -161,6 +189,7 @@ class CallRecordWriter:
                 await self._write(items)
                 return
             except Exception as exc:
+                await self._drop_connection()  # perhaps broken: the next attempt takes another
                 if not _transient(exc):
                     raise
                 self._metrics.call_record_errors.inc()
@@ -195,7 +224,10 @@ class CallRecordWriter:
         ]
         ends = [e for e in items if isinstance(e, EndRecord)]
         tenants: set[int] = set()
-        async with self._pool.acquire() as conn, conn.transaction():
+        if self._conn is None:
+            self._conn = await self._pool.acquire()
+        conn = self._conn
+        async with conn.transaction():
             if decisions:
                 await conn.executemany(_INSERT, decisions)
             if ends:
@@ -206,6 +238,7 @@ class CallRecordWriter:
                     [e.ended_at for e in ends],
                     [e.hangup_cause for e in ends],
                     [e.alerted_at for e in ends],
+                    [e.forwarded_answered_at for e in ends],
                 )
                 await conn.executemany(_MISSED, [(e.linkedid, e.ended_at) for e in ends])
                 tenants = {r["tenant_id"] for r in ended if r["direction"] == "outbound" and r["tenant_id"]}

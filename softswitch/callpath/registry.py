@@ -49,6 +49,9 @@ class LiveCall:
     caller_channel: str = ""  # the first channel's name (e.g. PJSIP/carrier-in-00000001)
     alerted_at: datetime | None = None  # another channel first rang or answered (for PDD)
     callee_channel: str = ""  # the channel that answered the Dial
+    # A channel other than the caller's first answered: a bound destination (the forwarded
+    # leg's answer, what split billing charges from; rating.split).
+    callee_answered_at: datetime | None = None
     # False when the end was inferred (the engine no longer lists the call's channels)
     # rather than seen in Hangup events: its times are then only as good as the check.
     end_observed: bool = True
@@ -181,12 +184,15 @@ class CallRegistry:
         call = self._call_of(uniqueid)
         if call is None:
             return
+        now = self._clock.now()
         if call.alerted_at is None and uniqueid != call.linkedid:
-            call.alerted_at = self._clock.now()
+            call.alerted_at = now
+        if up and call.callee_answered_at is None and uniqueid != call.linkedid:
+            call.callee_answered_at = now  # the same instant as answered_at if it is the first
         if up and call.billed_from_callee and uniqueid == call.linkedid:
-            call.lifecycle.append((self._clock.now(), "agent_answered"))
+            call.lifecycle.append((now, "agent_answered"))
         elif up and call.answered_at is None:
-            call.answered_at = self._clock.now()
+            call.answered_at = now
             call.lifecycle.append((call.answered_at, "answered"))
 
     def channel_bridged(self, uniqueid: str, channels_in_bridge: int) -> None:
@@ -276,3 +282,5 @@ class CallRegistry:
             call.lifecycle.append((call.answered_at, "answered"))
         if live.uniqueid != call.linkedid and live.up and not call.callee_channel:
             call.callee_channel = live.channel
+        if live.uniqueid != call.linkedid and live.up and call.callee_answered_at is None:
+            call.callee_answered_at = self._clock.now()
