@@ -45,6 +45,14 @@ CPU_GOAL_MS = {"control_plane": 0.5, "static_dialplan": 0.1}
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
+def _seconds(field: str) -> float:
+    """SIPp's ElapsedTime(C) is HH:MM:SS:micro (or HH:MM:SS)."""
+    parts = field.split(":")
+    h, m, s = int(parts[0]), int(parts[1]), int(parts[2])
+    frac = int(parts[3]) / 10 ** len(parts[3]) if len(parts) > 3 else 0.0
+    return h * 3600 + m * 60 + s + frac
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process (all its threads), in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

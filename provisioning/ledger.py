@@ -285,8 +285,9 @@ async def open_reservations(
     """Open the first slices of several calls in one statement and one commit (migration
     0025: each in turn on the locked account rows, exactly as if they came one by one), in
     the order given. A batch of one takes the single-call statement (_OPEN), whose plan
-    costs a third less than the batch function's; the db tests hold the two equal. A reservation already there for a call is ALREADY_OPEN; a concurrent
-    insert of the same call (another tenant's account, another instance) fails the batch
+    costs a third less than the batch function's; the db tests hold the two equal. A
+    reservation already there for a call is ALREADY_OPEN; a concurrent insert of the same
+    call (another tenant's account, another instance) fails the batch
     (asyncpg.UniqueViolationError) and changes nothing."""
     if not requests:
         return []

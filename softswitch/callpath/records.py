@@ -122,8 +122,9 @@ class CallRecordWriter:
         self._metrics = metrics
         self._batch = batch
         self._linger = linger_s
-        # The writer's own connection, kept between batches (a pooled one would cost the
-        # pool's reset query on every release); dropped when a batch fails.
+        # The writer's connection, kept from batch to batch while records keep coming (a
+        # release costs the pool's reset query); given back when the queue runs empty or a
+        # batch fails.
         self._conn: asyncpg.Connection | None = None
         self._queue: asyncio.Queue[DecisionRecord | EndRecord] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -174,6 +175,8 @@ class CallRecordWriter:
                 self._metrics.call_record_errors.inc()
                 log.error("call record batch of %d failed: %s", len(items), exc)
             finally:
+                if self._queue.empty():
+                    await self._drop_connection()  # idle: back to the pool until the next record
                 for _ in items:
                     self._queue.task_done()
 
