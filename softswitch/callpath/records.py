@@ -202,7 +202,18 @@ class CallRecordWriter:
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_delay)
 
+    async def write(self, items: list[DecisionRecord | EndRecord]) -> None:
+        """One batch now, outside the queue (tools, tests), on a pooled connection that is
+        given back at once."""
+        async with self._pool.acquire() as conn:
+            await self._write_on(conn, items)
+
     async def _write(self, items: list[DecisionRecord | EndRecord]) -> None:
+        if self._conn is None:
+            self._conn = await self._pool.acquire()
+        await self._write_on(self._conn, items)
+
+    async def _write_on(self, conn: asyncpg.Connection, items: list[DecisionRecord | EndRecord]) -> None:
         decisions = [
             (
                 d.linkedid,
@@ -227,9 +238,6 @@ class CallRecordWriter:
         ]
         ends = [e for e in items if isinstance(e, EndRecord)]
         tenants: set[int] = set()
-        if self._conn is None:
-            self._conn = await self._pool.acquire()
-        conn = self._conn
         async with conn.transaction():
             if decisions:
                 await conn.executemany(_INSERT, decisions)

@@ -197,11 +197,11 @@ async def test_aggregates_equal_a_count_over_calls(pool: asyncpg.Pool, seed: int
             decisions.append(world.decision(t, number, _times(rng)))
         # decisions first (as the AGI handler enqueues them), then ends in another order,
         # in batches of the writer's size, some calls never end
-        await world.writer._write(list(decisions))
+        await world.writer.write(list(decisions))
         ends = [world.end(d) for d in decisions if rng.random() < 0.9]
         rng.shuffle(ends)
         for i in range(0, len(ends), 17):
-            await world.writer._write(list(ends[i : i + 17]))
+            await world.writer.write(list(ends[i : i + 17]))
         return decisions
 
     await batch(150)
@@ -325,11 +325,11 @@ async def test_a_call_at_2330_utc_is_the_next_local_day_in_shanghai(pool: asyncp
         number = await _number(conn, t)
     late = datetime(2026, 5, 31, 23, 30, tzinfo=UTC)  # 2026-06-01 07:30 in Shanghai
     d = world.decision(t, number, late, caller="13800138000", action="dial", direction="inbound")
-    await world.writer._write([d])
+    await world.writer.write([d])
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM call_analysis_calls WHERE tenant_id = $1", t) == 0
     # ends the next day (after the period's boundary): still counted on its start's day
-    await world.writer._write(
+    await world.writer.write(
         [EndRecord(d.linkedid, late + timedelta(seconds=5), late + timedelta(hours=1), 16)]
     )
     async with pool.acquire() as conn:

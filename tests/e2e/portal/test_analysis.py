@@ -62,8 +62,8 @@ async def _write(
             decisions.append(d)
             up = start + timedelta(seconds=4) if answered else None
             ends.append(EndRecord(d.linkedid, up, start + timedelta(seconds=64), 16))
-        await writer._write(list(decisions))
-        await writer._write(list(ends))
+        await writer.write(list(decisions))
+        await writer.write(list(ends))
     finally:
         await pool.close()
 
