@@ -90,6 +90,8 @@ class TenantUpdate(_In):
     recording_policy: RecordingPolicy | None = None
     recording_announce: bool | None = None
     recording_retention_days: int | None = Field(None, ge=1, le=3650)
+    # Voicemail messages: kept this many whole local days after the day they came in.
+    voicemail_retention_days: int | None = Field(None, ge=1, le=3650)
 
     _tz = field_validator("timezone")(_check_tz)
 
@@ -115,6 +117,7 @@ class TenantRead(_Out):
     recording_policy: str = "none"
     recording_announce: bool = True
     recording_retention_days: int = 30
+    voicemail_retention_days: int = 30
     version: int
     created_at: datetime
 
@@ -802,6 +805,10 @@ class CallRead(_Out):
     )
     amount: Decimal | None = Field(description="the call's charge (CNY), rounded once; null until settled")
     settled_at: datetime | None
+    voicemail_outcome: Literal["stored", "empty", "missing"] | None = Field(
+        None, description="the call went to voicemail: a message (stored), no audio (empty), none (missing)"
+    )
+    voicemail_id: int | None = Field(None, description="the message it left (GET .../voicemail/{id})")
 
     @computed_field(description="the caller's talk: answer to end, whole seconds; null until ended")  # type: ignore[prop-decorator]
     @property

@@ -23,6 +23,7 @@ from provisioning.portal.pages import MODULES as PORTAL_PAGES
 from provisioning.prompts_api import build_prompts_router
 from provisioning.recordings_api import build_recordings_router
 from provisioning.users import principal_for
+from provisioning.voicemail_api import build_voicemail_router
 from softswitch.callpath.registry import CallRegistry
 from softswitch.core.clock import Clock
 from softswitch.core.metrics import Metrics
@@ -72,6 +73,11 @@ def create_app(deps: HttpDeps) -> FastAPI:
         app.include_router(
             build_recordings_router(
                 deps.pool, deps.clock, deps.settings.asterisk.chroot, deps.settings.recording.spool
+            )
+        )
+        app.include_router(
+            build_voicemail_router(
+                deps.pool, deps.clock, deps.settings.asterisk.chroot, deps.settings.voicemail.spool
             )
         )
 

@@ -26,6 +26,7 @@ from softswitch.callpath.records import CallRecordWriter
 from softswitch.callpath.registry import CallRegistry, LiveCall
 from softswitch.callpath.routing import CallRouting
 from softswitch.callpath.snapshots import SnapshotStore
+from softswitch.callpath.voicemail import VoicemailPickup
 from softswitch.core.clock import Clock, clock_from_setting
 from softswitch.core.db import create_pool
 from softswitch.core.loop_lag import LoopLagMonitor
@@ -142,6 +143,7 @@ class Service:
         self.money: CallMoney | None = None
         self.money_batches: MoneyBatches | None = None
         self.recorder: Recorder | None = None
+        self.voicemail: VoicemailPickup | None = None
         self.audit: EngineAudit | None = None
         self.scheduler: Scheduler | None = None
         self.notices: NoticeDelivery | None = None
@@ -201,6 +203,8 @@ class Service:
         self.recorder = Recorder(self.pool, self.clock, self.metrics, s.recording, s.asterisk.chroot)
         self.registry.add_end_listener(self.recorder.on_call_end)
         await self.recorder.start()
+        self.voicemail = VoicemailPickup(self.pool, self.clock, self.metrics, s.voicemail, s.asterisk.chroot)
+        self.registry.add_end_listener(self.voicemail.on_call_end)
         self.audit = EngineAudit(
             self.control,
             self.registry,
@@ -214,7 +218,13 @@ class Service:
         await self.audit.start()
         await self.loop_lag.start()
         routing = CallRouting(
-            self.snapshots, self.clock, self.metrics, self.records, self.money, recorder=self.recorder
+            self.snapshots,
+            self.clock,
+            self.metrics,
+            self.records,
+            self.money,
+            recorder=self.recorder,
+            voicemail=self.voicemail,
         )
         prompts = PromptStore(s.asterisk.sounds_dir)
         ivr = IvrLine(self.snapshots, self.clock, self.pool, prompts, routing.deliver)
@@ -240,6 +250,7 @@ class Service:
                 sounds=f.sounds_dir,
                 custom_sounds=s.asterisk.sounds_dir,
                 files_root=s.asterisk.chroot,  # the recorder's paths are inside Asterisk's tree
+                voicemail_spool=s.voicemail.spool,
             )
             snapshots = self.snapshots
             actions = FsActions(plan, ivr.menu, lambda: addresses(snapshots.current.trunk_routes))
@@ -311,6 +322,8 @@ class Service:
             await self.esl.stop()
         if self.recorder is not None:
             await self.recorder.stop()
+        if self.voicemail is not None:
+            await self.voicemail.stop()
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)

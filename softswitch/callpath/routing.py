@@ -28,6 +28,7 @@ from softswitch.callpath.prepaid import CallMoney
 from softswitch.callpath.recorder import Recorder
 from softswitch.callpath.records import CallRecordWriter, DecisionRecord
 from softswitch.callpath.snapshots import SnapshotStore
+from softswitch.callpath.voicemail import VoicemailPickup
 from softswitch.core.clock import Clock
 from softswitch.core.masking import mask_number
 from softswitch.core.metrics import Metrics
@@ -55,9 +56,11 @@ class CallRouting:
         money: CallMoney | None = None,
         rng: random.Random | None = None,
         recorder: Recorder | None = None,
+        voicemail: VoicemailPickup | None = None,
     ) -> None:
         self._money = money
         self._recorder = recorder
+        self._voicemail = voicemail
         self._snapshots = snapshots
         # The platform's phone self-service line (softswitch.callpath.ivr_line), set by the service.
         self.selfservice: Callable[[CallChannel], Awaitable[None]] | None = None
@@ -200,6 +203,8 @@ class CallRouting:
                 leg.direction.value,
                 endpoint,
             )
+        if self._voicemail is not None:
+            self._voicemail.expect(decision, linkedid, caller, called)
         await session.deliver(leg, recording)
         self._record(session, started, decision, linkedid, caller, called, leg.direction)
 

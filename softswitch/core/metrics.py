@@ -223,6 +223,20 @@ class Metrics:
         self.recordings_purged = Counter(
             "softswitch_recordings_purged", "Recordings whose file the retention purge removed", registry=r
         )
+        # Voicemail (softswitch/callpath/voicemail.py, provisioning/voicemail.py)
+        self.voicemail_messages = Counter(
+            "softswitch_voicemail_messages",
+            "Calls that went to voicemail, by what they left: stored (a message), empty (no "
+            "audio, removed), missing (no file: the caller left before the tone), error",
+            ["outcome"],
+            registry=r,
+        )
+        self.voicemail_purge_runs = Counter(
+            "softswitch_voicemail_purge_runs", "Voicemail retention runs by result", ["result"], registry=r
+        )
+        self.voicemail_purged = Counter(
+            "softswitch_voicemail_purged", "Voicemail messages the retention deleted", registry=r
+        )
         # Compliance (issue 15). Refusals are counted by softswitch_call_decisions_total by
         # their reason code like every other; these are the monitors' findings and actions.
         self.compliance_level = Gauge(

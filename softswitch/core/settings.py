@@ -173,6 +173,19 @@ class RecordingSettings(_Section):
     finalize_wait_s: float = Field(2.0, ge=0, le=30)
 
 
+class VoicemailSettings(_Section):
+    # Where both engines record messages, inside the Asterisk chroot, as
+    # <spool>/<tenant_id>-<linkedid>.wav: the path of docker/asterisk/extensions.conf's
+    # [ss-act] voicemail label (change both together).
+    spool: str = "/var/spool/asterisk/softswitch-vm"
+    # The engine closes the file just after the hang-up: wait up to this long for it.
+    finalize_wait_s: float = Field(2.0, ge=0, le=30)
+    # Less audio than this is no message (a caller who hung up at the tone): removed.
+    min_duration_s: float = Field(0.5, ge=0, le=10)
+    purge_interval_s: float = Field(3600.0, gt=0)  # how often expired messages are deleted
+    purge_batch: int = Field(500, ge=1, le=10000)  # messages deleted per transaction
+
+
 class SchedulerSettings(_Section):
     """The periodic jobs run inside the service (softswitch.jobs): one instance runs each."""
 
@@ -234,6 +247,7 @@ class Settings(BaseSettings):
     prepaid: PrepaidSettings = Field(default_factory=PrepaidSettings)
     ivr: IvrSettings = Field(default_factory=IvrSettings)
     recording: RecordingSettings = Field(default_factory=RecordingSettings)
+    voicemail: VoicemailSettings = Field(default_factory=VoicemailSettings)
     asterisk: AsteriskSettings = Field(default_factory=AsteriskSettings)
     freeswitch: FreeSwitchSettings = Field(default_factory=FreeSwitchSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)

@@ -1,6 +1,6 @@
 """The periodic jobs of the service, each a thin edge over the service function that does
 the work (the same one the CLI calls): the billing cycle at each tenant's local day start,
-the recordings' retention purge, the onboarding document deadlines, the purge of
+the recordings' and voicemail's retention purges, the onboarding document deadlines, the purge of
 outbound attempts past the longest per-callee window and the compliance monitors' sweep."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from provisioning.billing_cycle import run_billing_cycle
 from provisioning.compliance.watch import load_rules, sweep
 from provisioning.onboarding import apply_deadlines
 from provisioning.recordings import purge_recordings
+from provisioning.voicemail import VoicemailSpool, purge_voicemail
 from softswitch.core.clock import Clock
 from softswitch.core.metrics import Metrics
 from softswitch.core.settings import Settings
@@ -75,6 +76,30 @@ def recording_purge(settings: Settings) -> Job:
         Every(settings.recording.purge_interval_s),
         run_purge,
         "recordings past their tenant's retention (legal holds stay)",
+    )
+
+
+# ---------------------------------------------------------------------------- voicemail
+def voicemail_purge(settings: Settings) -> Job:
+    async def run_purge(run: JobRun) -> JobResult:
+        v = settings.voicemail
+        async with run.pool.acquire() as conn:
+            report = await purge_voicemail(
+                conn,
+                run.now,
+                VoicemailSpool(settings.asterisk.chroot, v.spool),
+                batch=v.purge_batch,
+                actor=run.actor,
+                metrics=run.metrics,
+            )
+        detail = {k: v for k, v in report.as_dict().items() if k != "ids"}
+        return JobResult(detail, ok=not report.errors)
+
+    return Job(
+        "voicemail_purge",
+        Every(settings.voicemail.purge_interval_s),
+        run_purge,
+        "voicemail messages past their tenant's retention (its local days)",
     )
 
 
@@ -149,6 +174,7 @@ def all_jobs(settings: Settings) -> list[Job]:
             "the billing cycle at each tenant's local day start",
         ),
         recording_purge(settings),
+        voicemail_purge(settings),
         Job(
             "onboarding_deadlines",
             Every(s.onboarding_interval_s),

@@ -208,6 +208,29 @@ def _missed_call(p: Mapping[str, Any], lang: str, tz: ZoneInfo) -> Text:
     ]
 
 
+def _seconds(value: Any) -> str:
+    try:
+        return str(max(round(float(value)), 1))
+    except (ValueError, TypeError, OverflowError):
+        return str(value)
+
+
+def _new_voicemail(p: Mapping[str, Any], lang: str, tz: ZoneInfo) -> Text:
+    caller, called, at = p.get("caller") or "", p.get("called", ""), _when(p.get("at"), tz)
+    seconds, message = _seconds(p.get("duration_s", 0)), p.get("message_id", "")
+    if lang == "zh":
+        who = caller or "未显示号码"
+        return f"新语音留言：{who} 呼叫 {called}", [
+            f"{at}，{who} 呼叫 {called}，留言 {seconds} 秒。",
+            f"留言编号 {message}，可通过 API 收听。",
+        ]
+    who = caller or "a caller without caller ID"
+    return f"New voicemail from {who} to {called}", [
+        f"At {at}, {who} called {called} and left a message of {seconds} s.",
+        f"Message {message}: listen to it through the API.",
+    ]
+
+
 def _compliance_notice(p: Mapping[str, Any], lang: str, tz: ZoneInfo) -> Text:
     rule, level = _pick(_RULES, p.get("rule"), lang), _pick(_LEVELS, p.get("level"), lang)
     action, at = _pick(_ACTIONS, p.get("action"), lang), _when(p.get("at"), tz)
@@ -262,6 +285,7 @@ _KINDS: dict[str, Callable[[Mapping[str, Any], str, ZoneInfo], Text]] = {
     "resumed": _resumed,
     "terminated": _terminated,
     "missed_call": _missed_call,
+    "new_voicemail": _new_voicemail,
     "compliance_notice": _compliance_notice,
     "onboarding_reminder": _onboarding_reminder,
     "onboarding_released": _onboarding_released,

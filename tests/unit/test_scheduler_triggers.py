@@ -237,6 +237,7 @@ def test_the_job_list_and_the_selection_by_settings() -> None:
     assert names == [
         "billing_cycle",
         "recording_purge",
+        "voicemail_purge",
         "onboarding_deadlines",
         "outbound_attempts_purge",
         "compliance_monitors",
@@ -244,6 +245,7 @@ def test_the_job_list_and_the_selection_by_settings() -> None:
     triggers = {j.name: j.trigger for j in jobs}
     assert triggers["billing_cycle"] == LocalDayStart()
     assert triggers["recording_purge"] == Every(3600)
+    assert triggers["voicemail_purge"] == Every(3600)
     assert triggers["onboarding_deadlines"] == Every(300)
     assert triggers["outbound_attempts_purge"] == Every(3600)
     assert triggers["compliance_monitors"] == Every(60)

@@ -28,6 +28,7 @@ from dialplan.distribution import DialStep
 from dialplan.inbound import AskPin, Reject, Route, RunIvr, Voicemail
 from dialplan.legs import CallerName, Leg
 from dialplan.reasons import Reason
+from provisioning.voicemail import voicemail_file
 from softswitch.callpath.control import CallChannel, CallFacts
 from softswitch.callpath.recorder import RecordingVars
 from softswitch.engines.freeswitch.outbound import ChannelGone, OutboundSession
@@ -59,6 +60,7 @@ class FsPlan:
     sounds: Path  # the platform's sounds, as FreeSWITCH plays them (WAV)
     custom_sounds: Path  # prompts of the platform and the tenants (PromptStore's root's parent)
     files_root: Path  # recordings and voicemail: the paths the recorder names live below this
+    voicemail_spool: str = "/var/spool/asterisk/softswitch-vm"  # inside files_root (settings voicemail.spool)
 
 
 def facts_of(session: OutboundSession, args: tuple[str, ...] = ()) -> CallFacts:
@@ -188,9 +190,11 @@ class FsActions:
     ) -> None:
         await session.queue("answer")
         await session.queue("playback", channel.sound("vm-intro"))
-        spool = self._plan.files_root / "var/spool/asterisk/softswitch-vm"
+        # the file Asterisk's [ss-act] names too, where the voicemail pick-up looks
+        inside = voicemail_file(self._plan.voicemail_spool, tenant_id or 0, channel.facts.linkedid)
+        path = self._plan.files_root / inside.lstrip("/")
         # record <path> <max seconds> <silence threshold> <silence seconds>
-        await session.execute("record", f"{spool}/{tenant_id or ''}-{channel.facts.linkedid}.wav 120 200 3")
+        await session.execute("record", f"{path} 120 200 3")
         await session.hangup()
 
     async def _dial(
