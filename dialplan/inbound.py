@@ -14,6 +14,7 @@ from datetime import datetime
 from dialplan.distribution import DialStep, Member, Memory, Strategy, plan
 from dialplan.reasons import Reason
 from dialplan.region import region_of
+from dialplan.ringback import RingbackTone, tone_at
 from dialplan.snapshot import ConfigSnapshot, Extension, Tenant, UnifiedNumber
 from dialplan.targets import DEFAULT_GROUP, Target
 from dialplan.time_policy import TimeMatch
@@ -46,6 +47,8 @@ class Route:
     next_on: str = "any"
     # talk time the prepaid reservation covers: the switch hangs up after it (0 = none)
     limit_s: int = 0
+    # the number's personalised ringback tone, played while the steps ring (None: the default)
+    ringback: RingbackTone | None = None
 
     @property
     def destinations(self) -> tuple[str, ...]:
@@ -135,7 +138,15 @@ def decide_inbound(
         if rule.action == "route" and target.ref == DEFAULT_GROUP.ref:
             target, why = Target("group", rule.group), f"{why}+region"
     return _to_target(
-        number, tenant, target, why, memory or _no_memory, rng or random.Random(), snapshot.extensions, timed
+        number,
+        tenant,
+        target,
+        why,
+        memory or _no_memory,
+        rng or random.Random(),
+        snapshot.extensions,
+        timed,
+        now,
     )
 
 
@@ -148,6 +159,7 @@ def _to_target(
     rng: random.Random,
     extensions: Mapping[tuple[int, str], Extension],
     timed: TimeMatch | None = None,
+    now: datetime | None = None,
 ) -> Decision:
     assert number.tenant_id is not None
     if target.kind == "announcement":
@@ -189,6 +201,7 @@ def _to_target(
         whisper=number.number if number.whisper else "",
         final_action=number.final_action,
         why=why,
+        ringback=tone_at(number.ringback, tenant.timezone, now) if now is not None else None,
     )
 
 
@@ -199,10 +212,12 @@ def ivr_transfer(
     ref: str,
     memory: Callable[[tuple[int, str]], Memory] | None = None,
     rng: random.Random | None = None,
+    now: datetime | None = None,
 ) -> Decision:
     """Where an IVR menu sends the caller of unified number `called`: a destination group
     of that number, one of the tenant's extensions, or an outside number (dialled through
-    the default carrier, and paid for like any forwarded call)."""
+    the default carrier, and paid for like any forwarded call). With `now`, a group rings
+    with the number's ringback tone of that time."""
     number = snapshot.numbers.get(called)
     if number is None or number.tenant_id is None:
         return Reject(Reason.UNKNOWN_NUMBER)
@@ -218,6 +233,7 @@ def ivr_transfer(
             memory or _no_memory,
             rng or random.Random(),
             snapshot.extensions,
+            now=now,
         )
     if kind == "extension":
         ext = snapshot.extensions.get((tenant.id, ref))

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 from types import MappingProxyType
 from typing import Any
 
 from dialplan.blacklist import Blacklist
 from dialplan.compliance import TenantRules
 from dialplan.region import RegionPolicy
+from dialplan.ringback import RingbackTone, ToneApplication
 from dialplan.time_policy import DEFAULT_TIMEZONE, TimePolicy
 from ivr.menu import MenuSet
 from trunks.selection import TrunkRoute
@@ -65,6 +66,8 @@ class UnifiedNumber:
     whisper: bool = False
     final_action: str = "missed_call"  # hangup | voicemail | missed_call
     recording_policy: str | None = None  # overrides the tenant's (None: the tenant's)
+    # personalised ringback tones applied to the number (dialplan.ringback), by effective_on
+    ringback: tuple[ToneApplication, ...] = ()
 
     def group(self, name: str) -> tuple[BoundDestination, ...]:
         return tuple(d for d in self.destinations if d.group == name)
@@ -87,16 +90,21 @@ class Extension:
 #   id, number, state, tenant_id, distribution, time policy key, region policy key,
 #   PIN hash, PIN attempts, greeting, caller_id_mode, whisper, final_action,
 #   recording_policy, destinations (destination, ring_timeout_s, group, weight, kind,
-#   the next destination's five, ...)
+#   the next destination's five, ...), ringback tones (effective_on as a date ordinal,
+#   tone id, prompt, the next application's three, ...)
 # A policy key names an entry of the table's policies (None: no policy).
 NumberRecord = tuple[Any, ...]
 _DEST_FIELDS = 5
+_TONE_FIELDS = 3
 
 
 def number_record(n: UnifiedNumber, time_key: Hashable | None, region_key: Hashable | None) -> NumberRecord:
     dests: list[Any] = []
     for d in n.destinations:
         dests += (d.destination, d.ring_timeout_s, d.group, d.weight, d.kind)
+    tones: list[Any] = []
+    for a in n.ringback:
+        tones += (a.effective_on.toordinal(), a.tone.tone_id, a.tone.prompt)
     pin = n.pin
     return (
         n.id,
@@ -114,6 +122,14 @@ def number_record(n: UnifiedNumber, time_key: Hashable | None, region_key: Hasha
         n.final_action,
         n.recording_policy,
         tuple(dests),
+        tuple(tones),
+    )
+
+
+def _applications(flat: tuple[Any, ...]) -> tuple[ToneApplication, ...]:
+    return tuple(
+        ToneApplication(date.fromordinal(flat[i]), RingbackTone(flat[i + 1], flat[i + 2]))
+        for i in range(0, len(flat), _TONE_FIELDS)
     )
 
 
@@ -150,6 +166,7 @@ class NumberTable(Mapping[str, UnifiedNumber]):
             r[11],
             r[12],
             r[13],
+            _applications(r[15]) if len(r) > 15 and r[15] else (),
         )
 
     def __getitem__(self, number: str) -> UnifiedNumber:

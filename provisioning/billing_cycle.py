@@ -37,9 +37,10 @@ Readings of the contracts (``../shared/MISSION.md``, "Money rules"):
   rent entry: it is the once-a-month marker of the allowance reset. Months in which the
   job never ran are not back-charged.
 * **Tariff and allowance**: the first rent entry of a month of the tenant's *primary*
-  subscription (most channels, then most included minutes; add-ons and extension modules
-  only if there is nothing else) applies its package to the account (``apply_package``).
-  Other subscriptions are charged their rent only.
+  subscription (most channels, then most included minutes; extension modules only if there
+  is nothing else, add-ons never) applies its package to the account (``apply_package``).
+  Other subscriptions are charged their rent only. A per-number add-on (the ringback tone,
+  migration 0028) names its number in ``subscriptions.subject``, and its rent entry too.
 * **Expiry** (seed 000): at that reset, what was left of the previous allowance expires
   (``rating.cycle.expire_unused_minutes``) and is recorded as a 0.00 ``adjustment`` entry
   "expired N s of YYYY-MM", YYYY-MM being the month that allowance was for
@@ -72,7 +73,8 @@ Readings of the contracts (``../shared/MISSION.md``, "Money rules"):
   ``balance - reserved < -credit_limit`` (money exhausted), or no included seconds are
   free and the money available would not pay one first increment at the account's rate
   (package used up, nothing for overage), or no ``active`` subscription runs today or
-  later (the contract ended without renewal).
+  later (the contract ended without renewal; add-ons are not the contract: a tenant with
+  nothing but add-ons is judged on its money alone).
 * **Resumption**: a tenant the billing cycle suspended (``tenants.suspended_by`` is
   ``system:billing``, written when the cycle suspends; migration 0013) is resumed as soon
   as none of those reasons holds. Tenants suspended by an operator are left alone.
@@ -276,17 +278,21 @@ class Subscription:
     ends_on: date | None
     state: str  # 'active' | 'suspended' | 'ended'
     package: Package
+    subject: str = ""  # what a per-number add-on serves ('ringback tone on 4008...')
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> Subscription:
-        return cls(row["sub_id"], row["starts_on"], row["ends_on"], row["sub_state"], Package.of(row))
+        return cls(
+            row["sub_id"], row["starts_on"], row["ends_on"], row["sub_state"], Package.of(row), row["subject"]
+        )
 
     def runs_on(self, day: date) -> bool:
         return self.state == "active" and (self.ends_on is None or self.ends_on >= day)
 
 
 _SUBS = (
-    "SELECT s.id AS sub_id, s.starts_on, s.ends_on, s.state AS sub_state, p.code, p.kind, p.channels, "
+    "SELECT s.id AS sub_id, s.starts_on, s.ends_on, s.state AS sub_state, s.subject, p.code, p.kind, "
+    "p.channels, "
     "p.included_minutes, p.monthly_rent, p.overage_rate, p.first_increment_s, p.increment_s, "
     "p.package_total, p.period_months, p.min_term_months, p.annual_fee, p.prestored_amount, "
     "p.annual_minimum, p.unused_expire_at_end "
@@ -500,7 +506,12 @@ def primary(subs: Sequence[Subscription]) -> Subscription | None:
     """The subscription whose package sets the account's tariff and allowance."""
     if not subs:
         return None
-    main = [s for s in subs if s.package.kind not in _SECONDARY_KINDS] or list(subs)
+    # An add-on (a ringback tone, a CRM seat) carries no channels, minutes or rate.
+    main = [s for s in subs if s.package.kind not in _SECONDARY_KINDS] or [
+        s for s in subs if s.package.kind != "addon"
+    ]
+    if not main:
+        return None
     return max(main, key=lambda s: (s.package.channels, s.package.included_minutes, s.starts_on, s.id))
 
 
@@ -525,7 +536,8 @@ def suspension_reasons(account: Account, subs: Sequence[Subscription], today: da
         reasons.append("balance_exhausted")
     elif account.free_s <= 0 and money < cost_of_seconds(account.first_increment_s, account.rate_per_minute):
         reasons.append("package_exhausted")
-    if not any(s.runs_on(today) for s in subs):
+    contracts = [s for s in subs if s.package.kind != "addon"]
+    if contracts and not any(s.runs_on(today) for s in contracts):
         reasons.append("contract_ended")
     return reasons
 
@@ -566,6 +578,8 @@ async def _rent(conn: asyncpg.Connection, t: Tenant, report: CycleReport) -> int
         ref = f"rent {sub.package.code} {t.month:%Y-%m}" + (
             f" (from {sub.starts_on:%d}, {minutes} min included)" if first else ""
         )
+        if sub.subject:
+            ref += f": {sub.subject}"
         key = f"rent:{sub.id}:{t.month:%Y-%m}"
         if await _post(conn, report, t.id, ledger.Kind.RENT, -rent, key, ref, t.now) and is_primary:
             await _reset_allowance(conn, t, sub, first, key, report)

@@ -86,7 +86,7 @@ class PromptStore:
             raise PromptError("text must be 1 to 2000 characters")
         if not re.match(r"^[a-z]{2,3}([-+][a-z0-9]+)*$", voice):
             raise PromptError(f"not an espeak-ng voice name: {voice!r}")
-        digest = hashlib.sha256(f"tts|{voice}|{text}".encode()).hexdigest()
+        digest = text_digest(text, voice)
         cached = self.cache / f"{digest}.wav"
         if not cached.is_file():
             with tempfile.TemporaryDirectory() as tmp:
@@ -100,7 +100,7 @@ class PromptStore:
         """An operator's recording (any format sox reads): validated and converted."""
         if not data or len(data) > MAX_UPLOAD:
             raise PromptError(f"audio must be 1 byte to {MAX_UPLOAD} bytes")
-        digest = hashlib.sha256(b"upload|" + data).hexdigest()
+        digest = upload_digest(data)
         cached = self.cache / f"{digest}.wav"
         if not cached.is_file():
             with tempfile.TemporaryDirectory() as tmp:
@@ -136,6 +136,16 @@ class PromptStore:
         for name, text in texts.items():
             self.render_text("system", name, text)
         return len(texts)
+
+
+def text_digest(text: str, voice: str = "cmn") -> str:
+    """The content hash a rendering of ``text`` is cached (and known) by."""
+    return hashlib.sha256(f"tts|{voice}|{text}".encode()).hexdigest()
+
+
+def upload_digest(data: bytes) -> str:
+    """The content hash an upload is cached (and known) by."""
+    return hashlib.sha256(b"upload|" + data).hexdigest()
 
 
 def _check(scope: str, name: str) -> None:

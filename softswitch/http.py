@@ -22,6 +22,7 @@ from provisioning.portal import web as portal
 from provisioning.portal.pages import MODULES as PORTAL_PAGES
 from provisioning.prompts_api import build_prompts_router
 from provisioning.recordings_api import build_recordings_router
+from provisioning.ringback_api import build_ringback_router
 from provisioning.users import principal_for
 from provisioning.voicemail_api import build_voicemail_router
 from softswitch.callpath.registry import CallRegistry
@@ -70,6 +71,7 @@ def create_app(deps: HttpDeps) -> FastAPI:
     if deps.settings is not None:
         sounds = deps.settings.asterisk.sounds_dir
         app.include_router(build_prompts_router(deps.pool, deps.clock, sounds))
+        app.include_router(build_ringback_router(deps.pool, deps.clock, sounds))
         app.include_router(
             build_recordings_router(
                 deps.pool, deps.clock, deps.settings.asterisk.chroot, deps.settings.recording.spool

@@ -117,7 +117,9 @@ class IvrLine:
         started = time.perf_counter()
         decision: Decision
         if isinstance(terminal, Transfer):
-            decision = ivr_transfer(self._snapshots.current, called, terminal.kind, terminal.ref)
+            decision = ivr_transfer(
+                self._snapshots.current, called, terminal.kind, terminal.ref, now=self._clock.now()
+            )
         elif isinstance(terminal, Voicemail):
             decision = VoicemailDecision(tenant_id or 0, None)  # type: ignore[arg-type]
         else:

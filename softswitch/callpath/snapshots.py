@@ -252,10 +252,12 @@ _NUMBERS = """
 SELECT n.id, n.number, n.kind, n.state, n.tenant_id, n.distribution, n.time_policy_id,
        n.region_policy_id, n.greeting_prompt, n.caller_id_mode, n.whisper, n.final_action,
        n.recording_policy, p.pin_sha256, p.max_attempts,
-       b.destinations, b.timeouts, b.groups, b.weights, b.kinds
+       b.destinations, b.timeouts, b.groups, b.weights, b.kinds,
+       rb.tone_days, rb.tone_ids, rb.tone_prompts
 FROM numbers n
 LEFT JOIN number_pins p ON p.number_id = n.id AND p.enabled
 LEFT JOIN {bindings}
+LEFT JOIN {tones}
 WHERE {where}
 ORDER BY n.tenant_id, (n.kind = 'caller_id') DESC, n.id
 """
@@ -271,6 +273,22 @@ _ALL_BOUND = (
     f"({_BOUND}, d.number_id FROM destination_bindings d GROUP BY d.number_id) b ON b.number_id = n.id"
 )
 _EACH_BOUND = f"LATERAL ({_BOUND} FROM destination_bindings d WHERE d.number_id = n.id) b ON TRUE"
+# A number's ringback tones (migration 0028; dialplan.ringback decides at call time), by the
+# day each takes effect. One replaced by a later one in effect everywhere (two days ago in
+# UTC is past in every time zone) is left out: it can never play again.
+_TONES = """
+    SELECT array_agg(a.effective_on ORDER BY a.effective_on) AS tone_days,
+           array_agg(a.tone_id ORDER BY a.effective_on) AS tone_ids,
+           array_agg(t.prompt ORDER BY a.effective_on) AS tone_prompts"""
+_TONES_IN_FORCE = """
+    FROM ringback_assignments a JOIN ringback_tones t ON t.id = a.tone_id
+    WHERE a.removed_at IS NULL AND NOT EXISTS (
+        SELECT 1 FROM ringback_assignments later
+        WHERE later.number_id = a.number_id AND later.removed_at IS NULL
+          AND later.effective_on > a.effective_on
+          AND later.effective_on < (now() AT TIME ZONE 'UTC')::date - 1)"""
+_ALL_TONES = f"({_TONES}, a.number_id {_TONES_IN_FORCE} GROUP BY a.number_id) rb ON rb.number_id = n.id"
+_EACH_TONES = f"LATERAL ({_TONES} {_TONES_IN_FORCE} AND a.number_id = n.id) rb ON TRUE"
 
 
 async def _load_numbers(
@@ -288,7 +306,10 @@ async def _load_numbers(
     intern = sys.intern
     cli: dict[int, list[str]] = {}
     found = []
-    sql = _NUMBERS.format(bindings=_ALL_BOUND if where == "TRUE" else _EACH_BOUND, where=where)
+    every = where == "TRUE"
+    sql = _NUMBERS.format(
+        bindings=_ALL_BOUND if every else _EACH_BOUND, tones=_ALL_TONES if every else _EACH_TONES, where=where
+    )
     async for r in _rows(conn, sql, *args, pause=pause):
         number, kind, state, tenant_id = r[1], r[2], r[3], r[4]
         if tenant_id is not None and state == "active":
@@ -301,6 +322,13 @@ async def _load_numbers(
             for d, t, g, w, k in zip(r[15], r[16], r[17], r[18], r[19], strict=True):
                 flat += (d, t, intern(g), w, intern(k))
             dests = tuple(flat)
+        tones: tuple[Any, ...] = ()
+        if r[20] is not None:
+            tones = tuple(
+                x
+                for day, tone_id, prompt in zip(r[20], r[21], r[22], strict=True)
+                for x in (day.toordinal(), tone_id, prompt)
+            )
         found.append(
             (
                 r[0],
@@ -318,6 +346,7 @@ async def _load_numbers(
                 intern(r[11]),
                 intern(r[12]) if r[12] is not None else None,
                 dests,
+                tones,
             )
         )
     for i, (tenant_id, numbers) in enumerate(cli.items()):

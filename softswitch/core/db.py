@@ -51,6 +51,8 @@ async def migrate_and_grant(settings: Settings) -> list[Migration]:
             # FreeSWITCH's mod_cdr_pg_csv logs in as the same engine role.
             await conn.execute(f"GRANT SELECT, INSERT ON freeswitch_cdr TO {role}")
             await conn.execute(f"GRANT USAGE ON SEQUENCE freeswitch_cdr_id_seq TO {role}")
+            # res_musiconhold reads the ringback tones' classes (migration 0028).
+            await conn.execute(f"GRANT SELECT ON asterisk_moh_classes, asterisk_moh_entries TO {role}")
         return done
     finally:
         await conn.close()

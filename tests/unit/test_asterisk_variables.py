@@ -72,6 +72,7 @@ def test_route_with_two_steps() -> None:
         ("SS_RECORD", ""),
         ("SS_RECORD_ANNOUNCE", ""),
         ("SS_RECORD_ON_DEMAND", ""),
+        ("SS_RINGBACK", ""),
         ("SS_ACTION", "dial"),
     ]
 

@@ -55,6 +55,8 @@ def asterisk_variables(
             ("SS_RECORD_ANNOUNCE", rec.announce),
             ("SS_RECORD_ON_DEMAND", "1" if rec.on_demand else ""),
         ]
+        # the number's ringback tone: its music-on-hold class, for Dial's m option ('' = ring)
+        out.append(("SS_RINGBACK", decision.ringback.moh_class if decision.ringback is not None else ""))
     elif isinstance(decision, Reject):
         out.append(("SS_CAUSE", str(decision.reason.cause)))
         out.append(("SS_ANNOUNCEMENT", decision.announcement))

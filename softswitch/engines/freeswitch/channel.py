@@ -224,6 +224,9 @@ class FsActions:
             variables["bridge_pre_execute_bleg_data"] = f"en number iterated {route.whisper}"
         if rec.file:
             variables["RECORD_BRIDGE_REQ"] = "true"  # only the bridged part, as MixMonitor's b
+        if route.ringback is not None:
+            # the number's tone, played to the caller (pre-answered) while a leg rings
+            variables["ringback"] = channel.sound(route.ringback.prompt)
         # Everything before the first bridge is queued at once and runs in one tick.
         await self._set(session, **variables)
         if route.greeting:
