@@ -30,6 +30,9 @@ class Leg:
     # the enterprise's package pays (a channel and talk time are reserved before ringing)
     billable: bool = True
     caller_name: CallerName = CallerName.KEEP
+    # Dial options for DTMF transfers ("t": the called party may, "T": the caller may);
+    # None: by direction (dialplan.transfers.transfer_options).
+    transfer: str | None = None
 
 
 def leaves_the_platform(route: Route) -> bool:

@@ -37,6 +37,8 @@ class Reason(Enum):
     OUTBOUND_SUSPENDED = ("OUTBOUND_SUSPENDED", 21, "ss-noservice")  # a monitor's or operator's action
     OUTBOUND_THROTTLED = ("OUTBOUND_THROTTLED", 34, "all-circuits-busy-now")  # over the tenant's pace
     SPEND_CAP = ("SPEND_CAP", 21, "ss-noservice")  # the day's spend cap (toll fraud); cuts live calls too
+    # A transfer (DTMF #1/*2, SIP REFER) to a target the transferring party may not reach.
+    TRANSFER_NOT_ALLOWED = ("TRANSFER_NOT_ALLOWED", 21, "cannot-complete-as-dialed")
     # Set by the dialplan itself when the control plane cannot be reached.
     CONTROL_PLANE_UNAVAILABLE = ("CONTROL_PLANE_UNAVAILABLE", 34, "all-circuits-busy-now")
 

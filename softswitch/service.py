@@ -199,6 +199,7 @@ class Service:
             batches=self.money_batches,
         )
         self.registry.add_end_listener(self.money.on_call_end)
+        self.registry.add_leg_end_listener(self.money.on_leg_end)
         await self.money.start()
         self.recorder = Recorder(self.pool, self.clock, self.metrics, s.recording, s.asterisk.chroot)
         self.registry.add_end_listener(self.recorder.on_call_end)
@@ -225,12 +226,15 @@ class Service:
             self.money,
             recorder=self.recorder,
             voicemail=self.voicemail,
+            registry=self.registry,
         )
         prompts = PromptStore(s.asterisk.sounds_dir)
         ivr = IvrLine(self.snapshots, self.clock, self.pool, prompts, routing.deliver)
         routing.selfservice = ivr.selfservice
         routing.selfservice_numbers = frozenset(s.ivr.selfservice_numbers)
-        self._handlers = agi_scripts(routing.route, routing.extension, ivr.menu, trunk="carrier-out")
+        self._handlers = agi_scripts(
+            routing.route, routing.extension, ivr.menu, trunk="carrier-out", transfer=routing.transfer
+        )
         self.agi = AgiServer(
             self._handlers.get,
             host=s.agi.host,

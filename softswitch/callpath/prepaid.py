@@ -20,6 +20,7 @@ and the call registry.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 from collections.abc import Callable, Coroutine
@@ -55,7 +56,7 @@ from rating.split import (
 from softswitch.callpath.control import CallControl, ControlError
 from softswitch.callpath.money_batch import MoneyBatches
 from softswitch.callpath.outbound_gate import OutboundAttempt, gated_reservation
-from softswitch.callpath.registry import CallRegistry, LiveCall
+from softswitch.callpath.registry import CallRegistry, LiveCall, TransferLeg
 from softswitch.core.clock import Clock
 from softswitch.core.metrics import Metrics
 from softswitch.core.settings import PrepaidSettings
@@ -77,6 +78,39 @@ class TrackedCall:
     renewing: bool = False
     extended_at: datetime | None = field(default=None)
     inbound: bool = False  # a call to a unified number (split billing may apply)
+    # The call a transfer leg belongs to ('': the reservation is the call's own first leg,
+    # call_id is the linkedid); a leg's call_id is <linkedid>~x<n> (registry.TransferLeg).
+    linkedid: str = ""
+
+    @property
+    def call(self) -> str:
+        return self.linkedid or self.call_id
+
+    @property
+    def is_transfer_leg(self) -> bool:
+        return bool(self.linkedid) and self.linkedid != self.call_id
+
+
+def _leg(call: LiveCall, t: TrackedCall) -> TransferLeg | None:
+    if not t.is_transfer_leg:
+        return None
+    return next((leg for leg in call.legs if leg.call_id == t.call_id), None)
+
+
+def _answered(call: LiveCall, t: TrackedCall) -> datetime | None:
+    """When the reservation's leg was answered (a transfer leg: by its target)."""
+    if not t.is_transfer_leg:
+        return call.answered_at
+    leg = _leg(call, t)
+    return leg.answered_at if leg is not None else None
+
+
+def _party_channel(call: LiveCall, t: TrackedCall) -> str:
+    """The answering channel of the reservation's leg: its hard stop, the party it pays for."""
+    if not t.is_transfer_leg:
+        return call.callee_channel
+    leg = _leg(call, t)
+    return leg.channel if leg is not None else ""
 
 
 class CallMoney:
@@ -108,10 +142,16 @@ class CallMoney:
 
     # ------------------------------------------------------------------ set-up
     async def authorize(
-        self, tenant_id: int, call_id: str, channel: str, outbound: OutboundAttempt | None = None
+        self,
+        tenant_id: int,
+        call_id: str,
+        channel: str,
+        outbound: OutboundAttempt | None = None,
+        linkedid: str = "",
     ) -> Grant | Refusal | Refused:
         """A reservation for the call, or why not. An enterprise's outbound call
-        (``outbound``) first passes the compliance gate in the same transaction."""
+        (``outbound``) first passes the compliance gate in the same transaction. A transfer
+        leg's reservation (``call_id`` <linkedid>~x<n>) names its call's ``linkedid``."""
         started = self._clock.now()
         cap = self._spend_cap(tenant_id)
         slice_s = self._s.slice_s
@@ -137,7 +177,13 @@ class CallMoney:
             self._metrics.reservations.labels("unavailable").inc()
             return Refusal.UNAVAILABLE
         if isinstance(result, Grant):
-            self._tracked[call_id] = TrackedCall(call_id, tenant_id, result.seconds, inbound=outbound is None)
+            self._tracked[call_id] = TrackedCall(
+                call_id,
+                tenant_id,
+                result.seconds,
+                inbound=outbound is None and not linkedid,
+                linkedid=linkedid,
+            )
             self._metrics.reservations.labels("granted").inc()
         elif isinstance(result, Refusal):
             self._metrics.reservations.labels(result.value.lower()).inc()
@@ -151,7 +197,7 @@ class CallMoney:
         for t in list(self._tracked.values()):
             if t.tenant_id != tenant_id or t.cut:
                 continue
-            call = self._registry.get(t.call_id)
+            call = self._registry.get(t.call)
             if call is None or call.ended_at is not None:
                 continue
             t.cut = True
@@ -194,10 +240,13 @@ class CallMoney:
     async def tick(self) -> None:
         now = self._clock.now()
         for t in list(self._tracked.values()):
-            call = self._registry.get(t.call_id)
-            if call is None or call.answered_at is None or call.ended_at is not None:
+            call = self._registry.get(t.call)
+            if call is None or call.ended_at is not None:
                 continue
-            remaining = (call.answered_at - now).total_seconds() + t.granted_s
+            answered = _answered(call, t)
+            if answered is None:
+                continue
+            remaining = (answered - now).total_seconds() + t.granted_s
             if not t.final and not t.renewing and remaining <= self._s.renew_margin_s:
                 t.renewing = True
                 self._spawn(self._renew(t, call), f"renew-{t.call_id}")
@@ -226,10 +275,12 @@ class CallMoney:
                 return
             t.granted_s += grant.seconds
             self._metrics.reservations.labels("renewed").inc()
-            assert call.answered_at is not None
-            remaining = math.ceil((call.answered_at - self._clock.now()).total_seconds() + t.granted_s)
-            if call.callee_channel:
-                await self._control.extend_hard_stop(call.callee_channel, remaining)
+            answered = _answered(call, t)
+            assert answered is not None
+            remaining = math.ceil((answered - self._clock.now()).total_seconds() + t.granted_s)
+            party = _party_channel(call, t)
+            if party:
+                await self._control.extend_hard_stop(party, remaining)
         except ControlError as exc:
             log.warning("could not extend the hard stop of call %s: %s", t.call_id, exc)
         finally:
@@ -245,13 +296,48 @@ class CallMoney:
 
     # ------------------------------------------------------------------ hang-up
     def on_call_end(self, call: LiveCall) -> None:
-        t = self._tracked.pop(call.linkedid, None)
-        if t is None:
-            return
-        self._spawn(self._close(call, t), f"settle-{call.linkedid}")
+        for call_id in (call.linkedid, *(leg.call_id for leg in call.legs)):
+            t = self._tracked.pop(call_id, None)
+            if t is not None:
+                self._spawn(self._close(call, t), f"settle-{call_id}")
 
-    async def _close(self, call: LiveCall, t: TrackedCall) -> None:
+    def on_leg_end(self, call: LiveCall, call_id: str) -> None:
+        """One leg of a transferred call ended while the call goes on (its answering party
+        hung up): its reservation is settled now, for that leg's talk."""
+        t = self._tracked.pop(call_id, None)
+        if t is not None:
+            ended = call.callee_left_at if not t.is_transfer_leg else None
+            self._spawn(self._close(call, t, ended), f"settle-{call_id}")
+
+    async def transferor_leaves(self, linkedid: str, channel: str) -> int:
+        """A blind transfer (DTMF #1, SIP REFER) by the party on ``channel``: the leg that
+        party answered ends now, so it is settled before the new leg reserves — a transfer
+        never holds two channels of the package. Returns the legs settled."""
+        call = self._registry.get(linkedid)
+        if call is None or not channel:
+            return 0
+        leaving = [
+            t
+            for t in list(self._tracked.values())
+            if t.call == linkedid and _party_channel(call, t) == channel
+        ]
         now = self._clock.now()
+        for t in leaving:
+            self._tracked.pop(t.call_id, None)
+            await self._close(call, t, now)
+        return len(leaving)
+
+    async def _close(self, call: LiveCall, t: TrackedCall, ended_at: datetime | None = None) -> None:
+        """Settle (or release) reservation ``t`` of ``call``: its leg ended at ``ended_at``
+        (default: the call's end)."""
+        now = self._clock.now()
+        if t.is_transfer_leg:
+            await self._close_transfer_leg(call, t, now)
+            return
+        if ended_at is None and call.legs and call.callee_left_at is not None:
+            ended_at = call.callee_left_at  # the transferor left before the call ended
+        if ended_at is not None:
+            call = dataclasses.replace(call, ended_at=ended_at, channels=set(call.channels))
         cdr = None
         if not call.times_exact:
             # An end inferred from the engine's channel list is only as precise as that
@@ -286,6 +372,26 @@ class CallMoney:
             if settled.overrun_s:
                 self._metrics.settlement_overrun_seconds.inc(settled.overrun_s)
 
+    async def _close_transfer_leg(self, call: LiveCall, t: TrackedCall, now: datetime) -> None:
+        """A transfer leg is the tenant's from its target's answer to that target's
+        hang-up (or the call's end): charged whole, never split."""
+        leg = _leg(call, t)
+        end = (leg.ended_at if leg is not None else None) or call.ended_at
+        if leg is None or leg.answered_at is None or end is None:
+            async with self._pool.acquire() as conn:
+                await release_reservation(conn, t.call_id, now, "transfer not answered")
+            self._metrics.reservations.labels("released").inc()
+            return
+        billsec = talk_seconds(CallTimes(leg.answered_at, leg.answered_at, end))
+        reason = Reason.SPEND_CAP.code if t.cut else ""
+        if not reason and t.final and billsec >= t.granted_s - 2:
+            reason = Reason.BALANCE_EXHAUSTED.code
+        settled = await self._settle(SettleRequest(t.call_id, billsec, now, reason))
+        if settled is not None:
+            self._metrics.settlements.inc()
+            if settled.overrun_s:
+                self._metrics.settlement_overrun_seconds.inc(settled.overrun_s)
+
     async def _settle(self, request: SettleRequest) -> Settlement | None:
         if self._batches is not None:
             return await self._batches.settle(request)
@@ -311,15 +417,17 @@ class CallMoney:
             self._metrics.open_reservations.set(held["n"])
             # A gauge is a float by nature; the money itself stays NUMERIC in the database.
             self._metrics.reserved_amount.set(float(held["amount"]))
+            # A transfer leg's reservation (<linkedid>~x<n>) lives as long as its call.
             candidates = await conn.fetch(
                 "SELECT call_id, opened_at FROM reservations "
-                "WHERE state = 'open' AND NOT (call_id = ANY($1))",
+                "WHERE state = 'open' AND NOT (split_part(call_id, '~', 1) = ANY($1))",
                 list(live_linkedids),
             )
             for row in candidates:
                 call_id = row["call_id"]
-                call = self._registry.get(call_id)
-                if self._registry.is_live(call_id):
+                linkedid = call_id.split("~", 1)[0]
+                call = self._registry.get(linkedid)
+                if self._registry.is_live(linkedid):
                     continue
                 if call is None and row["opened_at"] >= now - _GRACE:
                     continue  # perhaps still being set up
@@ -328,6 +436,12 @@ class CallMoney:
                 )
                 if ended_lately and call is not None and call.times_exact:
                     continue  # its hang-up is being settled (on_call_end)
+                if linkedid != call_id:
+                    if await self._reconcile_leg(conn, call_id, call, now):
+                        settled += 1
+                    else:
+                        released += 1
+                    continue
                 cdr = await _engine_cdr(conn, call_id)
                 leg, forwarded_at = await _record_leg(conn, call_id, now)
                 if call is not None and call.callee_answered_at is not None:
@@ -349,6 +463,22 @@ class CallMoney:
             self._metrics.reconciled.labels("settled").inc(settled)
             self._metrics.reconciled.labels("released").inc(released)
         return settled, released
+
+    async def _reconcile_leg(
+        self, conn: asyncpg.Connection, call_id: str, call: LiveCall | None, now: datetime
+    ) -> bool:
+        """A transfer leg of a call gone unobserved: settled for what the registry saw of
+        it (True), else released — the engine's CDR does not tell the legs apart."""
+        self._tracked.pop(call_id, None)
+        leg = next((x for x in call.legs if x.call_id == call_id), None) if call is not None else None
+        if call is not None and leg is not None and leg.answered_at is not None:
+            end = leg.ended_at or call.ended_at or now
+            billsec = talk_seconds(CallTimes(leg.answered_at, leg.answered_at, end))
+            return (
+                await settle_reservation(conn, call_id, billsec, now, "reconciled: transfer leg") is not None
+            )
+        await release_reservation(conn, call_id, now, "reconciled: call gone")
+        return False
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,32 @@ class DecisionRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class TransferRecord:
+    """A transfer's decision (migration 0029: call_transfers)."""
+
+    linkedid: str
+    leg_call_id: str
+    tenant_id: int | None
+    kind: str
+    transferor: str
+    target: str
+    action: str
+    reason: str
+    direction: str
+    billable: bool
+    destinations: tuple[str, ...]
+    decided_at: datetime
+
+
+_TRANSFER = """
+INSERT INTO call_transfers (linkedid, leg_call_id, tenant_id, kind, transferor, target, action,
+                            reason, direction, billable, destinations, decided_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+ON CONFLICT (leg_call_id) DO NOTHING
+"""
+
+
+@dataclass(frozen=True, slots=True)
 class EndRecord:
     linkedid: str
     answered_at: datetime | None
@@ -59,6 +85,8 @@ class EndRecord:
             call.callee_answered_at,
         )
 
+
+Item = DecisionRecord | EndRecord | TransferRecord
 
 _INSERT = """
 INSERT INTO calls (linkedid, uniqueid, tenant_id, number_id, caller, called, action, reason,
@@ -126,7 +154,7 @@ class CallRecordWriter:
         # release costs the pool's reset query); given back when the queue runs empty or a
         # batch fails.
         self._conn: asyncpg.Connection | None = None
-        self._queue: asyncio.Queue[DecisionRecord | EndRecord] = asyncio.Queue()
+        self._queue: asyncio.Queue[Item] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._outbound_ended: list[Callable[[set[int]], None]] = []
 
@@ -135,6 +163,9 @@ class CallRecordWriter:
         self._outbound_ended.append(listener)
 
     def decided(self, rec: DecisionRecord) -> None:
+        self._queue.put_nowait(rec)
+
+    def transferred(self, rec: TransferRecord) -> None:
         self._queue.put_nowait(rec)
 
     def ended(self, call: LiveCall) -> None:
@@ -180,7 +211,7 @@ class CallRecordWriter:
                 for _ in items:
                     self._queue.task_done()
 
-    async def _write_retrying(self, items: list[DecisionRecord | EndRecord], max_delay: float = 1.0) -> None:
+    async def _write_retrying(self, items: list[Item], max_delay: float = 1.0) -> None:
         """Write the batch; while the database is restarting or unreachable, again after a
         doubling pause (every statement of a batch is idempotent). Dropping it would lose
         the record of a call the ledger charges (its decision) or leave a charged call
@@ -202,18 +233,18 @@ class CallRecordWriter:
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_delay)
 
-    async def write(self, items: list[DecisionRecord | EndRecord]) -> None:
+    async def write(self, items: list[Item]) -> None:
         """One batch now, outside the queue (tools, tests), on a pooled connection that is
         given back at once."""
         async with self._pool.acquire() as conn:
             await self._write_on(conn, items)
 
-    async def _write(self, items: list[DecisionRecord | EndRecord]) -> None:
+    async def _write(self, items: list[Item]) -> None:
         if self._conn is None:
             self._conn = await self._pool.acquire()
         await self._write_on(self._conn, items)
 
-    async def _write_on(self, conn: asyncpg.Connection, items: list[DecisionRecord | EndRecord]) -> None:
+    async def _write_on(self, conn: asyncpg.Connection, items: list[Item]) -> None:
         decisions = [
             (
                 d.linkedid,
@@ -237,10 +268,30 @@ class CallRecordWriter:
             if isinstance(d, DecisionRecord)
         ]
         ends = [e for e in items if isinstance(e, EndRecord)]
+        transfers = [
+            (
+                x.linkedid,
+                x.leg_call_id,
+                x.tenant_id,
+                x.kind,
+                x.transferor,
+                x.target,
+                x.action,
+                x.reason,
+                x.direction,
+                x.billable,
+                list(x.destinations),
+                x.decided_at,
+            )
+            for x in items
+            if isinstance(x, TransferRecord)
+        ]
         tenants: set[int] = set()
         async with conn.transaction():
             if decisions:
                 await conn.executemany(_INSERT, decisions)
+            if transfers:
+                await conn.executemany(_TRANSFER, transfers)
             if ends:
                 ended = await conn.fetch(
                     _END,

@@ -35,6 +35,21 @@ class LiveChannel:
 
 
 @dataclass
+class TransferLeg:
+    """A leg a transfer added to a call (dialplan.transfers): the transferred party and
+    the target, with a reservation of its own (``call_id``) when the tenant pays for it."""
+
+    call_id: str  # <linkedid>~x<n>: the reservation's and the transfer record's key
+    kind: str  # blind | attended | refer
+    started_at: datetime
+    after_seq: int  # the registry's event count when it started: its channels come later
+    answered_at: datetime | None = None  # the target answered
+    channel: str = ""  # the target's answering channel (its hard stop)
+    uniqueid: str = ""  # ... and its id
+    ended_at: datetime | None = None  # the target's channel hung up
+
+
+@dataclass
 class LiveCall:
     linkedid: str
     caller: str
@@ -49,6 +64,9 @@ class LiveCall:
     caller_channel: str = ""  # the first channel's name (e.g. PJSIP/carrier-in-00000001)
     alerted_at: datetime | None = None  # another channel first rang or answered (for PDD)
     callee_channel: str = ""  # the channel that answered the Dial
+    callee_uniqueid: str = ""
+    # The first leg's answering party left while the call went on (a transfer).
+    callee_left_at: datetime | None = None
     # A channel other than the caller's first answered: a bound destination (the forwarded
     # leg's answer, what split billing charges from; rating.split).
     callee_answered_at: datetime | None = None
@@ -62,6 +80,8 @@ class LiveCall:
     # phone, so the call is answered — billed, recorded as answered — only when another
     # channel (the customer's) answers.
     billed_from_callee: bool = False
+    # Legs added by transfers, in order (the call keeps its linkedid throughout).
+    legs: list[TransferLeg] = field(default_factory=list)
 
     @property
     def times_exact(self) -> bool:
@@ -95,6 +115,15 @@ class LiveCall:
             "hangup_cause_text": self.hangup_cause_text,
             "channels": len(self.channels),
             "lifecycle": [step for _, step in self.lifecycle],
+            "transfers": [
+                {
+                    "call_id": leg.call_id,
+                    "kind": leg.kind,
+                    "started_at": leg.started_at.isoformat(),
+                    "answered_at": leg.answered_at.isoformat() if leg.answered_at else None,
+                }
+                for leg in self.legs
+            ],
         }
 
 
@@ -105,6 +134,7 @@ class CallRegistry:
         self._by_channel: dict[str, str] = {}  # uniqueid -> linkedid
         self._ended: deque[LiveCall] = deque(maxlen=history)
         self._on_end: list[Callable[[LiveCall], None]] = []
+        self._on_leg_end: list[Callable[[LiveCall, str], None]] = []
         self._seq = 0  # events folded so far
         self._seen: dict[str, int] = {}  # uniqueid -> event number that first showed it
         # Channels hung up lately: a list that was taken before their Hangup was folded
@@ -117,6 +147,12 @@ class CallRegistry:
 
     def add_end_listener(self, cb: Callable[[LiveCall], None]) -> None:
         self._on_end.append(cb)
+
+    def add_leg_end_listener(self, cb: Callable[[LiveCall, str], None]) -> None:
+        """``cb(call, leg)`` when, in a call that has been transferred, one leg's answering
+        party hangs up while the call goes on: ``leg`` is the leg's call id (the linkedid
+        for the call's first leg, TransferLeg.call_id for the others)."""
+        self._on_leg_end.append(cb)
 
     def live(self) -> list[LiveCall]:
         return list(self._live.values())
@@ -174,6 +210,26 @@ class CallRegistry:
         while len(self._callee_billed) > 10_000:  # announced calls whose channel never came
             self._callee_billed.popitem(last=False)
 
+    def transfer_started(self, linkedid: str, kind: str) -> TransferLeg | None:
+        """A transfer of live call ``linkedid`` was decided: the channels that appear from
+        now on belong to its new leg. Returns the leg (None: no such live call)."""
+        call = self._live.get(linkedid)
+        if call is None:
+            return None
+        now = self._clock.now()
+        leg = TransferLeg(f"{linkedid}~x{len(call.legs) + 1}", kind, now, self._seq)
+        call.legs.append(leg)
+        call.lifecycle.append((now, f"transferred:{kind}"))
+        return leg
+
+    def _leg_of(self, call: LiveCall, uniqueid: str) -> TransferLeg | None:
+        """The transfer leg a channel belongs to: the latest one that started before the
+        channel first appeared (None: the call's own first leg)."""
+        seen = self._seen.get(uniqueid)
+        if seen is None or uniqueid == call.linkedid:
+            return None
+        return next((leg for leg in reversed(call.legs) if seen > leg.after_seq), None)
+
     def _call_of(self, uniqueid: str) -> LiveCall | None:
         linkedid = self._by_channel.get(uniqueid)
         return self._live.get(linkedid) if linkedid else None
@@ -189,6 +245,10 @@ class CallRegistry:
             call.alerted_at = now
         if up and call.callee_answered_at is None and uniqueid != call.linkedid:
             call.callee_answered_at = now  # the same instant as answered_at if it is the first
+        leg = self._leg_of(call, uniqueid) if up and call.legs else None
+        if leg is not None and leg.answered_at is None:
+            leg.answered_at = now
+            call.lifecycle.append((now, "transfer_answered"))
         if up and call.billed_from_callee and uniqueid == call.linkedid:
             call.lifecycle.append((now, "agent_answered"))
         elif up and call.answered_at is None:
@@ -208,8 +268,13 @@ class CallRegistry:
         """The destination channel ``channel`` answered its call (the hard stop's target)."""
         self._seq += 1
         call = self._live.get(self._by_channel.get(uniqueid) or linkedid)
-        if call is not None:
-            call.callee_channel = channel
+        if call is None:
+            return
+        leg = self._leg_of(call, uniqueid) if call.legs else None
+        if leg is not None:
+            leg.channel, leg.uniqueid = channel, uniqueid
+        else:
+            call.callee_channel, call.callee_uniqueid = channel, uniqueid
 
     def channel_hung_up(self, uniqueid: str, cause: int, cause_text: str) -> None:
         self._seq += 1
@@ -218,12 +283,29 @@ class CallRegistry:
         if call is None:
             return
         call.channels.discard(uniqueid)
+        if call.legs and call.channels:
+            self._leg_party_left(call, uniqueid)
         if call.hangup_cause is None or uniqueid == call.linkedid:
             # The cause the caller's own channel ended with is the one that describes the call.
             call.hangup_cause = cause
             call.hangup_cause_text = cause_text
         if not call.channels:
             self._finish(call)
+
+    def _leg_party_left(self, call: LiveCall, uniqueid: str) -> None:
+        now = self._clock.now()
+        ended = ""
+        if uniqueid == call.callee_uniqueid and call.callee_left_at is None:
+            call.callee_left_at = now
+            ended = call.linkedid
+        else:
+            for leg in call.legs:
+                if leg.uniqueid == uniqueid and leg.ended_at is None:
+                    leg.ended_at = now
+                    ended = leg.call_id
+        if ended:
+            for cb in self._on_leg_end:
+                cb(call, ended)
 
     def _finish(self, call: LiveCall) -> None:
         call.ended_at = self._clock.now()

@@ -20,13 +20,15 @@ from dialplan.inbound import AskPin, Decision, InboundCall, Reject, Route, RunIv
 from dialplan.legs import Direction, Leg
 from dialplan.reasons import Reason
 from dialplan.time_policy import DEFAULT_TIMEZONE
+from dialplan.transfers import TransferKind, TransferRequest, decide_transfer
 from provisioning.ledger import Grant, Refusal
 from provisioning.rules import pin_matches
 from softswitch.callpath.control import CallChannel
 from softswitch.callpath.outbound_gate import OutboundAttempt
 from softswitch.callpath.prepaid import CallMoney
 from softswitch.callpath.recorder import Recorder
-from softswitch.callpath.records import CallRecordWriter, DecisionRecord
+from softswitch.callpath.records import CallRecordWriter, DecisionRecord, TransferRecord
+from softswitch.callpath.registry import CallRegistry
 from softswitch.callpath.snapshots import SnapshotStore
 from softswitch.callpath.voicemail import VoicemailPickup
 from softswitch.core.clock import Clock
@@ -57,7 +59,9 @@ class CallRouting:
         rng: random.Random | None = None,
         recorder: Recorder | None = None,
         voicemail: VoicemailPickup | None = None,
+        registry: CallRegistry | None = None,
     ) -> None:
+        self._registry = registry
         self._money = money
         self._recorder = recorder
         self._voicemail = voicemail
@@ -208,7 +212,9 @@ class CallRouting:
         await session.deliver(leg, recording)
         self._record(session, started, decision, linkedid, caller, called, leg.direction)
 
-    async def _reserve(self, leg: Leg, call_id: str, channel: str, called: str) -> Decision:
+    async def _reserve(
+        self, leg: Leg, call_id: str, channel: str, called: str, linkedid: str = ""
+    ) -> Decision:
         """A routed call the enterprise pays for rings only with a reservation in hand; one
         that stays inside the platform (extensions only) takes no channel and costs nothing.
         An enterprise's outbound call first passes the compliance gates: its calling hours
@@ -228,7 +234,7 @@ class CallRouting:
             if early is not None:
                 return Reject(early.reason, decision.tenant_id, decision.number_id, why=early.why)
             attempt = OutboundAttempt(called, decision.caller_id, rules)
-        grant = await self._money.authorize(decision.tenant_id, call_id, channel, attempt)
+        grant = await self._money.authorize(decision.tenant_id, call_id, channel, attempt, linkedid)
         if isinstance(grant, Grant):
             return dataclasses.replace(decision, limit_s=grant.seconds)
         if isinstance(grant, Refused):
@@ -247,6 +253,74 @@ class CallRouting:
                 return True
             prompt = PIN_RETRY_PROMPT
         return False
+
+    # ------------------------------------------------------------------ transfers
+    async def transfer(self, session: CallChannel) -> None:
+        """A party transferred the call (DTMF #1 / *2, SIP REFER): the transferred party's
+        new leg is decided like a call (dialplan.transfers), reserved and billed as a leg of
+        its own (<linkedid>~x<n>); a blind transfer first settles the leg the transferor
+        leaves, so the package's channel count never holds both."""
+        started = time.perf_counter()
+        facts = session.facts
+        tenant_arg, number, kind_arg, transferor_channel = (*facts.args, "", "", "", "")[:4]
+        kinds = {k.value: k for k in TransferKind}
+        kind = kinds.get(kind_arg, TransferKind.BLIND)
+        req = TransferRequest(
+            facts.linkedid,
+            facts.called,
+            facts.endpoint,
+            int(tenant_arg) if tenant_arg.isdigit() else None,
+            number,
+            kind,
+        )
+        leg = decide_transfer(self._snapshots.current, req, self._clock.now(), self._rng, self._memory)
+        if kind is not TransferKind.ATTENDED and self._money is not None:
+            await self._money.transferor_leaves(facts.linkedid, transferor_channel)
+        live = self._registry.transfer_started(facts.linkedid, kind) if self._registry is not None else None
+        call_id = live.call_id if live is not None else f"{facts.linkedid}~x{facts.uniqueid}"
+        decision = await self._reserve(leg, call_id, facts.channel, facts.called, facts.linkedid)
+        leg = dataclasses.replace(leg, decision=decision)
+        recording = None
+        if self._recorder is not None and isinstance(decision, Route):
+            recording = self._recorder.plan(
+                self._snapshots.current,
+                decision.tenant_id,
+                facts.linkedid,
+                facts.caller,
+                facts.called,
+                leg.direction.value,
+                facts.endpoint,
+            )
+        await session.deliver(leg, recording)
+        self._metrics.decision_seconds.observe(time.perf_counter() - started)
+        self._metrics.transfers.labels(kind.value, decision.reason.code).inc()
+        route = decision if isinstance(decision, Route) else None
+        action = action_of(decision)
+        self._records.transferred(
+            TransferRecord(
+                facts.linkedid,
+                call_id,
+                decision.tenant_id,
+                kind.value,
+                facts.endpoint,
+                facts.called,
+                action,
+                decision.reason.code,
+                leg.direction.value,
+                leg.billable and route is not None,
+                route.destinations if route else (),
+                self._clock.now(),
+            )
+        )
+        log.info(
+            "call %s transferred (%s) by %s to %s: %s %s",
+            facts.linkedid,
+            kind.value,
+            facts.endpoint or "?",
+            mask_number(facts.called),
+            action,
+            decision.reason.code,
+        )
 
     # ------------------------------------------------------------------ extensions
     async def extension(self, session: CallChannel) -> None:

@@ -207,6 +207,13 @@ class Metrics:
             ["tenant"],
             registry=r,
         )
+        self.transfers = Counter(
+            "softswitch_transfers",
+            "Transfers (DTMF blind #1 / attended *2, SIP REFER) by kind and the reason code of "
+            "their decision (ROUTED, or why the target was refused)",
+            ["kind", "reason"],
+            registry=r,
+        )
         self.recordings = Counter(
             "softswitch_recordings",
             "Recordings by result: stored, missing (no file), empty (no audio), "

@@ -69,6 +69,7 @@ def test_route_with_two_steps() -> None:
         ("SS_FINAL", "missed_call"),
         ("SS_FAIL_REASON", "ALL_DESTINATIONS_FAILED"),
         ("SS_FAIL_CAUSE", "19"),
+        ("SS_TRANSFER", ""),
         ("SS_RECORD", ""),
         ("SS_RECORD_ANNOUNCE", ""),
         ("SS_RECORD_ON_DEMAND", ""),
@@ -124,7 +125,8 @@ def test_a_configured_announcement_overrides_the_reasons_prompt() -> None:
 # --- golden: Python side vs. the dialplan file ----------------------------------------
 
 # Set by the dialplan itself ([globals] and Set(...)), never by the AGI script.
-SET_BY_DIALPLAN = {"SS_AGI_URL", "SS_CALLED", "SS_OPTS"}
+# SS_XFER_*: the call's tenant and number, inherited by its channels for [ss-transfer].
+SET_BY_DIALPLAN = {"SS_AGI_URL", "SS_CALLED", "SS_OPTS", "SS_XFER_TENANT", "SS_XFER_NUMBER"}
 _READ = re.compile(r"\$\{(SS_[A-Z0-9_]+)")
 _LABEL = re.compile(r"^\s*(?:exten\s*=>\s*[^,]+,|same\s*=>)\s*[^,(]+\((\w+)\)")
 _ACTION_BRANCH = re.compile(r'"\$\{SS_ACTION\}"\s*=\s*"(\w+)"\]\?(\w+)')

@@ -152,6 +152,7 @@ def test_routed_call_lifecycle() -> None:
         "hangup_cause_text": "Normal Clearing",
         "channels": 0,
         "lifecycle": ["created", "answered", "bridged", "hung_up"],
+        "transfers": [],
     }
 
 

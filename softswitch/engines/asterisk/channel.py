@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 
 from dialplan.legs import Leg
+from dialplan.transfers import TransferKind, transfer_options
 from softswitch.callpath.control import CallChannel, CallFacts
 from softswitch.callpath.recorder import RecordingVars
 from softswitch.engines.asterisk.agi.codec import AgiEnvironment
@@ -71,6 +72,33 @@ def ivr_facts(env: AgiEnvironment) -> CallFacts:
     )
 
 
+def transfer_facts(env: AgiEnvironment) -> CallFacts:
+    """AGI(agi://…/transfer,${CHANNEL(linkedid)},${SS_CALLED},${SS_XFER_TENANT},
+    ${SS_XFER_NUMBER},${BLINDTRANSFER},${TRANSFERERNAME},${SS_XFER_REFER}) — run on the
+    transferred party's channel (blind transfer, REFER) or on the Local channel Asterisk
+    dials for an attended one. ``endpoint`` is the transferring party's; ``args`` carries
+    (the call's tenant id, its unified number, the transfer's kind, the transferring
+    party's channel)."""
+    args = [*env.args, "", "", "", "", "", "", ""]
+    blind, attended, refer = args[4], args[5], args[6]
+    transferor = blind or attended
+    if refer:
+        kind = TransferKind.REFER
+    elif blind:
+        kind = TransferKind.BLIND
+    else:
+        kind = TransferKind.ATTENDED
+    return CallFacts(
+        linkedid=args[0] or env.uniqueid,
+        uniqueid=env.uniqueid,
+        channel=env.channel,
+        caller=_caller(env),
+        called=args[1] or env.extension,
+        endpoint=endpoint_of(transferor),
+        args=(args[2], args[3], kind.value, transferor),
+    )
+
+
 class AgiCallChannel:
     def __init__(self, session: AgiSession, facts: CallFacts, trunk: str) -> None:
         self._session = session
@@ -101,7 +129,9 @@ class AgiCallChannel:
         # so only values the control plane owns go here (reason codes, digits checked by
         # the schema, dial strings built from them, recording paths from the tenant id and
         # Asterisk's own linkedid), never caller-supplied text.
-        variables = asterisk_variables(leg.decision, self._trunk, recording, leg.caller_name)
+        variables = asterisk_variables(
+            leg.decision, self._trunk, recording, leg.caller_name, transfer_options(leg)
+        )
         await self._session.exec("MSet", *(f"{k}={v}" for k, v in variables))
 
 
@@ -110,7 +140,11 @@ AgiHandler = Callable[[AgiSession], Awaitable[None]]
 
 
 def agi_scripts(
-    route: CallHandler, extension: CallHandler, ivr: CallHandler, trunk: str
+    route: CallHandler,
+    extension: CallHandler,
+    ivr: CallHandler,
+    trunk: str,
+    transfer: CallHandler | None = None,
 ) -> dict[str, AgiHandler]:
     """The FastAGI scripts the dialplan calls (agi://…/<script>), each handing the call
     path a CallChannel with the facts that script's arguments carry."""
@@ -119,6 +153,8 @@ def agi_scripts(
         "extension": (extension_facts, extension),
         "ivr": (ivr_facts, ivr),
     }
+    if transfer is not None:
+        facts_of["transfer"] = (transfer_facts, transfer)
 
     def script(parse: Callable[[AgiEnvironment], CallFacts], handler: CallHandler) -> AgiHandler:
         async def run(session: AgiSession) -> None:

@@ -26,11 +26,13 @@ def asterisk_variables(
     trunk: str,
     recording: RecordingVars | None = None,
     caller_name: CallerName = CallerName.KEEP,
+    transfer: str = "",
 ) -> list[tuple[str, str]]:
     """The SS_* variables for a decision, SS_ACTION last, so that if they are ever set one by
     one, a session cut short leaves no SS_ACTION and the dialplan falls back instead of
     acting on half a decision. `recording` is how a routed call is recorded (None: not);
-    `caller_name` whether the destinations see the caller's display name."""
+    `caller_name` whether the destinations see the caller's display name; `transfer` the
+    Dial options saying which party may transfer by DTMF (dialplan.transfers)."""
     assert not isinstance(decision, AskPin), "a PIN step is a dialogue, not a decision"
     out = [("SS_REASON", decision.reason.code), ("SS_TENANT_ID", str(decision.tenant_id or ""))]
     if isinstance(decision, Route):
@@ -48,6 +50,7 @@ def asterisk_variables(
             ("SS_FINAL", decision.final_action),
             ("SS_FAIL_REASON", Reason.ALL_DESTINATIONS_FAILED.code),
             ("SS_FAIL_CAUSE", str(Reason.ALL_DESTINATIONS_FAILED.cause)),
+            ("SS_TRANSFER", transfer),
         ]
         rec = recording or RecordingVars()
         out += [

@@ -1,0 +1,276 @@
+"""Transfers through the real Asterisk (issue 17, item 2), each seen from the wire (SIPp)
+and from the service (its API, metrics and records):
+
+- a caller reaches a 400 number, an extension (a registered SIPp phone) answers and keys
+  #1 and a mobile bound to the number: the caller is put through to that mobile, the new
+  leg is decided by the control plane (its transfer script), reserved and billed as a leg
+  of its own, and the tenant's one-channel package carries it — its channel count reads 1
+  while the transferred call is up and 0 after, and each leg is charged for its own talk;
+- a target the rules refuse (an extension number the tenant does not have) is refused with
+  its reason: the caller is hung up, the transfer's record and the metric name the reason,
+  and the leg the transferor left is charged.
+
+FreeSWITCH's transfers are not exercised here (see README, calls/transfers)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from scripts.devstack.dtmf_pcap import digit_pcaps
+from scripts.devstack.process import ServiceProcess
+from scripts.devstack.sipp import SCENARIOS, SippResult, SippUas, phone_args, run_uac
+from softswitch.core.settings import Settings
+from tests.e2e.conftest import (
+    OWNER,
+    Engine,
+    active_number,
+    api_ok,
+    changed,
+    dialled_legs,
+    engine_of,
+    extension,
+    mobile,
+    unique_caller,
+)
+from tests.e2e.test_internal_calls import SipTrace, register_accepted
+
+pytestmark = pytest.mark.stack
+
+# The transferring phone's address (no other test's SIPp uses it).
+PHONE_IP, PHONE_PORT = "127.0.0.9", 5076
+DIGIT_GAP_MS = 250
+
+
+def transferring_scenario(directory: Path, *, talk_ms: int, transfer: str, leave_ms: int = 8000) -> Path:
+    """uas_transfer.xml with what the phone does to transfer rendered in. ``transfer``:
+    DTMF digits, ',' a one-second pause (as dialers write it)."""
+    keys = [d for d in transfer if d != ","]
+    pcaps = iter(digit_pcaps("".join(keys), directory, DIGIT_GAP_MS))
+    lines = []
+    for d in transfer:
+        if d == ",":
+            lines.append('  <pause milliseconds="1000"/>')
+            continue
+        lines.append(f'  <nop><action><exec play_pcap_audio="{next(pcaps)}"/></action></nop>')
+        lines.append(f'  <pause milliseconds="{DIGIT_GAP_MS}"/>')
+    text = (SCENARIOS / "uas_transfer.xml").read_text()
+    text = text.replace("@@TRANSFER@@", "\n".join(lines)).replace("@@TALK_MS@@", str(talk_ms))
+    path = directory / "transfer.xml"
+    path.write_text(text.replace("@@LEAVE_MS@@", str(leave_ms)))
+    return path
+
+
+PhoneFactory = Callable[[dict[str, Any], str, Path], Awaitable[SipTrace]]
+
+
+@pytest.fixture
+async def transferring_phone() -> AsyncIterator[PhoneFactory]:
+    """A factory: a SIP phone registered as an extension on Asterisk, answering the calls to
+    it with the given scenario (it stays registered 20 s: start it right before the call)."""
+    phones: list[SippUas] = []
+
+    async def register(ext: dict[str, Any], password: str, scenario: Path) -> SipTrace:
+        trace = SipTrace(scenario.parent / "messages.log")
+        target = engine_of(Settings(), "asterisk").phones
+        uas = SippUas(
+            "uas_phone.xml",
+            local_ip=PHONE_IP,
+            port=PHONE_PORT,
+            ring_ms=200,
+            extra=phone_args(ext["endpoint_id"], password, scenario, target, trace.path),
+        )
+        phones.append(uas.start())
+        await trace.wait_for("the phone's registration accepted", register_accepted)
+        return trace
+
+    try:
+        yield register
+    finally:
+        for uas in phones:
+            uas.stop()
+
+
+def desk_and_mobile(service: ServiceProcess) -> tuple[int, str, dict[str, Any], str, str]:
+    """A prepaid tenant on the default one-channel package, its 400 number ringing its
+    extension 801 first and a mobile second: (tenant, number, extension, its password,
+    the mobile)."""
+    tenant, number_id, number = active_number(service)
+    password = "pw-" + secrets.token_hex(8)
+    ext = extension(service, tenant, "801", "main", password)
+    target = mobile()
+    base = f"/v1/tenants/{tenant}/bindings"
+    for position, (destination, kind) in enumerate(((ext["extension"], "extension"), (target, "mobile"))):
+        body = {"number_id": number_id, "destination": destination, "kind": kind, "position": position}
+        changed(service, "POST", base, json={**body, **OWNER})
+    return tenant, number, ext, password, target
+
+
+async def live_call(service: ServiceProcess, caller: str, budget: float = 10.0) -> dict[str, Any]:
+    deadline = time.monotonic() + budget
+    while True:
+        calls = [c for c in api_ok(service.request("GET", "/v1/calls/live")) if c["caller"] == caller]
+        if calls:
+            return calls[0]
+        assert time.monotonic() < deadline, f"no live call from {caller}"
+        await asyncio.sleep(0.1)
+
+
+async def until(what: str, probe: Callable[[], Awaitable[Any]], budget: float = 15.0) -> Any:
+    deadline = time.monotonic() + budget
+    while True:
+        value = await probe()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what}: not within {budget} s"
+        await asyncio.sleep(0.1)
+
+
+def account(service: ServiceProcess, tenant: int) -> dict[str, Any]:
+    return api_ok(service.request("GET", f"/v1/tenants/{tenant}/account"))
+
+
+def caller_holding(number: str, caller: str, hold_ms: int, engine: Engine) -> SippResult:
+    """The carrier's caller: stays on the line `hold_ms` after the answer unless Asterisk
+    hangs it up first (then BYE is among the requests it received)."""
+    return run_uac(number, caller, dtmf="", hold_ms=hold_ms, timeout_s=45, target=engine.carrier)
+
+
+async def test_a_blind_transfer_to_a_bound_mobile_is_reserved_and_billed_as_its_own_leg(
+    db: asyncpg.Connection,
+    service: ServiceProcess,
+    destination_carrier: SippUas,
+    settings: Settings,
+    transferring_phone: PhoneFactory,
+) -> None:
+    engine = engine_of(settings, "asterisk")
+    tenant, number, ext, password, target = desk_and_mobile(service)
+    assert account(service, tenant)["channel_cap"] == 1
+    routed_before = service.metric("softswitch_transfers_total", kind="blind", reason="ROUTED")
+    tmp = Path(tempfile.mkdtemp(prefix="xfer-blind-"))
+    await transferring_phone(ext, password, transferring_scenario(tmp, talk_ms=1000, transfer=f"#1,{target}"))
+    caller = unique_caller()
+    placed = asyncio.create_task(asyncio.to_thread(caller_holding, number, caller, 15000, engine))
+
+    call = await live_call(service, caller)
+    linkedid = call["linkedid"]
+    assert account(service, tenant)["channels_in_use"] == 1  # the extension's leg
+
+    async def transferred_and_answered() -> dict[str, Any] | None:
+        now = api_ok(service.request("GET", f"/v1/calls/{linkedid}"))
+        legs = now["transfers"]
+        return now if legs and legs[0]["answered_at"] else None
+
+    during = await until("the transfer's target answered", transferred_and_answered)
+    assert during["state"] != "ended" and [t["kind"] for t in during["transfers"]] == ["blind"]
+    leg_id = during["transfers"][0]["call_id"]
+    assert leg_id == f"{linkedid}~x1"
+    # while the caller talks to the mobile: one channel held, by the new leg; the leg the
+    # extension left is already settled
+    assert account(service, tenant)["channels_in_use"] == 1
+    held = await db.fetch(
+        "SELECT call_id, state FROM reservations WHERE call_id = ANY($1)", [linkedid, leg_id]
+    )
+    assert {r["call_id"]: r["state"] for r in held} == {linkedid: "settled", leg_id: "open"}
+    assert service.metric("softswitch_transfers_total", kind="blind", reason="ROUTED") == routed_before + 1
+
+    result = await placed
+    assert result.final_status == 200, result.message_log[-3000:]
+    assert "BYE" not in result.received_requests  # the caller stayed on, then hung up itself
+    # what Asterisk dialled: the extension, then (from the caller's channel) the mobile
+    legs = await dialled_legs(db, linkedid, engine, expect=2)
+    assert any(ext["endpoint_id"] in d for d, _ in legs) and any(target in d and a for d, a in legs), legs
+
+    async def both_settled() -> list[asyncpg.Record] | None:
+        rows = await db.fetch(
+            "SELECT call_id, state, billsec, charged FROM reservations WHERE call_id = ANY($1) ORDER BY id",
+            [linkedid, leg_id],
+        )
+        return rows if all(r["state"] == "settled" for r in rows) and len(rows) == 2 else None
+
+    first, second = await until("both legs settled", both_settled)
+    # the extension talked ~1 s + the digits + Asterisk's 3 s digit timeout; the mobile
+    # the rest of the caller's 15 s (+1.2 s before it starts counting)
+    assert 4 <= first["billsec"] <= 12, first
+    assert 3 <= second["billsec"] <= 14, second
+    assert 14 <= first["billsec"] + second["billsec"] <= 18, (first, second)
+    after = account(service, tenant)
+    assert (after["channels_in_use"], Decimal(str(after["reserved"]))) == (0, 0)
+    entries = await db.fetch(
+        "SELECT idempotency_key, amount FROM ledger_entries "
+        "WHERE tenant_id = $1 AND kind = 'call' ORDER BY id",
+        tenant,
+    )
+    assert [(e["idempotency_key"], -e["amount"]) for e in entries] == [
+        (linkedid, first["charged"]),
+        (leg_id, second["charged"]),
+    ]
+    record = await db.fetchrow("SELECT * FROM call_transfers WHERE leg_call_id = $1", leg_id)
+    assert record is not None
+    assert (record["kind"], record["transferor"], record["target"], record["action"], record["reason"]) == (
+        "blind",
+        ext["endpoint_id"],
+        target,
+        "dial",
+        "ROUTED",
+    )
+    assert (record["direction"], record["billable"], record["tenant_id"]) == ("inbound", True, tenant)
+
+
+async def test_a_transfer_to_a_target_the_rules_refuse_is_refused_with_its_reason(
+    db: asyncpg.Connection,
+    service: ServiceProcess,
+    destination_carrier: SippUas,
+    settings: Settings,
+    transferring_phone: PhoneFactory,
+) -> None:
+    engine = engine_of(settings, "asterisk")
+    tenant, number, ext, password, _target = desk_and_mobile(service)
+    refused_before = service.metric("softswitch_transfers_total", kind="blind", reason="EXTENSION_NOT_FOUND")
+    tmp = Path(tempfile.mkdtemp(prefix="xfer-refused-"))
+    # 999: no extension of the tenant, too short for an outside number
+    await transferring_phone(ext, password, transferring_scenario(tmp, talk_ms=1000, transfer="#1,999"))
+    caller = unique_caller()
+    started = time.monotonic()
+    result = await asyncio.to_thread(caller_holding, number, caller, 20000, engine)
+    assert result.final_status == 200, result.message_log[-3000:]
+    # the caller hears the refusal and is hung up, long before it would have hung up itself
+    assert "BYE" in result.received_requests and time.monotonic() - started < 18
+    row = await until(
+        "the refused transfer's record",
+        lambda: db.fetchrow(
+            "SELECT t.* FROM call_transfers t JOIN calls c ON c.linkedid = t.linkedid WHERE c.caller = $1",
+            caller,
+        ),
+    )
+    assert (row["action"], row["reason"], row["target"], row["billable"]) == (
+        "reject",
+        "EXTENSION_NOT_FOUND",
+        "999",
+        False,
+    )
+    assert (
+        service.metric("softswitch_transfers_total", kind="blind", reason="EXTENSION_NOT_FOUND")
+        == refused_before + 1
+    )
+    first = await until(
+        "the first leg settled",
+        lambda: db.fetchrow(
+            "SELECT * FROM reservations WHERE call_id = $1 AND state = 'settled'", row["linkedid"]
+        ),
+    )
+    assert first["billsec"] >= 3 and first["charged"] > 0
+    assert (
+        await db.fetchval("SELECT count(*) FROM reservations WHERE call_id LIKE $1", row["linkedid"] + "~%")
+        == 0
+    )
+    assert account(service, tenant)["channels_in_use"] == 0
