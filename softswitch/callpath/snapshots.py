@@ -92,7 +92,7 @@ async def _rows(conn: Any, sql: str, *args: Any, pause: Pause, batch_rows: int =
         batch = await cursor.fetch(batch_rows)
         for i, r in enumerate(batch):
             yield r
-            if i & 63 == 63:
+            if i & 15 == 15:
                 await pause()
         if len(batch) < batch_rows:
             return
@@ -137,11 +137,11 @@ async def load_snapshot(
                 record = old
         draft.put_record(record, policies.parsed)
         del record
-        if i & 255 == 0:
+        if i & 15 == 0:  # the slice checked often: a check every 256 overran it several-fold
             await pause()
     for i, t in enumerate(tenants.values()):
         draft.put_tenant(t)
-        if i & 255 == 255:
+        if i & 31 == 31:
             await pause()
     lists = await _blacklist_lists(conn, "TRUE", (), pause)
     if previous is not None:
@@ -159,7 +159,7 @@ async def load_snapshot(
         draft.put_menus(tenant_id, menus)
     await pause()
     draft.compliance = await _load_compliance(conn)
-    for _ in draft.settle():
+    for _ in draft.settle(step=64):
         await pause()
     return draft.finish(clock.now(), generation)
 
@@ -224,8 +224,8 @@ class _Policies:
         digest = self._digests["region"].get(policy_id) if policy_id is not None else None
         return None if digest is None else self._key(("region", policy_id, digest))
 
-    async def resolve(self, conn: Any) -> None:
-        """Read and parse the policies not known before."""
+    async def resolve(self, conn: Any, pause: Pause) -> None:
+        """Read and parse the policies not known before (`pause` awaited between them)."""
         for kind, table in (("time", "time_policies"), ("region", "region_policies")):
             keys = [k for k in self._missing if k[0] == kind]
             if not keys:
@@ -238,6 +238,7 @@ class _Policies:
                 )
             }
             for key in keys:
+                await pause()
                 row = rows.get(key[1])
                 if kind == "time":
                     self.parsed[key] = _parsed(row, TimePolicy.parse, key[3])
@@ -353,9 +354,9 @@ async def _load_numbers(
         t = tenants.get(tenant_id)
         if t is not None:
             tenants[tenant_id] = _with_caller_ids(t, tuple(numbers))
-        if i & 255 == 255:
+        if i & 31 == 31:
             await pause()
-    await policies.resolve(conn)
+    await policies.resolve(conn, pause)
     return found
 
 
