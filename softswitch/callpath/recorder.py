@@ -89,6 +89,25 @@ def _size(path: Path) -> int:
         return -1
 
 
+async def settled_wav(path: Path, wait_s: float) -> WavFacts:
+    """An engine closes a file it recorded just after the hang-up: poll until it exists with
+    a size that stopped changing (and a header that says it holds audio), or give up after
+    wait_s and take it as it is."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    last = -1
+    while True:
+        size = await asyncio.to_thread(_size, path)
+        if size > WAV_HEADER and size == last:
+            facts = await asyncio.to_thread(wav_facts, path)
+            if facts.status == "stored" or loop.time() >= deadline:
+                return facts
+        if loop.time() >= deadline:
+            return await asyncio.to_thread(wav_facts, path)
+        last = size
+        await asyncio.sleep(0.2)
+
+
 def disk_usage_by_tenant(spool_dir: Path) -> dict[str, int]:
     """Bytes under <spool>/<tenant_id>/, by tenant id; blocking."""
     out: dict[str, int] = {}
@@ -214,7 +233,8 @@ class Recorder:
             path = host_path(self._root, self._s.spool, inside)
             if path is None:
                 continue
-            facts = await self._settled_facts(path, wait=bridged)
+            # MixMonitor closes the file just after the hang-up
+            facts = await settled_wav(path, self._s.finalize_wait_s if bridged else 0.0)
             if not bridged and facts.status != "stored":
                 # Nobody answered: MixMonitor (option b) had nothing to record.
                 with contextlib.suppress(FileNotFoundError):
@@ -229,23 +249,6 @@ class Recorder:
             if rec_id is not None:
                 ids.append(rec_id)
         return ids
-
-    async def _settled_facts(self, path: Path, wait: bool) -> WavFacts:
-        """MixMonitor closes the file just after the hang-up: poll until it exists with a
-        size that stopped changing (and a header that says it holds audio), or give up."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (self._s.finalize_wait_s if wait else 0.0)
-        last = -1
-        while True:
-            size = await asyncio.to_thread(_size, path)
-            if size > WAV_HEADER and size == last:
-                facts = await asyncio.to_thread(wav_facts, path)
-                if facts.status == "stored" or loop.time() >= deadline:
-                    return facts
-            if loop.time() >= deadline:
-                return await asyncio.to_thread(wav_facts, path)
-            last = size
-            await asyncio.sleep(0.2)
 
     def _collect_on_demand(self, p: Pending, first_segment: int) -> list[str]:
         """Move the call's automixmon files into the tenant's directory (blocking)."""

@@ -20,7 +20,7 @@ import asyncpg
 
 from dialplan.inbound import Decision, Route, Voicemail
 from provisioning.voicemail import NewMessage, VoicemailSpool, note_no_message, store_message, voicemail_file
-from softswitch.callpath.recorder import WAV_HEADER, WavFacts, wav_facts
+from softswitch.callpath.recorder import WavFacts, settled_wav
 from softswitch.callpath.registry import LiveCall
 from softswitch.core.clock import Clock
 from softswitch.core.metrics import Metrics
@@ -39,13 +39,6 @@ class Expected:
     caller: str
     direct: bool  # voicemail was the decision (not a routed call's fall-back)
     inside: str  # the file, inside the chroot
-
-
-def _file_size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return -1
 
 
 class VoicemailPickup:
@@ -109,7 +102,7 @@ class VoicemailPickup:
         # A routed call reached voicemail only if the platform answered it; one that was
         # never answered was given up while ringing.
         reached = e.direct or call.answered_at is not None
-        facts = await self._settled(path, wait=reached)
+        facts = await settled_wav(path, self._s.finalize_wait_s if reached else 0.0)
         if facts.status == "missing" and not reached:
             return None
         if facts.status == "stored" and facts.duration_s < self._s.min_duration_s:
@@ -145,23 +138,6 @@ class VoicemailPickup:
         self._metrics.voicemail_messages.labels("stored").inc()
         log.info("voicemail of call %s stored: message %s, %.1f s", e.linkedid, message_id, facts.duration_s)
         return message_id
-
-    async def _settled(self, path: Path, wait: bool) -> WavFacts:
-        """The engine closes the file just after the hang-up: poll until it exists with a
-        size that stopped changing and a header that says it holds audio, or give up."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (self._s.finalize_wait_s if wait else 0.0)
-        last = -1
-        while True:
-            size = await asyncio.to_thread(_file_size, path)
-            if size > WAV_HEADER and size == last:
-                facts = await asyncio.to_thread(wav_facts, path)
-                if facts.status == "stored" or loop.time() >= deadline:
-                    return facts
-            if loop.time() >= deadline:
-                return await asyncio.to_thread(wav_facts, path)
-            last = size
-            await asyncio.sleep(0.2)
 
     async def stop(self) -> None:
         """Hang-ups already seen are picked up before the service goes."""

@@ -8,7 +8,6 @@ its file from the disk."""
 from __future__ import annotations
 
 import random
-import wave
 from collections.abc import AsyncIterator
 from datetime import datetime, time, timedelta
 from pathlib import Path
@@ -25,6 +24,7 @@ from provisioning.voicemail import voicemail_file
 from provisioning.voicemail_api import build_voicemail_router
 from softswitch.core.clock import FixedClock
 from tests.api.conftest import ALL_ROLES, OPERATOR_ROLES, World, bearer, expect
+from tests.api.test_recordings_api import _wav
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 SPOOL = "/var/spool/asterisk/softswitch-vm"
@@ -44,15 +44,6 @@ async def vclient(pool: asyncpg.Pool, clock: FixedClock, chroot: Path) -> AsyncI
     app.include_router(build_voicemail_router(pool, clock, chroot, SPOOL))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
         yield c
-
-
-def _wav(path: Path, seconds: float) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(b"\x01\x00" * int(8000 * seconds))
 
 
 async def _message(
