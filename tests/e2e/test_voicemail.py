@@ -1,6 +1,7 @@
 """Voicemail through the real engines (issue 17, item 6), each of Asterisk and FreeSWITCH: a
 SIPp caller rings a 400 number whose only destination is busy and whose final action is
-voicemail; the engine answers, plays vm-intro; the caller waits for the end of it, speaks
+voicemail, or whose time policy sends every call to voicemail; the engine answers, plays
+vm-intro; the caller waits for the end of it, speaks
 for 3 s (PCMU RTP) and hangs up. Then, through the running service's API: the message is
 listed for the tenant and for the number with the caller and the time of the call, its WAV
 plays as audio/wav with 3 s of the caller's audio in it and the sha256 the list gives, the
@@ -125,22 +126,25 @@ def audible_seconds(wav_bytes: bytes) -> tuple[float, float]:
     return len(samples) / rate, loud / 50
 
 
+@pytest.mark.parametrize("routed", ["final_action", "time_policy"])
 async def test_a_message_left_is_listed_played_notified_and_deleted(
     db: asyncpg.Connection,
     service: ServiceProcess,
     destination_carrier: SippUas,
     engine: Engine,
     webhook: Webhook,
+    routed: str,
 ) -> None:
     with restarted(service, SOFTSWITCH_NOTIFY__ALLOW_PRIVATE_WEBHOOKS="true") as svc:
         tenant, number, caller, message, admin = await asyncio.to_thread(
-            _leave_and_list, svc, engine, webhook
+            _leave_and_list, svc, engine, webhook, routed
         )
         call = await db.fetchrow("SELECT * FROM calls WHERE caller = $1 ORDER BY id DESC LIMIT 1", caller)
         assert call is not None
+        # a routed call that fell back to voicemail, or voicemail as the decision
+        decided = ("dial", "voicemail") if routed == "final_action" else ("voicemail", "")
         assert (call["action"], call["final_action"], call["voicemail_outcome"], call["voicemail_id"]) == (
-            "dial",
-            "voicemail",
+            *decided,
             "stored",
             message["id"],
         ), dict(call)
@@ -152,7 +156,7 @@ async def test_a_message_left_is_listed_played_notified_and_deleted(
 
 
 def _leave_and_list(
-    svc: ServiceProcess, engine: Engine, hook: Webhook
+    svc: ServiceProcess, engine: Engine, hook: Webhook, routed: str
 ) -> tuple[int, str, str, dict[str, Any], dict[str, str]]:
     tenant, number_id, number = active_number(svc)
     base = f"/v1/tenants/{tenant}"
@@ -164,7 +168,11 @@ def _leave_and_list(
         svc,
         "PATCH",
         f"{base}/numbers/{number_id}",
-        json={"final_action": "voicemail"},
+        json=(
+            {"final_action": "voicemail"}
+            if routed == "final_action"
+            else {"time_policy_id": _always_voicemail(svc, base)}
+        ),
         headers={"If-Match": f'"{routing["version"]}"'},
     )
     user = api_ok(
@@ -233,6 +241,17 @@ def _leave_and_list(
     payload = json.loads(body)["notice"]["payload"]
     assert (payload["message_id"], payload["called"]) == (message["id"], number)
     return tenant, number, caller, message, admin
+
+
+def _always_voicemail(svc: ServiceProcess, base: str) -> int:
+    """A time policy with no hours: every call goes to its default target, voicemail."""
+    policy = changed(
+        svc,
+        "POST",
+        f"{base}/time-policies",
+        json={"name": "voicemail only", "definition": {"default": {"kind": "voicemail"}}},
+    )
+    return int(policy["id"])
 
 
 def _listen_and_delete(
