@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 import asyncpg
 from fastapi import APIRouter, Query, Request, Response
 from fastapi import Path as PathParam
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from provisioning import ringback
 from provisioning.compliance.api import context_dependency
@@ -45,6 +45,15 @@ class ToneText(BaseModel):
     production: Production = Field(
         "self", description="professional: produced by the provider, charged tone_production (operators)"
     )
+
+    @field_validator("text")
+    @classmethod
+    def _speakable(cls, text: str) -> str:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("text must be valid Unicode (no lone surrogates)") from None
+        return text
 
 
 class ToneRead(BaseModel):
