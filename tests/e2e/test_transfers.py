@@ -8,7 +8,12 @@ and from the service (its API, metrics and records):
   while the transferred call is up and 0 after, and each leg is charged for its own talk;
 - a target the rules refuse (an extension number the tenant does not have) is refused with
   its reason: the caller is hung up, the transfer's record and the metric name the reason,
-  and the leg the transferor left is charged.
+  and the leg the transferor left is charged;
+- an attended transfer (*2): the caller on hold while the extension consults the mobile
+  holds two of the package's channels, one once the extension leaves (which completes the
+  transfer), each leg charged for its own talk;
+- a SIP REFER sent by the phone in the dialog: a blind transfer by another road, the same
+  decision, reservation and record (kind refer).
 
 FreeSWITCH's transfers are not exercised here (see README, calls/transfers)."""
 
@@ -51,9 +56,31 @@ PHONE_IP, PHONE_PORT = "127.0.0.9", 5076
 DIGIT_GAP_MS = 250
 
 
-def transferring_scenario(directory: Path, *, talk_ms: int, transfer: str, leave_ms: int = 8000) -> Path:
+REFER = """  <send retrans="500">
+    <![CDATA[
+      REFER [$remote_contact] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:[service]@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]
+      To:[$remote_from]
+      Call-ID: [call_id]
+      CSeq: 10 REFER
+      Contact: <sip:[service]@[local_ip]:[local_port];transport=[transport]>
+      Refer-To: <sip:@@TARGET@@>
+      Referred-By: <sip:[service]@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="202"/>"""
+
+
+def transferring_scenario(
+    directory: Path, *, talk_ms: int, transfer: str = "", refer_to: str = "", leave_ms: int = 8000
+) -> Path:
     """uas_transfer.xml with what the phone does to transfer rendered in. ``transfer``:
-    DTMF digits, ',' a one-second pause (as dialers write it)."""
+    DTMF digits, ',' a one-second pause (as dialers write it); ``refer_to``: the
+    user@host of an in-dialog REFER sent instead."""
     keys = [d for d in transfer if d != ","]
     pcaps = iter(digit_pcaps("".join(keys), directory, DIGIT_GAP_MS))
     lines = []
@@ -63,6 +90,8 @@ def transferring_scenario(directory: Path, *, talk_ms: int, transfer: str, leave
             continue
         lines.append(f'  <nop><action><exec play_pcap_audio="{next(pcaps)}"/></action></nop>')
         lines.append(f'  <pause milliseconds="{DIGIT_GAP_MS}"/>')
+    if refer_to:
+        lines.append(REFER.replace("@@TARGET@@", refer_to))
     text = (SCENARIOS / "uas_transfer.xml").read_text()
     text = text.replace("@@TRANSFER@@", "\n".join(lines)).replace("@@TALK_MS@@", str(talk_ms))
     path = directory / "transfer.xml"
@@ -273,4 +302,125 @@ async def test_a_transfer_to_a_target_the_rules_refuse_is_refused_with_its_reaso
         await db.fetchval("SELECT count(*) FROM reservations WHERE call_id LIKE $1", row["linkedid"] + "~%")
         == 0
     )
+    assert account(service, tenant)["channels_in_use"] == 0
+
+
+async def test_an_attended_transfer_holds_a_second_channel_while_the_transferor_consults(
+    db: asyncpg.Connection,
+    service: ServiceProcess,
+    destination_carrier: SippUas,
+    settings: Settings,
+    transferring_phone: PhoneFactory,
+) -> None:
+    """*2 and the mobile: the caller waits on hold while the extension talks to the mobile
+    (two conversations: two of the package's channels), then the extension hangs up, which
+    completes the transfer — the caller talks to the mobile on one channel."""
+    engine = engine_of(settings, "asterisk")
+    tenant, number, ext, password, target = desk_and_mobile(service)
+    await db.execute("UPDATE accounts SET channel_cap = 2 WHERE tenant_id = $1", tenant)
+    tmp = Path(tempfile.mkdtemp(prefix="xfer-attended-"))
+    # after the digits: Asterisk's 3 s digit timeout, the mobile rings 0.2 s, then the
+    # extension consults it until it leaves, 7 s after its last digit
+    scenario = transferring_scenario(tmp, talk_ms=1000, transfer=f"*2,{target}", leave_ms=7000)
+    await transferring_phone(ext, password, scenario)
+    caller = unique_caller()
+    placed = asyncio.create_task(asyncio.to_thread(caller_holding, number, caller, 18000, engine))
+    linkedid = (await live_call(service, caller))["linkedid"]
+
+    async def consulting() -> dict[str, Any] | None:
+        legs = api_ok(service.request("GET", f"/v1/calls/{linkedid}"))["transfers"]
+        return legs[0] if legs and legs[0]["answered_at"] else None
+
+    leg = await until("the consulted target answered", consulting)
+    assert leg["kind"] == "attended"
+    assert account(service, tenant)["channels_in_use"] == 2  # the caller on hold, the consultation
+    held = await db.fetch(
+        "SELECT call_id, state FROM reservations WHERE call_id = ANY($1)", [linkedid, leg["call_id"]]
+    )
+    assert {r["call_id"]: r["state"] for r in held} == {linkedid: "open", leg["call_id"]: "open"}
+
+    async def first_leg_settled() -> asyncpg.Record | None:
+        return await db.fetchrow(
+            "SELECT * FROM reservations WHERE call_id = $1 AND state = 'settled'", linkedid
+        )
+
+    first = await until("the transferor left (its leg settled)", first_leg_settled)
+    during = api_ok(service.request("GET", f"/v1/calls/{linkedid}"))
+    assert during["state"] != "ended" and account(service, tenant)["channels_in_use"] == 1
+
+    result = await placed
+    assert result.final_status == 200, result.message_log[-3000:]
+    assert "BYE" not in result.received_requests  # the caller was put through, then hung up
+    second = await until(
+        "the transfer leg settled",
+        lambda: db.fetchrow(
+            "SELECT * FROM reservations WHERE call_id = $1 AND state = 'settled'", leg["call_id"]
+        ),
+    )
+    # the extension: ~1 s + digits + 3 s + the consultation; the mobile: from its answer
+    assert 8 <= first["billsec"] <= 16, first
+    assert second["billsec"] >= 5 and second["charged"] > 0, second
+    assert account(service, tenant)["channels_in_use"] == 0
+    record = await db.fetchrow("SELECT * FROM call_transfers WHERE leg_call_id = $1", leg["call_id"])
+    assert (record["kind"], record["transferor"], record["target"], record["reason"]) == (
+        "attended",
+        ext["endpoint_id"],
+        target,
+        "ROUTED",
+    )
+
+
+async def test_a_sip_refer_from_the_phone_transfers_like_a_blind_transfer(
+    db: asyncpg.Connection,
+    service: ServiceProcess,
+    destination_carrier: SippUas,
+    settings: Settings,
+    transferring_phone: PhoneFactory,
+) -> None:
+    """The phone sends REFER (Refer-To the mobile) in the dialog: Asterisk accepts it (202),
+    the caller goes to the mobile through the same decision, reserved and billed as its
+    own leg on the one-channel package."""
+    engine = engine_of(settings, "asterisk")
+    tenant, number, ext, password, target = desk_and_mobile(service)
+    refer_before = service.metric("softswitch_transfers_total", kind="refer", reason="ROUTED")
+    tmp = Path(tempfile.mkdtemp(prefix="xfer-refer-"))
+    host = engine.phones
+    await transferring_phone(
+        ext, password, transferring_scenario(tmp, talk_ms=2000, refer_to=f"{target}@{host}", leave_ms=4000)
+    )
+    caller = unique_caller()
+    placed = asyncio.create_task(asyncio.to_thread(caller_holding, number, caller, 10000, engine))
+    linkedid = (await live_call(service, caller))["linkedid"]
+
+    async def transferred() -> dict[str, Any] | None:
+        legs = api_ok(service.request("GET", f"/v1/calls/{linkedid}"))["transfers"]
+        return legs[0] if legs and legs[0]["answered_at"] else None
+
+    leg = await until("the REFER's target answered", transferred)
+    assert leg["kind"] == "refer"
+    assert account(service, tenant)["channels_in_use"] == 1
+    result = await placed
+    assert result.final_status == 200, result.message_log[-3000:]
+    assert "BYE" not in result.received_requests
+    record = await until(
+        "the REFER's record",
+        lambda: db.fetchrow("SELECT * FROM call_transfers WHERE leg_call_id = $1", leg["call_id"]),
+    )
+    assert (record["kind"], record["transferor"], record["target"], record["action"]) == (
+        "refer",
+        ext["endpoint_id"],
+        target,
+        "dial",
+    )
+
+    async def both_settled() -> list[asyncpg.Record] | None:
+        rows = await db.fetch(
+            "SELECT call_id, billsec FROM reservations WHERE call_id = ANY($1) AND state = 'settled'",
+            [linkedid, leg["call_id"]],
+        )
+        return rows if len(rows) == 2 else None
+
+    settled = {r["call_id"]: r["billsec"] for r in await until("both legs settled", both_settled)}
+    assert settled[linkedid] >= 1 and settled[leg["call_id"]] >= 3, settled
+    assert service.metric("softswitch_transfers_total", kind="refer", reason="ROUTED") == refer_before + 1
     assert account(service, tenant)["channels_in_use"] == 0

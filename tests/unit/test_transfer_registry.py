@@ -127,6 +127,15 @@ def test_an_attended_transfer_s_consultation_is_a_leg_until_the_transferor_leave
     c.channel(LOCAL2, "Local/13800000001@ss-transfer-00000001;2")
     leg = c.registry.transfer_started(CALLER, "attended")
     assert leg is not None
+    # the transferor "dials" the Local channel (DialBegin/DialEnd of its own)
+    c.send(
+        "DialEnd",
+        DESK,
+        DialStatus="ANSWER",
+        DestUniqueid=LOCAL1,
+        DestLinkedid=CALLER,
+        DestChannel="Local/13800000001@ss-transfer-00000001;1",
+    )
     c.channel(TARGET, "PJSIP/carrier-out-00000003")
     c.at(8).up(TARGET)
     c.send(
@@ -140,6 +149,7 @@ def test_an_attended_transfer_s_consultation_is_a_leg_until_the_transferor_leave
     c.up(LOCAL2)
     c.up(LOCAL1)
     assert leg.answered_at == T0 + timedelta(seconds=8) and leg.uniqueid == TARGET
+    assert c.call.callee_uniqueid == DESK  # the first leg's party is still the transferor
     assert c.legs_ended == []  # consulting: both legs are talked
     c.at(20).hangup(DESK)  # the transferor completes the transfer
     c.hangup(LOCAL1)

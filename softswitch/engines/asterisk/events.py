@@ -61,7 +61,9 @@ class AmiChannelEvents:
         self._registry.channel_bridged(m.get("Uniqueid") or "", int(m.get("BridgeNumChannels") or "0"))
 
     def _dial_end(self, m: ChannelEvent) -> None:
-        if m.get("DialStatus") == "ANSWER":
+        # The Local channel an attended transfer (*2) dials for the transferor is no
+        # destination: the one it rings in turn (a DialEnd of its own) is.
+        if m.get("DialStatus") == "ANSWER" and not (m.get("DestChannel") or "").startswith("Local/"):
             dest = (m.get("DestUniqueid") or "", m.get("DestLinkedid") or "", m.get("DestChannel") or "")
             self._registry.callee_answered(*dest)
 
