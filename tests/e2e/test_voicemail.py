@@ -7,7 +7,8 @@ listed for the tenant and for the number with the caller and the time of the cal
 plays as audio/wav with 3 s of the caller's audio in it and the sha256 the list gives, the
 call record says the call went to voicemail and links the message, the new_voicemail notice
 reaches the tenant's webhook signed with its secret, and the tenant's admin marks it
-listened and deletes it (file gone, 410 after)."""
+listened and deletes it (file gone, 410 after). A caller who hangs up during the intro leaves
+no message and no notice; the call record says `missing`."""
 
 from __future__ import annotations
 
@@ -241,6 +242,51 @@ def _leave_and_list(
     payload = json.loads(body)["notice"]["payload"]
     assert (payload["message_id"], payload["called"]) == (message["id"], number)
     return tenant, number, caller, message, admin
+
+
+async def test_a_caller_who_leaves_during_the_intro_leaves_no_message(
+    db: asyncpg.Connection, service: ServiceProcess, engine: Engine
+) -> None:
+    """No file: no message, no notice; the call record says it went to voicemail and left
+    nothing (missing), and the outcome is counted."""
+    tenant, number_id, number = active_number(service)
+    base = f"/v1/tenants/{tenant}"
+    routing = api_ok(service.request("GET", f"{base}/numbers/{number_id}"))
+    changed(
+        service,
+        "PATCH",
+        f"{base}/numbers/{number_id}",
+        json={"time_policy_id": _always_voicemail(service, base)},
+        headers={"If-Match": f'"{routing["version"]}"'},
+    )
+    missing_before = service.metric("softswitch_voicemail_messages_total", outcome="missing")
+    caller = unique_caller()
+    result = await asyncio.to_thread(
+        run_uac, number, caller, hold_ms=2000, target=engine.carrier, timeout_s=20
+    )
+    assert result.final_status == 200, (engine.name, result.message_log[-2000:])
+
+    async def outcome() -> asyncpg.Record | None:
+        deadline = time.monotonic() + 10
+        while True:
+            row = await db.fetchrow(
+                "SELECT * FROM calls WHERE caller = $1 AND voicemail_outcome IS NOT NULL", caller
+            )
+            if row is not None or time.monotonic() > deadline:
+                return row
+            await asyncio.sleep(0.1)
+
+    call = await outcome()
+    assert call is not None, "the call record never said what the voicemail left"
+    assert (call["action"], call["voicemail_outcome"], call["voicemail_id"]) == ("voicemail", "missing", None)
+    assert api_ok(service.request("GET", f"{base}/voicemail"))["items"] == []
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM outbox WHERE tenant_id = $1 AND kind = 'new_voicemail'", tenant
+        )
+        == 0
+    )
+    assert service.metric("softswitch_voicemail_messages_total", outcome="missing") == missing_before + 1
 
 
 def _always_voicemail(svc: ServiceProcess, base: str) -> int:
