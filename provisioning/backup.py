@@ -1,22 +1,24 @@
 """Backup and restore of the service: the database and the files it refers to (call
-recordings and prompts, both under Asterisk's chroot, which FreeSWITCH reads too) in one
-archive directory:
+recordings, voicemail messages and prompts, all under Asterisk's chroot, which FreeSWITCH
+reads and writes too) in one archive directory:
 
     database.dump   pg_dump's custom format of the service's database (no owners, no grants)
-    files.tar       recordings/<tenant>/<call>.wav … and prompts/<scope>/<name>.wav …
+    files.tar       recordings/<tenant>/<call>.wav …, voicemail/<tenant>-<call>.wav … and
+                    prompts/<scope>/<name>.wav …
     manifest.json   written last: versions, schema level, every table's row count and the
                     money sums in the dump's snapshot, every file's size and sha256
 
 Consistency: the database first, then the files. One REPEATABLE READ transaction exports
-its snapshot; the row counts, the money sums and the list of recordings are read in it and
-pg_dump dumps exactly it (--snapshot). The files are read afterwards, so every recording
-the dump lists as stored was finished before (a row is written only once its file is
-closed). A recording written while the backup runs has no row in the dump: its file is not
-archived, only named (manifest `unreferenced`), and the next backup takes it. A stored row
-whose file has gone meanwhile (a purge, a lost disk) is restored as it is and named
-(manifest `without_file`); the service already answers "not on disk" for it, and the next
-purge marks it. The prompts' render cache (softswitch/.cache) is not archived: it is
-regenerated on use.
+its snapshot; the row counts, the money sums and the lists of recordings and voicemail
+messages are read in it and pg_dump dumps exactly it (--snapshot). The files are read
+afterwards, so every recording and message the dump lists was finished before (a row is
+written only once its file is closed). A file written while the backup runs has no row in
+the dump: it is not archived, only named (manifest `unreferenced`, `voicemail_unreferenced`),
+and the next backup takes it. A row whose file has gone meanwhile (a purge, a deletion, a
+lost disk) is restored as it is and named (manifest `without_file`,
+`voicemail_without_file`); the service already answers "not on disk" for it. A voicemail
+message a user deleted has no file (it went at once) and is not looked for. The prompts'
+render cache (softswitch/.cache) is not archived: it is regenerated on use.
 
 Restore goes into an empty database (no relation, function or type in schema public)
 and empty or missing file directories; --force empties them (the schema dropped and made
@@ -26,8 +28,10 @@ file unpacked into staging directories beside the targets and checked against it
 (a damaged archive is refused naming the file, before anything is changed), pg_restore in
 one transaction, the row counts and sums compared with the manifest, the migrations (an
 older backup is brought to the current schema) and Asterisk's grants, then the staged
-directories renamed into place. A failure after pg_restore empties the database again and
-removes the staging: nothing half-restored is left behind, and the error says what failed.
+directories renamed into place, owned as the directories they replace (or their parent)
+were: the engines write into the spools as their own user. A failure after pg_restore
+empties the database again and removes the staging: nothing half-restored is left behind,
+and the error says what failed.
 
 Roles are not in the archive: the target's login owns what is restored, and Asterisk's
 grants are applied again by the migration step when its role exists there."""
@@ -54,6 +58,7 @@ from provisioning.backup_files import (
     FILES,
     PROMPTS,
     RECORDINGS,
+    VOICEMAIL,
     BackupError,
     FileEntry,
     FileTar,
@@ -69,7 +74,7 @@ from provisioning.backup_files import (
 from provisioning.recordings import host_path
 from softswitch.core.clock import Clock
 from softswitch.core.db import migrate_and_grant
-from softswitch.core.settings import DatabaseSettings, Settings
+from softswitch.core.settings import DatabaseSettings, Settings, VoicemailSettings
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 PROMPT_CACHE = ".cache"  # PromptStore's render cache: regenerable, not archived
@@ -86,19 +91,25 @@ SUMS = {
 
 @dataclass(frozen=True, slots=True)
 class FileRoots:
-    """Where the files are on this host: the chroot, the spool inside it (the recordings
-    table's paths are inside the chroot), and the prompts' directory."""
+    """Where the files are on this host: the chroot, the recording and voicemail spools
+    inside it (the recordings' and messages' rows hold paths inside the chroot), and the
+    prompts' directory."""
 
     chroot: Path
     spool: str
+    voicemail_spool: str = VoicemailSettings().spool
 
     @classmethod
     def of(cls, settings: Settings, chroot: Path | None = None) -> FileRoots:
-        return cls(chroot or settings.asterisk.chroot, settings.recording.spool)
+        return cls(chroot or settings.asterisk.chroot, settings.recording.spool, settings.voicemail.spool)
 
     @property
     def recordings(self) -> Path:
         return self.chroot / self.spool.lstrip("/")
+
+    @property
+    def voicemail(self) -> Path:
+        return self.chroot / self.voicemail_spool.lstrip("/")
 
     @property
     def prompts(self) -> Path:
@@ -106,7 +117,7 @@ class FileRoots:
         return self.chroot / "usr" / "share" / "asterisk" / "sounds" / "softswitch"
 
     def by_root(self) -> dict[str, Path]:
-        return {RECORDINGS: self.recordings, PROMPTS: self.prompts}
+        return {RECORDINGS: self.recordings, VOICEMAIL: self.voicemail, PROMPTS: self.prompts}
 
 
 def database_of_dsn(dsn: str, base: DatabaseSettings) -> DatabaseSettings:
@@ -265,6 +276,11 @@ async def _backup_into(
                     "SELECT id, path, status, sha256 FROM recordings "
                     "WHERE status IN ('stored', 'empty') AND purged_at IS NULL ORDER BY id"
                 )
+            messages = []
+            if "voicemail_messages" in rows:  # an older schema has none
+                messages = await conn.fetch(
+                    "SELECT id, path, sha256 FROM voicemail_messages WHERE deleted_at IS NULL ORDER BY id"
+                )
             server = await conn.fetchval("SHOW server_version")
             # The transaction stays open until pg_dump has its snapshot and is done.
             await _pg_tool(
@@ -285,8 +301,7 @@ async def _backup_into(
     dumped = time.monotonic()
     pg_dump_version = await _pg_version(pg_bin)
     dump_size, dump_sha = await asyncio.to_thread(sha256_of, work / DUMP)
-    files = await asyncio.to_thread(_archive_files, work / FILES, roots, list(recordings))
-    entries, without_file, unreferenced, differs = files
+    files = await asyncio.to_thread(_archive_files, work / FILES, roots, list(recordings), list(messages))
     return Manifest(
         created_at=created_at.isoformat(),
         host=socket.gethostname(),
@@ -297,10 +312,13 @@ async def _backup_into(
         sums=sums,
         dump_size=dump_size,
         dump_sha256=dump_sha,
-        files=entries,
-        without_file=without_file,
-        unreferenced=unreferenced,
-        sha256_differs=differs,
+        files=files.entries,
+        without_file=files.recordings.without_file,
+        unreferenced=files.recordings.unreferenced,
+        sha256_differs=files.recordings.differs,
+        voicemail_without_file=files.voicemail.without_file,
+        voicemail_unreferenced=files.voicemail.unreferenced,
+        voicemail_sha256_differs=files.voicemail.differs,
         seconds={
             "database": round(dumped - started, 3),
             "files": round(time.monotonic() - dumped, 3),
@@ -308,30 +326,61 @@ async def _backup_into(
     )
 
 
-def _archive_files(
-    tar_path: Path, roots: FileRoots, recordings: list[Any]
-) -> tuple[list[FileEntry], list[dict[str, Any]], list[str], list[int]]:
-    """The recordings the snapshot lists, then every prompt; blocking."""
+@dataclass
+class _Spooled:
+    """What archiving one spool found besides its files."""
+
+    without_file: list[dict[str, Any]] = field(default_factory=list)  # rows whose file was gone
+    unreferenced: list[str] = field(default_factory=list)  # files no row lists, under the spool
+    differs: list[int] = field(default_factory=list)  # rows whose file's sha256 is not theirs
+
+
+@dataclass
+class _Archived:
+    entries: list[FileEntry]
+    recordings: _Spooled
+    voicemail: _Spooled
+
+
+def _archive_spool(
+    tar: FileTar, entries: list[FileEntry], root: str, base: Path, spool: str, chroot: Path, rows: list[Any]
+) -> _Spooled:
+    """The files `rows` list (their paths inside the chroot, under `spool` at `base`) as
+    members `<root>/<path under the spool>`; then the spool's files no row listed."""
+    found = _Spooled()
+    key = "recording_id" if root == RECORDINGS else "voicemail_id"
+    taken: set[Path] = set()
+    resolved = base.resolve()
+    for r in rows:
+        path = host_path(chroot, spool, r["path"])
+        entry = None
+        if path is not None:
+            entry = tar.add(path, f"{root}/{path.relative_to(resolved).as_posix()}", **{key: r["id"]})
+        if path is None or entry is None:
+            if r.get("status", "stored") == "stored":  # an empty recording may have no file
+                found.without_file.append({key: r["id"], "path": r["path"]})
+            continue
+        taken.add(path)
+        entries.append(entry)
+        if r["sha256"] is not None and entry.sha256 != r["sha256"]:
+            found.differs.append(r["id"])
+    found.unreferenced = [
+        p.relative_to(resolved).as_posix() for p in walk_files(resolved) if p.resolve() not in taken
+    ]
+    return found
+
+
+def _archive_files(tar_path: Path, roots: FileRoots, recordings: list[Any], messages: list[Any]) -> _Archived:
+    """The recordings and the voicemail messages the snapshot lists, then every prompt; blocking."""
     tar = FileTar(tar_path)
     entries: list[FileEntry] = []
-    without_file: list[dict[str, Any]] = []
-    differs: list[int] = []
-    taken: set[Path] = set()
     try:
-        for r in recordings:
-            path = host_path(roots.chroot, roots.spool, r["path"])
-            entry = None
-            if path is not None:
-                name = f"{RECORDINGS}/{path.relative_to(roots.recordings.resolve()).as_posix()}"
-                entry = tar.add(path, name, r["id"])
-            if path is None or entry is None:
-                if r["status"] == "stored":
-                    without_file.append({"recording_id": r["id"], "path": r["path"]})
-                continue
-            taken.add(path)
-            entries.append(entry)
-            if r["sha256"] is not None and entry.sha256 != r["sha256"]:
-                differs.append(r["id"])
+        recorded = _archive_spool(
+            tar, entries, RECORDINGS, roots.recordings, roots.spool, roots.chroot, recordings
+        )
+        voicemail = _archive_spool(
+            tar, entries, VOICEMAIL, roots.voicemail, roots.voicemail_spool, roots.chroot, messages
+        )
         for path in walk_files(roots.prompts, skip_dirs=[PROMPT_CACHE]):
             if path.name.endswith(".part.wav"):
                 continue  # a prompt being published (renamed into place when done)
@@ -340,9 +389,7 @@ def _archive_files(
                 entries.append(entry)
     finally:
         tar.close()
-    spool = roots.recordings.resolve()
-    unreferenced = [p.relative_to(spool).as_posix() for p in walk_files(spool) if p.resolve() not in taken]
-    return entries, without_file, unreferenced, differs
+    return _Archived(entries, recorded, voicemail)
 
 
 # ---------------------------------------------------------------------------- restore
@@ -357,6 +404,9 @@ class RestoreReport:
     file_bytes: int
     without_file: list[dict[str, Any]]
     unreferenced: int
+    voicemail_without_file: list[dict[str, Any]] = field(default_factory=list)
+    voicemail_unreferenced: int = 0
+    files_by_root: dict[str, int] = field(default_factory=dict)  # recordings, voicemail, prompts
     moved_aside: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -365,9 +415,10 @@ class RestoreReport:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
     def as_text(self) -> str:
+        by_root = ", ".join(f"{n} {root}" for root, n in self.files_by_root.items())
         lines = [
             f"restored into {self.database}: {self.rows} rows, {self.files} files "
-            f"({self.file_bytes} bytes) in {self.seconds:.1f} s",
+            f"({by_root}; {self.file_bytes} bytes) in {self.seconds:.1f} s",
             f"schema {self.schema_from} -> {self.schema_to}"
             + (f" (applied {', '.join(self.migrations)})" if self.migrations else " (up to date)"),
         ]
@@ -376,6 +427,15 @@ class RestoreReport:
             lines.append(f"{len(self.without_file)} stored recording(s) had no file at backup: {ids}")
         if self.unreferenced:
             lines.append(f"{self.unreferenced} file(s) with no recording row were not in the backup")
+        if self.voicemail_without_file:
+            ids = ", ".join(str(r["voicemail_id"]) for r in self.voicemail_without_file[:20])
+            lines.append(
+                f"{len(self.voicemail_without_file)} voicemail message(s) had no file at backup: {ids}"
+            )
+        if self.voicemail_unreferenced:
+            lines.append(
+                f"{self.voicemail_unreferenced} file(s) with no voicemail message row were not in the backup"
+            )
         lines += [f"moved aside: {p}" for p in self.moved_aside] + self.notes
         return "\n".join(lines)
 
@@ -459,6 +519,9 @@ async def restore(
     finally:
         await conn.close()
     report.files, report.file_bytes = files, file_bytes
+    report.files_by_root = {
+        root: sum(f.path.startswith(f"{root}/") for f in manifest.files) for root in staging
+    }
     report.seconds = round(time.monotonic() - started, 3)
     return report
 
@@ -508,18 +571,42 @@ async def _finish(
         file_bytes=0,
         without_file=manifest.without_file,
         unreferenced=len(manifest.unreferenced),
+        voicemail_without_file=manifest.voicemail_without_file,
+        voicemail_unreferenced=len(manifest.voicemail_unreferenced),
         moved_aside=moved,
         notes=notes,
     )
 
 
+def _owner(path: Path) -> tuple[int, int]:
+    """The owner of `path`, or of its nearest existing parent."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    st = path.stat()
+    return st.st_uid, st.st_gid
+
+
+def _chown_tree(tree: Path, uid: int, gid: int) -> None:
+    """The restored tree given to the owner its target had (the engines write into the
+    spools as their own user); a restore run without the right to chown leaves it as it is."""
+    try:
+        os.chown(tree, uid, gid)
+        for base, dirs, names in os.walk(tree):
+            for name in dirs + names:
+                os.chown(os.path.join(base, name), uid, gid, follow_symlinks=False)
+    except PermissionError:
+        return
+
+
 def _place(roots: FileRoots, staging: dict[str, Path], stamp: str) -> list[str]:
     """Rename each staged directory onto its target: every target holding files (--force)
     moved aside first, one holding none (only empty directories) removed, then the renames
-    (on one filesystem: the staging is the target's sibling)."""
+    (on one filesystem: the staging is the target's sibling), owned as the target (or its
+    parent) was."""
     moved = []
     targets = roots.by_root()
-    for target in targets.values():
+    for root, target in targets.items():
+        _chown_tree(staging[root], *_owner(target))
         if target.exists():
             if has_files(target):
                 aside = target.with_name(f"{target.name}.pre-restore-{stamp}")

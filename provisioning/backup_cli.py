@@ -11,7 +11,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from provisioning.backup import PG_BIN, FileRoots, backup, database_of_dsn, restore
-from provisioning.backup_files import BackupError
+from provisioning.backup_files import ROOTS, BackupError
 from softswitch.core.clock import SystemClock
 from softswitch.core.settings import load_settings
 
@@ -19,7 +19,7 @@ Chroot = Annotated[
     Path | None,
     typer.Option(
         "--chroot",
-        help="The Asterisk chroot holding the recording spool and the prompts "
+        help="The Asterisk chroot holding the recording and voicemail spools and the prompts "
         "(default: the settings' asterisk.chroot).",
     ),
 ]
@@ -38,7 +38,7 @@ def register_backup(db_app: typer.Typer) -> None:
         chroot: Chroot = None,
         pg_bin: PgBin = PG_BIN,
     ) -> None:
-        """Back up the database (pg_dump) and the recordings and prompts into ARCHIVE."""
+        """Back up the database (pg_dump), the recordings, voicemail messages and prompts into ARCHIVE."""
         settings = load_settings()
         roots = FileRoots.of(settings, chroot)
         try:
@@ -46,15 +46,31 @@ def register_backup(db_app: typer.Typer) -> None:
         except BackupError as exc:
             _fail(exc)
         size = m.dump_size + sum(f.size for f in m.files)
+        by_root = ", ".join(f"{sum(f.path.startswith(f'{r}/') for f in m.files)} {r}" for r in ROOTS)
         typer.echo(
             f"backed up {m.database} (schema {m.schema_version}, {sum(m.rows.values())} rows) and "
-            f"{len(m.files)} files into {archive}: {size} bytes, {sum(m.seconds.values()):.1f} s"
+            f"{len(m.files)} files ({by_root}) into {archive}: {size} bytes, {sum(m.seconds.values()):.1f} s"
         )
         if m.without_file:
             typer.echo(f"{len(m.without_file)} stored recording(s) had no file (manifest without_file)")
         if m.unreferenced:
             typer.echo(
                 f"{len(m.unreferenced)} file(s) with no recording row left out (manifest unreferenced)"
+            )
+        if m.voicemail_without_file:
+            typer.echo(
+                f"{len(m.voicemail_without_file)} voicemail message(s) had no file "
+                "(manifest voicemail_without_file)"
+            )
+        if m.voicemail_unreferenced:
+            typer.echo(
+                f"{len(m.voicemail_unreferenced)} file(s) with no voicemail message row left out "
+                "(manifest voicemail_unreferenced)"
+            )
+        if m.voicemail_sha256_differs:
+            typer.echo(
+                f"{len(m.voicemail_sha256_differs)} voicemail message(s) differ from their row's sha256: "
+                f"{m.voicemail_sha256_differs[:20]}"
             )
         if m.sha256_differs:
             typer.echo(

@@ -1,9 +1,12 @@
 """The files of a backup archive (provisioning/backup.py): the manifest, and the tar of the
-recordings and prompts — written and read as streams, a sha256 computed on the bytes as
+recordings, voicemail messages and prompts — written and read as streams, a sha256 computed on the bytes as
 they pass, so no file is ever held whole in memory. Blocking; no database.
 
-Inside files.tar every member is `recordings/<path under the recording spool>` or
-`prompts/<path under the sounds' softswitch/ directory>`; nothing else is accepted back."""
+Inside files.tar every member is `recordings/<path under the recording spool>`,
+`voicemail/<path under the voicemail spool>` or `prompts/<path under the sounds' softswitch/
+directory>`; nothing else is accepted back. Archives written before voicemail was backed up
+have no voicemail/ member and no voicemail_* manifest field: they read back as archives
+without voicemail."""
 
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ from typing import IO, Any
 
 FORMAT = "softswitch-backup/1"
 DUMP, FILES, MANIFEST = "database.dump", "files.tar", "manifest.json"
-RECORDINGS, PROMPTS = "recordings", "prompts"
+RECORDINGS, VOICEMAIL, PROMPTS = "recordings", "voicemail", "prompts"
+ROOTS = (RECORDINGS, VOICEMAIL, PROMPTS)
 CHUNK = 1 << 20
 
 
@@ -33,6 +37,7 @@ class FileEntry:
     size: int
     sha256: str
     recording_id: int | None = None
+    voicemail_id: int | None = None  # the voicemail_messages row of a voicemail/ member
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +59,11 @@ class Manifest:
     unreferenced: list[str] = field(default_factory=list)
     # Recordings whose file's sha256 is not the one their row holds: archived as they are.
     sha256_differs: list[int] = field(default_factory=list)
+    # The same three for voicemail messages (rows not deleted by a user, files in the
+    # voicemail spool): {"voicemail_id", "path"} without a file, spool paths, message ids.
+    voicemail_without_file: list[dict[str, Any]] = field(default_factory=list)
+    voicemail_unreferenced: list[str] = field(default_factory=list)
+    voicemail_sha256_differs: list[int] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     format: str = FORMAT
 
@@ -102,11 +112,12 @@ def read_manifest(archive: Path) -> Manifest:
 
 
 def member_root(name: str, where: str = FILES) -> str:
-    """`recordings` or `prompts`: the root a member belongs under; any other name (absolute,
-    `..`, elsewhere) is refused, so a restore writes only below its target directories."""
+    """`recordings`, `voicemail` or `prompts`: the root a member belongs under; any other
+    name (absolute, `..`, elsewhere) is refused, so a restore writes only below its target
+    directories."""
     p = PurePosixPath(name)
-    if p.is_absolute() or ".." in p.parts or len(p.parts) < 2 or p.parts[0] not in (RECORDINGS, PROMPTS):
-        raise BackupError(f"{where}: member {name!r} is not under recordings/ or prompts/")
+    if p.is_absolute() or ".." in p.parts or len(p.parts) < 2 or p.parts[0] not in ROOTS:
+        raise BackupError(f"{where}: member {name!r} is not under recordings/, voicemail/ or prompts/")
     return p.parts[0]
 
 
@@ -138,7 +149,9 @@ class FileTar:
     def __init__(self, path: Path) -> None:
         self._tar = tarfile.open(path, "w", format=tarfile.PAX_FORMAT)  # noqa: SIM115 - closed by close()
 
-    def add(self, source: Path, name: str, recording_id: int | None = None) -> FileEntry | None:
+    def add(
+        self, source: Path, name: str, recording_id: int | None = None, voicemail_id: int | None = None
+    ) -> FileEntry | None:
         """None if the file is gone (or not a regular file) by the time it is opened."""
         try:
             fh = open(source, "rb")  # noqa: SIM115 - closed below
@@ -153,7 +166,7 @@ class FileTar:
                 self._tar.addfile(info, reader)
             except OSError as exc:  # it shrank while being read
                 raise BackupError(f"{source}: {exc} (changed while being archived)") from None
-        return FileEntry(name, st.st_size, reader.digest.hexdigest(), recording_id)
+        return FileEntry(name, st.st_size, reader.digest.hexdigest(), recording_id, voicemail_id)
 
     def close(self) -> None:
         self._tar.close()

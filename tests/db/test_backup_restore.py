@@ -2,9 +2,10 @@
 starts itself (initdb in a temporary directory, a free loopback port, removed at the
 end), with a temporary chroot on each side: the shared dev database is never touched.
 
-Money, calls and a recording are made through the service's own functions (a tenant, a
-recharge, calls reserved and settled through provisioning.ledger, the recorder storing a
-WAV, a rendered prompt), backed up, restored into a fresh database of the other cluster,
+Money, calls, a recording and a voicemail message are made through the service's own
+functions (a tenant, a recharge, calls reserved and settled through provisioning.ledger,
+the recorder storing a WAV, the voicemail pick-up storing a message, a rendered prompt),
+backed up, restored into a fresh database of the other cluster,
 and compared row by row and file by file. An archive from an older schema comes back
 migrated; a damaged archive is refused naming the file, before anything changes."""
 
@@ -13,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import pwd
 import random
 import shutil
 import socket
@@ -40,21 +43,30 @@ from provisioning.prompts import PromptStore
 from provisioning.roles import Principal, Role
 from provisioning.schemas import RechargeCreate, TenantCreate
 from provisioning.tenants import create_tenant
+from provisioning.voicemail import VoicemailSpool, audio_for_play, delete_message, voicemail_file
 from softswitch.callpath.recorder import Pending, Recorder
 from softswitch.callpath.records import CallRecordWriter, DecisionRecord
 from softswitch.callpath.registry import LiveCall
+from softswitch.callpath.voicemail import Expected, VoicemailPickup
 from softswitch.cli import app
 from softswitch.core.clock import FixedClock
 from softswitch.core.db import create_pool, migrate_and_grant
 from softswitch.core.metrics import Metrics
 from softswitch.core.migrate import available_migrations
-from softswitch.core.settings import AsteriskSettings, DatabaseSettings, RecordingSettings, Settings
+from softswitch.core.settings import (
+    AsteriskSettings,
+    DatabaseSettings,
+    RecordingSettings,
+    Settings,
+    VoicemailSettings,
+)
 from tests.conftest import require_stack
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 NOW = datetime(2026, 5, 4, 9, 30, tzinfo=UTC)
 OPERATOR = Principal(None, "backup-test", Role.PLATFORM_ADMIN)
 SPOOL = RecordingSettings().spool
+VM_SPOOL = VoicemailSettings().spool
 # Compared row by row after a restore.
 TABLES = {
     "tenants": "id",
@@ -63,6 +75,7 @@ TABLES = {
     "calls": "linkedid",
     "reservations": "id",
     "recordings": "id",
+    "voicemail_messages": "id",
     "schema_migrations": "version",
 }
 
@@ -156,7 +169,9 @@ def _wav(path: Path, seconds: float) -> None:
 
 async def _fill(s: Settings) -> dict[str, Any]:
     """A tenant, a recharge, three calls settled, two recordings (one file then lost), a
-    file in the spool with no row and a rendered prompt; through the service's functions."""
+    file in the spool with no row, three voicemail messages (one kept, one whose file is
+    then lost, one deleted by the tenant), a file in the voicemail spool with no row and a
+    rendered prompt; through the service's functions."""
     chroot = s.asterisk.chroot
     pool = await create_pool(s)
     writer = CallRecordWriter(pool, Metrics())
@@ -207,11 +222,28 @@ async def _fill(s: Settings) -> dict[str, Any]:
         lost.unlink()  # as if purged, or lost, between the dump and the files
         _wav(chroot / f"{SPOOL}/{t.id}/1777000000.99.wav".lstrip("/"), 0.1)  # being written: no row
         PromptStore(s.asterisk.sounds_dir).render_text(f"t{t.id}", "greeting", "您好")
+        # Voicemail: the engine's WAV at the call's place in the spool, picked up at hang-up.
+        pickup = VoicemailPickup(
+            pool, FixedClock(NOW), Metrics(), VoicemailSettings(finalize_wait_s=0.5), chroot
+        )
+        messages = []
+        for call in (calls[2], LiveCall("1777000000.4", "13700000000", "4001234567", NOW), LiveCall(
+                "1777000000.5", "13600000000", "4001234567", NOW)):  # fmt: skip
+            inside = voicemail_file(VM_SPOOL, t.id, call.linkedid)
+            _wav(chroot / inside.lstrip("/"), 1.0)
+            expected = Expected(t.id, call.linkedid, "4001234567", call.caller, True, inside)
+            message_id = await pickup.pick_up(expected, call)
+            assert isinstance(message_id, int)
+            messages.append(message_id)
+        (chroot / voicemail_file(VM_SPOOL, t.id, "1777000000.4").lstrip("/")).unlink()  # lost
         async with pool.acquire() as conn:
+            await delete_message(Ctx(conn, OPERATOR, FixedClock(NOW), t.id), pickup.files, messages[2])
             lost_id = await conn.fetchval(
                 "SELECT id FROM recordings WHERE call_linkedid = $1", calls[1].linkedid
             )
-        return {"tenant": t.id, "lost_recording": lost_id}
+        _wav(chroot / voicemail_file(VM_SPOOL, t.id, "1777000000.98").lstrip("/"), 1.0)  # no row
+        assert not (chroot / voicemail_file(VM_SPOOL, t.id, "1777000000.5").lstrip("/")).exists()
+        return {"tenant": t.id, "lost_recording": lost_id, "voicemail": messages}
     finally:
         await pool.close()
 
@@ -235,14 +267,14 @@ async def _rows(s: Settings) -> dict[str, list[dict[str, Any]]]:
 
 def _checksums(roots: FileRoots) -> dict[str, str]:
     out = {}
-    for base in (roots.recordings, roots.prompts):
+    for base in (roots.recordings, roots.voicemail, roots.prompts):
         for p in sorted(base.rglob("*")):
             if p.is_file() and ".cache" not in p.relative_to(base).parts:
                 out[str(p.relative_to(roots.chroot))] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 
 
-async def test_a_restore_into_a_fresh_cluster_keeps_money_calls_recordings_and_prompts(
+async def test_a_restore_into_a_fresh_cluster_keeps_money_calls_recordings_voicemail_and_prompts(
     clusters: tuple[Cluster, Cluster], tmp_path: Path
 ) -> None:
     source_cluster, target_cluster = clusters
@@ -260,19 +292,57 @@ async def test_a_restore_into_a_fresh_cluster_keeps_money_calls_recordings_and_p
         {"recording_id": made["lost_recording"], "path": f"{SPOOL}/{made['tenant']}/1777000000.2.wav"}
     ]
     assert manifest.unreferenced == [f"{made['tenant']}/1777000000.99.wav"]
+    kept, lost, deleted = made["voicemail"]
+    # The kept message archived with its row's sha256; the lost one named; the deleted one
+    # (no file since its deletion) not looked for; the file with no row only counted.
+    vm_member = f"voicemail/{made['tenant']}-1777000000.3.wav"
+    [vm_entry] = [f for f in manifest.files if f.path.startswith("voicemail/")]
+    conn = await _connect(source)
+    try:
+        kept_sha = await conn.fetchval("SELECT sha256 FROM voicemail_messages WHERE id = $1", kept)
+    finally:
+        await conn.close()
+    assert (vm_entry.path, vm_entry.voicemail_id, vm_entry.sha256) == (vm_member, kept, kept_sha)
+    assert manifest.voicemail_without_file == [
+        {"voicemail_id": lost, "path": f"{VM_SPOOL}/{made['tenant']}-1777000000.4.wav"}
+    ]
+    assert manifest.voicemail_unreferenced == [f"{made['tenant']}-1777000000.98.wav"]
+    assert manifest.voicemail_sha256_differs == [] and manifest.rows["voicemail_messages"] == 3
     assert sorted(p.name for p in (tmp_path / "archive").iterdir()) == [DUMP, FILES, MANIFEST]
 
     target = (await target_cluster.new_database()).model_copy(
         update={"asterisk": AsteriskSettings(chroot=tmp_path / "fresh-chroot")}
     )
     dst_roots = FileRoots.of(target)
+    # The target's voicemail spool is there, empty, owned by the engine's user (here postgres).
+    engine_user = pwd.getpwnam("postgres")
+    dst_roots.voicemail.mkdir(parents=True)
+    os.chown(dst_roots.voicemail, engine_user.pw_uid, engine_user.pw_gid)
+    # A damaged voicemail member is refused naming it, before anything changes.
+    shutil.copytree(tmp_path / "archive", tmp_path / "damaged")
+    with tarfile.open(tmp_path / "damaged" / FILES) as tar:
+        offset = tar.getmember(vm_member).offset_data + 200
+    _flip(tmp_path / "damaged" / FILES, offset)
+    with pytest.raises(BackupError, match=rf"^{vm_member}: sha256 .* the archive is damaged"):
+        await restore(target, tmp_path / "damaged", FixedClock(NOW), roots=dst_roots)
+    assert [p for p in (tmp_path / "fresh-chroot").rglob("*") if not p.is_dir()] == []
+
     report = await restore(target, tmp_path / "archive", FixedClock(NOW), roots=dst_roots)
     assert (report.schema_from, report.schema_to, report.migrations) == (
         manifest.schema_version,
         manifest.schema_version,
         [],
     )
-    assert report.files == 2 and report.without_file == manifest.without_file and report.unreferenced == 1
+    assert report.files == 3 and report.without_file == manifest.without_file and report.unreferenced == 1
+    assert report.files_by_root == {"recordings": 1, "voicemail": 1, "prompts": 1}
+    assert report.voicemail_without_file == manifest.voicemail_without_file
+    assert report.voicemail_unreferenced == 1
+    assert "1 voicemail message(s) had no file at backup" in report.as_text()
+    # Put back owned as the spool was, so the engine can record the next messages there.
+    restored_vm = dst_roots.voicemail / f"{made['tenant']}-1777000000.3.wav"
+    assert {(p.stat().st_uid, p.stat().st_gid) for p in (dst_roots.voicemail, restored_vm)} == {
+        (engine_user.pw_uid, engine_user.pw_gid)
+    }
 
     before, after = await _rows(source), await _rows(target)
     assert after == before
@@ -286,13 +356,28 @@ async def test_a_restore_into_a_fresh_cluster_keeps_money_calls_recordings_and_p
 
     expected = _checksums(src_roots)
     del expected[f"{SPOOL.lstrip('/')}/{made['tenant']}/1777000000.99.wav"]  # no row: not archived
-    assert _checksums(dst_roots) == expected and len(expected) == 2
+    del expected[f"{VM_SPOOL.lstrip('/')}/{made['tenant']}-1777000000.98.wav"]  # no row: not archived
+    assert _checksums(dst_roots) == expected and len(expected) == 3
     stored = {r["id"]: r["sha256"] for r in after["recordings"]}
     rec_file = dst_roots.recordings / str(made["tenant"]) / "1777000000.1.wav"
     assert hashlib.sha256(rec_file.read_bytes()).hexdigest() == stored[min(stored)]
+    assert [(m["id"], m["deleted_at"] is not None) for m in after["voicemail_messages"]] == [
+        (kept, False),
+        (lost, False),
+        (deleted, True),
+    ]
+    assert [c["voicemail_id"] for c in after["calls"]] == [None, None, kept]
 
     conn = await _connect(target)
     try:
+        # The service plays the restored message from the target's spool: the row's audio.
+        spool = VoicemailSpool(target.asterisk.chroot, target.voicemail.spool)
+        path, call_id = await audio_for_play(
+            Ctx(conn, OPERATOR, FixedClock(NOW), made["tenant"]), spool, kept
+        )
+        assert call_id == "1777000000.3"
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == kept_sha
+
         # Asterisk's login was granted its tables again (grants are not in the archive).
         assert await conn.fetchval("SELECT has_table_privilege('asterisk', 'ps_endpoints', 'UPDATE')")
     finally:
@@ -377,9 +462,32 @@ async def test_an_older_backup_comes_back_migrated_and_a_damaged_one_is_refused_
         )
     finally:
         await conn.close()
+    # A member outside recordings/, voicemail/ and prompts/ is refused, in the tar or the manifest.
+    shutil.copytree(archive, tmp_path / "outside")
+    with tarfile.open(tmp_path / "outside" / FILES, "a") as tar:
+        tar.add(prompt, "spool/x.wav")
+    with pytest.raises(
+        BackupError, match=r"member 'spool/x\.wav' is not under recordings/, voicemail/ or prompts/"
+    ):
+        await restore(target, tmp_path / "outside", FixedClock(NOW))
+    outside = json.loads((archive / MANIFEST).read_text())
+    outside["files"][0]["path"] = "../voicemail/x.wav"
+    (tmp_path / "outside" / MANIFEST).write_text(json.dumps(outside))
+    with pytest.raises(BackupError, match=r"manifest\.json: member '\.\./voicemail/x\.wav' is not under"):
+        await restore(target, tmp_path / "outside", FixedClock(NOW))
     assert [p for p in (tmp_path / "target-chroot").rglob("*") if not p.is_dir()] == []
 
+    # An archive written before voicemail was backed up (no voicemail_* field, no voicemail/
+    # member) still restores.
+    old = json.loads((archive / MANIFEST).read_text())
+    assert old["voicemail_without_file"] == old["voicemail_unreferenced"] == []
+    for key in ("voicemail_without_file", "voicemail_unreferenced", "voicemail_sha256_differs"):
+        del old[key]
+    for f in old["files"]:
+        del f["voicemail_id"]
+    (archive / MANIFEST).write_text(json.dumps(old))
     report = await restore(target, archive, FixedClock(NOW))
+    assert report.files_by_root == {"recordings": 0, "voicemail": 0, "prompts": 1}
     latest = available_migrations()[-1]
     assert (report.schema_from, report.schema_to) == (older.version, latest.version)
     assert report.migrations == [f"{latest.version:04d}_{latest.name}"]
