@@ -258,7 +258,7 @@ class Service:
             )
             snapshots = self.snapshots
             actions = FsActions(plan, ivr.menu, lambda: addresses(snapshots.current.trunk_routes))
-            handler = esl_handler(routing.route, routing.extension, actions, plan)
+            handler = esl_handler(routing.route, routing.extension, actions, plan, transfer=routing.transfer)
             self.esl_server = OutboundServer(
                 handler,
                 f.socket_host,

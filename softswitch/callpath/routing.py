@@ -274,6 +274,12 @@ class CallRouting:
             kind,
         )
         leg = decide_transfer(self._snapshots.current, req, self._clock.now(), self._rng, self._memory)
+        if not transferor_channel and self._registry is not None:
+            # The engine does not name the transferor's channel (FreeSWITCH's REFER): the
+            # party that answered the call's latest leg is the one transferring it.
+            call = self._registry.get(facts.linkedid)
+            if call is not None:
+                transferor_channel = call.legs[-1].channel if call.legs else call.callee_channel
         if kind is not TransferKind.ATTENDED and self._money is not None:
             await self._money.transferor_leaves(facts.linkedid, transferor_channel)
         live = self._registry.transfer_started(facts.linkedid, kind) if self._registry is not None else None

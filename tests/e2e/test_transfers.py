@@ -15,7 +15,8 @@ and from the service (its API, metrics and records):
 - a SIP REFER sent by the phone in the dialog: a blind transfer by another road, the same
   decision, reservation and record (kind refer).
 
-FreeSWITCH's transfers are not exercised here (see README, calls/transfers)."""
+Through FreeSWITCH, the REFER (sofia's blind transfer into the control plane's
+[ss-transfer] context); its DTMF transfers are not built (README, Transfers)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ import pytest
 from scripts.devstack.dtmf_pcap import digit_pcaps
 from scripts.devstack.process import ServiceProcess
 from scripts.devstack.sipp import SCENARIOS, SippResult, SippUas, phone_args, run_uac
+from scripts.devstack.stack import LocalStack
 from softswitch.core.settings import Settings
 from tests.e2e.conftest import (
     OWNER,
@@ -45,6 +47,7 @@ from tests.e2e.conftest import (
     engine_of,
     extension,
     mobile,
+    require_freeswitch,
     unique_caller,
 )
 from tests.e2e.test_internal_calls import SipTrace, register_accepted
@@ -99,7 +102,7 @@ def transferring_scenario(
     return path
 
 
-PhoneFactory = Callable[[dict[str, Any], str, Path], Awaitable[SipTrace]]
+PhoneFactory = Callable[..., Awaitable[SipTrace]]
 
 
 @pytest.fixture
@@ -108,9 +111,11 @@ async def transferring_phone() -> AsyncIterator[PhoneFactory]:
     it with the given scenario (it stays registered 20 s: start it right before the call)."""
     phones: list[SippUas] = []
 
-    async def register(ext: dict[str, Any], password: str, scenario: Path) -> SipTrace:
+    async def register(
+        ext: dict[str, Any], password: str, scenario: Path, engine: str = "asterisk"
+    ) -> SipTrace:
         trace = SipTrace(scenario.parent / "messages.log")
-        target = engine_of(Settings(), "asterisk").phones
+        target = engine_of(Settings(), engine).phones
         uas = SippUas(
             "uas_phone.xml",
             local_ip=PHONE_IP,
@@ -423,4 +428,60 @@ async def test_a_sip_refer_from_the_phone_transfers_like_a_blind_transfer(
     settled = {r["call_id"]: r["billsec"] for r in await until("both legs settled", both_settled)}
     assert settled[linkedid] >= 1 and settled[leg["call_id"]] >= 3, settled
     assert service.metric("softswitch_transfers_total", kind="refer", reason="ROUTED") == refer_before + 1
+    assert account(service, tenant)["channels_in_use"] == 0
+
+
+async def test_a_sip_refer_through_freeswitch_is_decided_reserved_and_billed_the_same(
+    db: asyncpg.Connection,
+    service: ServiceProcess,
+    destination_carrier: SippUas,
+    settings: Settings,
+    stack: LocalStack,
+    transferring_phone: PhoneFactory,
+) -> None:
+    """FreeSWITCH: the phone's REFER makes sofia transfer the caller into [ss-transfer],
+    whose socket session is the control plane's transfer decision; the leg the phone
+    answered is settled, the new one reserved on the one-channel package and billed."""
+    require_freeswitch(stack)
+    engine = engine_of(settings, "freeswitch")
+    tenant, number, ext, password, target = desk_and_mobile(service)
+    tmp = Path(tempfile.mkdtemp(prefix="xfer-fs-refer-"))
+    scenario = transferring_scenario(tmp, talk_ms=2000, refer_to=f"{target}@{engine.phones}", leave_ms=4000)
+    await transferring_phone(ext, password, scenario, "freeswitch")
+    caller = unique_caller()
+    placed = asyncio.create_task(asyncio.to_thread(caller_holding, number, caller, 10000, engine))
+    linkedid = (await live_call(service, caller))["linkedid"]
+
+    async def transferred() -> dict[str, Any] | None:
+        legs = api_ok(service.request("GET", f"/v1/calls/{linkedid}"))["transfers"]
+        return legs[0] if legs and legs[0]["answered_at"] else None
+
+    leg = await until("the REFER's target answered", transferred)
+    assert leg["kind"] == "refer"
+    assert account(service, tenant)["channels_in_use"] == 1
+    result = await placed
+    assert result.final_status == 200, result.message_log[-3000:]
+    assert "BYE" not in result.received_requests
+    legs = await dialled_legs(db, linkedid, engine, expect=2)
+    assert any(target in d and a for d, a in legs), legs
+    record = await until(
+        "the REFER's record",
+        lambda: db.fetchrow("SELECT * FROM call_transfers WHERE leg_call_id = $1", leg["call_id"]),
+    )
+    assert (record["kind"], record["transferor"], record["target"], record["action"]) == (
+        "refer",
+        ext["endpoint_id"],
+        target,
+        "dial",
+    )
+
+    async def both_settled() -> list[asyncpg.Record] | None:
+        rows = await db.fetch(
+            "SELECT call_id, billsec FROM reservations WHERE call_id = ANY($1) AND state = 'settled'",
+            [linkedid, leg["call_id"]],
+        )
+        return rows if len(rows) == 2 else None
+
+    settled = {r["call_id"]: r["billsec"] for r in await until("both legs settled", both_settled)}
+    assert settled[linkedid] >= 1 and settled[leg["call_id"]] >= 3, settled
     assert account(service, tenant)["channels_in_use"] == 0

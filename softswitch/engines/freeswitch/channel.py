@@ -63,12 +63,22 @@ class FsPlan:
     voicemail_spool: str = "/var/spool/asterisk/softswitch-vm"  # inside files_root (settings voicemail.spool)
 
 
+TRANSFER_CONTEXT = "ss-transfer"  # docker/freeswitch/dialplan.xml: a REFER's transferred party
+
+
 def facts_of(session: OutboundSession, args: tuple[str, ...] = ()) -> CallFacts:
     d = session.data
     caller = d.get("Caller-Caller-ID-Number", "")
     endpoint = ""
     if d.get("Caller-Context") == "default":  # the phones profile: an authenticated account
         endpoint = session.var("sip_auth_username") or session.var("user_name")
+    elif d.get("Caller-Context") == TRANSFER_CONTEXT:
+        # Sofia transferred the caller on a REFER from the leg that answered: that leg's
+        # destination as the control plane dialled it (set when it answered, never taken
+        # from the REFER), the call's tenant and number; the transferor's channel is the
+        # registry's (its latest answering party).
+        endpoint = session.var("ss_answered_by")
+        args = (session.var("ss_tenant_id"), session.var("ss_xfer_number"), "refer", "")
     return CallFacts(
         linkedid=session.var("call_uuid") or session.uuid,
         uniqueid=session.uuid,
@@ -208,6 +218,10 @@ class FsActions:
             "ss_call_id": channel.facts.linkedid,  # for the records: FreeSWITCH keeps it as set
             "hangup_after_bridge": "false",
             "continue_on_fail": "true",
+            # a REFER from the answering leg sends this caller to [ss-transfer] (sofia's
+            # blind transfer honours the transferred channel's force_transfer_context)
+            "force_transfer_context": TRANSFER_CONTEXT,
+            "ss_xfer_number": session.var("ss_xfer_number") or channel.facts.called,
         }
         name = session.data.get("Caller-Caller-ID-Name", "")
         if route.caller_id:
@@ -242,9 +256,11 @@ class FsActions:
         status = ""
         for step in route.steps:
             done = await session.execute(
-                "bridge", self.dial_string(step, channel.facts.linkedid, route.limit_s)
+                "bridge", self.dial_string(step, channel.facts.linkedid, route.limit_s, session.uuid)
             )
             status = done.get("variable_DIALSTATUS") or ""
+            if done.get("variable_sip_refer_to"):
+                return  # transferred by a REFER: the call goes on in its [ss-transfer] session
             if status == "ANSWER":
                 await session.hangup()
                 return
@@ -258,23 +274,27 @@ class FsActions:
             return
         await self._refuse(session, 17 if status == "BUSY" else Reason.ALL_DESTINATIONS_FAILED.cause)
 
-    def dial_string(self, step: DialStep, call_uuid: str, limit_s: int) -> str:
+    def dial_string(self, step: DialStep, call_uuid: str, limit_s: int, a_leg: str = "") -> str:
         """One step's members rung at once (','), each leg with the hard stop it gets when
-        it answers."""
+        it answers; with ``a_leg`` (the caller's UUID), the leg that answers writes on the
+        caller's channel which destination it is (ss_answered_by: who may transfer it)."""
         common = (
             f"{{call_uuid={call_uuid},ss_call_id={call_uuid},"
             f"call_timeout={step.timeout_s},leg_timeout={step.timeout_s}}}"
         )
-        on_answer = f"[execute_on_answer='sched_hangup +{limit_s} ALLOTTED_TIMEOUT']" if limit_s > 0 else ""
+        on_answer = [f"execute_on_answer='sched_hangup +{limit_s} ALLOTTED_TIMEOUT'"] if limit_s > 0 else []
         legs = []
         trunks = self._trunks()
         for m in step.members:
+            own = [*on_answer]
+            if a_leg:
+                own.append(f"api_on_answer='uuid_setvar {a_leg} ss_answered_by {m.destination}'")
             if m.kind == "extension":
                 target = f"sofia/{self._plan.phones_profile}/{m.destination}%{self._plan.realm}"
             else:
                 far_end = trunks.get(m.via, self._plan.carrier_out) if m.via else self._plan.carrier_out
                 target = f"sofia/carrier/{m.destination}@{far_end}"
-            legs.append(on_answer + target)
+            legs.append((f"[{','.join(own)}]" if own else "") + target)
         return common + ",".join(legs)
 
 
@@ -282,15 +302,22 @@ CallHandler = Callable[[CallChannel], Awaitable[None]]
 
 
 def esl_handler(
-    route: CallHandler, extension: CallHandler, actions: FsActions, plan: FsPlan
+    route: CallHandler,
+    extension: CallHandler,
+    actions: FsActions,
+    plan: FsPlan,
+    transfer: CallHandler | None = None,
 ) -> Callable[[OutboundSession], Awaitable[None]]:
     """The outbound socket's handler: calls from the carrier profile (context public) are
-    routed, calls from the phones profile (context default) are extension calls; then the
-    decision is acted on."""
+    routed, calls from the phones profile (context default) are extension calls, callers
+    a REFER transferred (context ss-transfer) are transfers; then the decision is acted on."""
 
     async def handle(session: OutboundSession) -> None:
         channel = EslCallChannel(session, facts_of(session), plan)
-        handler = extension if session.data.get("Caller-Context") == "default" else route
+        context = session.data.get("Caller-Context")
+        handler = extension if context == "default" else route
+        if context == TRANSFER_CONTEXT and transfer is not None:
+            handler = transfer
         await handler(channel)
         if not await actions.act(channel, session):
             log.error("call %s: no decision; FreeSWITCH's fallback answers it", session.uuid)

@@ -1,0 +1,61 @@
+"""FreeSWITCH's side of a SIP REFER (dialplan transfers): every leg the control plane dials
+writes, when it answers, which destination it is on the caller's channel (one variable
+group per leg with the hard stop); a caller sofia transferred into [ss-transfer] is
+handed to the call path as a transfer by that destination, with the call's tenant and
+number."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from dialplan.distribution import DialStep, Member
+from softswitch.engines.freeswitch.channel import TRANSFER_CONTEXT, FsActions, FsPlan, facts_of
+
+A = "0a1b2c3d-0000-4000-8000-00000000000a"
+PLAN = FsPlan("127.0.0.3:5060", "phones", "softswitch", Path("/s"), Path("/c"), Path("/r"))
+
+
+class Session:
+    def __init__(self, data: dict[str, str]) -> None:
+        self.data, self.uuid = data, data["Unique-ID"]
+
+    def var(self, name: str) -> str:
+        return self.data.get(f"variable_{name}", "")
+
+
+def test_each_leg_names_itself_on_the_caller_when_it_answers() -> None:
+    actions = FsActions(PLAN, ivr=lambda _c: asyncio.sleep(0))
+    step = DialStep((Member("13800138000", 20), Member("t5x8002", 20, kind="extension")), 20)
+    stop = "execute_on_answer='sched_hangup +60 ALLOTTED_TIMEOUT'"
+    named = f"api_on_answer='uuid_setvar {A} ss_answered_by"
+    assert actions.dial_string(step, A, 60, a_leg=A) == (
+        f"{{call_uuid={A},ss_call_id={A},call_timeout=20,leg_timeout=20}}"
+        f"[{stop},{named} 13800138000']sofia/carrier/13800138000@127.0.0.3:5060,"
+        f"[{stop},{named} t5x8002']sofia/phones/t5x8002%softswitch"
+    )
+    # no money: no hard stop, still named; no caller given: as before
+    assert actions.dial_string(step, A, 0, a_leg=A).endswith(
+        f"[{named} t5x8002']sofia/phones/t5x8002%softswitch"
+    )
+    assert "api_on_answer" not in actions.dial_string(step, A, 60)
+
+
+def test_a_caller_transferred_by_refer_is_a_transfer_by_the_leg_that_answered() -> None:
+    session = Session(
+        {
+            "Unique-ID": A,
+            "Caller-Context": TRANSFER_CONTEXT,
+            "Caller-Caller-ID-Number": "13900139000",
+            "Caller-Destination-Number": "13800131234",
+            "variable_call_uuid": A,
+            "variable_ss_answered_by": "t5x8001",
+            "variable_ss_tenant_id": "5",
+            "variable_ss_xfer_number": "4008001234",
+            # what the REFER itself says is not believed
+            "variable_sip_h_Referred-By": "<sip:t5x8009@127.0.0.9>",
+        }
+    )
+    f = facts_of(session)  # type: ignore[arg-type]
+    assert (f.linkedid, f.called, f.endpoint, f.caller) == (A, "13800131234", "t5x8001", "13900139000")
+    assert f.args == ("5", "4008001234", "refer", "")
