@@ -30,7 +30,11 @@ TARGET_CHANNEL = "PJSIP/carrier-out-00000003"
 
 
 class NoControl:
-    async def extend_hard_stop(self, channel: str, seconds: int) -> None: ...
+    def __init__(self) -> None:
+        self.extended: list[tuple[str, int]] = []
+
+    async def extend_hard_stop(self, channel: str, seconds: int) -> None:
+        self.extended.append((channel, seconds))
 
     async def warn(self, channel: str) -> None: ...
 
@@ -46,7 +50,8 @@ class TransferredCall:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.clock = FixedClock(T0)
         self.registry = CallRegistry(self.clock)
-        self.money = CallMoney(pool, NoControl(), self.registry, self.clock, Metrics(), PrepaidSettings())
+        self.control = NoControl()
+        self.money = CallMoney(pool, self.control, self.registry, self.clock, Metrics(), PrepaidSettings())
         self.registry.add_end_listener(self.money.on_call_end)
         self.registry.add_leg_end_listener(self.money.on_leg_end)
         self.events = AmiChannelEvents(self.registry)
@@ -188,3 +193,33 @@ async def test_a_transfer_nobody_answers_is_released_and_the_first_leg_charged(p
     released = await reservation(pool, leg.call_id, "released")
     assert released["charged"] == 0
     assert (await account(pool, tenant))["channels_in_use"] == 0
+
+
+async def test_a_transfer_leg_is_renewed_on_its_own_answer_and_stops_its_own_target(
+    pool: asyncpg.Pool,
+) -> None:
+    """The leg's slice runs from its target's answer, and the renewal extends the hard stop
+    on the target's channel — not on the transferor's, who has left."""
+    async with pool.acquire() as conn:
+        tenant = await new_tenant(conn, balance=Decimal("100"), channel_cap=1)
+    c = TransferredCall(pool)
+    await c.first_leg(tenant)
+    await c.at(20).money.transferor_leaves(c.linkedid, DESK_CHANNEL)
+    leg = c.registry.transfer_started(c.linkedid, "blind")
+    assert leg is not None
+    assert isinstance(await c.money.authorize(tenant, leg.call_id, "x", linkedid=c.linkedid), Grant)
+    c.hangup(c.desk)
+    c.channel(c.target, TARGET_CHANNEL)
+    c.at(25).answer(c.target, TARGET_CHANNEL)
+    await c.at(60).money.tick()  # 35 s into the leg's 60 s slice: not yet
+    assert c.control.extended == []
+    await c.at(72).money.tick()  # 13 s left (the margin is 15 s): renewed
+    deadline = time.monotonic() + 5
+    while not c.control.extended:
+        assert time.monotonic() < deadline, "the leg's renewal did not extend its hard stop"
+        await asyncio.sleep(0.02)
+    assert c.control.extended == [(TARGET_CHANNEL, 73)]  # 120 s granted from its answer at 25 s
+    assert (await reservation(pool, leg.call_id, "open"))["granted_s"] == 120
+    c.at(80).hangup(c.linkedid)
+    c.hangup(c.target)
+    assert (await reservation(pool, leg.call_id))["billsec"] == 55

@@ -485,3 +485,43 @@ async def test_a_sip_refer_through_freeswitch_is_decided_reserved_and_billed_the
     settled = {r["call_id"]: r["billsec"] for r in await until("both legs settled", both_settled)}
     assert settled[linkedid] >= 1 and settled[leg["call_id"]] >= 3, settled
     assert account(service, tenant)["channels_in_use"] == 0
+
+
+async def test_the_carrier_s_caller_cannot_transfer(
+    db: asyncpg.Connection,
+    service: ServiceProcess,
+    destination_carrier: SippUas,
+    settings: Settings,
+    transferring_phone: PhoneFactory,
+) -> None:
+    """The caller of an inbound call keys #1 and a number: Asterisk was not given the
+    caller's transfer option (SS_TRANSFER 't' only), so nothing happens — the call stays
+    between the caller and the extension, no transfer is decided or recorded."""
+    engine = engine_of(settings, "asterisk")
+    _tenant, number, ext, password, target = desk_and_mobile(service)
+    tmp = Path(tempfile.mkdtemp(prefix="xfer-caller-"))
+    await transferring_phone(ext, password, transferring_scenario(tmp, talk_ms=500, leave_ms=15000))
+    caller = unique_caller()
+    result = await asyncio.to_thread(
+        run_uac,
+        number,
+        caller,
+        dtmf=f"#1,{target}",
+        dtmf_gap_ms=DIGIT_GAP_MS,
+        hold_ms=5000,
+        timeout_s=45,
+        target=engine.carrier,
+    )
+    assert result.final_status == 200, result.message_log[-3000:]
+    assert "BYE" not in result.received_requests  # the call stayed up until the caller left
+    row = await until(
+        "the call's record",
+        lambda: db.fetchrow("SELECT * FROM calls WHERE caller = $1 AND ended_at IS NOT NULL", caller),
+    )
+    assert await db.fetchval("SELECT count(*) FROM call_transfers WHERE linkedid = $1", row["linkedid"]) == 0
+    legs = await dialled_legs(db, row["linkedid"], engine, expect=1)
+    assert not any(target in d for d, _ in legs), legs  # the mobile was never dialled
+    recent = [
+        c for c in api_ok(service.request("GET", "/v1/calls/recent")) if c["linkedid"] == row["linkedid"]
+    ]
+    assert recent and recent[0]["transfers"] == []
