@@ -16,7 +16,9 @@ and from the service (its API, metrics and records):
   decision, reservation and record (kind refer).
 
 Through FreeSWITCH, the REFER (sofia's blind transfer into the control plane's
-[ss-transfer] context); its DTMF transfers are not built (README, Transfers)."""
+[ss-transfer] context) and #1 (bind_digit_action on the caller for the answering party's
+digits, ss-features' ss_blind into the same context); its *2 is not built (README,
+Transfers)."""
 
 from __future__ import annotations
 
@@ -183,15 +185,17 @@ async def test_a_blind_transfer_to_a_bound_mobile_is_reserved_and_billed_as_its_
     db: asyncpg.Connection,
     service: ServiceProcess,
     destination_carrier: SippUas,
-    settings: Settings,
+    engine: Engine,
     transferring_phone: PhoneFactory,
 ) -> None:
-    engine = engine_of(settings, "asterisk")
+    """Through each engine: Asterisk's features.conf blindxfer, FreeSWITCH's #1 bound on
+    the caller for the answering party's digits (ss-features' ss_blind)."""
     tenant, number, ext, password, target = desk_and_mobile(service)
     assert account(service, tenant)["channel_cap"] == 1
     routed_before = service.metric("softswitch_transfers_total", kind="blind", reason="ROUTED")
     tmp = Path(tempfile.mkdtemp(prefix="xfer-blind-"))
-    await transferring_phone(ext, password, transferring_scenario(tmp, talk_ms=1000, transfer=f"#1,{target}"))
+    scenario = transferring_scenario(tmp, talk_ms=1000, transfer=f"#1,{target}")
+    await transferring_phone(ext, password, scenario, engine.name)
     caller = unique_caller()
     placed = asyncio.create_task(asyncio.to_thread(caller_holding, number, caller, 15000, engine))
 
@@ -220,7 +224,7 @@ async def test_a_blind_transfer_to_a_bound_mobile_is_reserved_and_billed_as_its_
     result = await placed
     assert result.final_status == 200, result.message_log[-3000:]
     assert "BYE" not in result.received_requests  # the caller stayed on, then hung up itself
-    # what Asterisk dialled: the extension, then (from the caller's channel) the mobile
+    # what the engine dialled: the extension, then (from the caller's channel) the mobile
     legs = await dialled_legs(db, linkedid, engine, expect=2)
     assert any(ext["endpoint_id"] in d for d, _ in legs) and any(target in d and a for d, a in legs), legs
 
@@ -232,7 +236,7 @@ async def test_a_blind_transfer_to_a_bound_mobile_is_reserved_and_billed_as_its_
         return rows if all(r["state"] == "settled" for r in rows) and len(rows) == 2 else None
 
     first, second = await until("both legs settled", both_settled)
-    # the extension talked ~1 s + the digits + Asterisk's 3 s digit timeout; the mobile
+    # the extension talked ~1 s + the digits + the engine's 3 s digit timeout; the mobile
     # the rest of the caller's 15 s (+1.2 s before it starts counting)
     assert 4 <= first["billsec"] <= 12, first
     assert 3 <= second["billsec"] <= 14, second
@@ -264,15 +268,16 @@ async def test_a_transfer_to_a_target_the_rules_refuse_is_refused_with_its_reaso
     db: asyncpg.Connection,
     service: ServiceProcess,
     destination_carrier: SippUas,
-    settings: Settings,
+    engine: Engine,
     transferring_phone: PhoneFactory,
 ) -> None:
-    engine = engine_of(settings, "asterisk")
     tenant, number, ext, password, _target = desk_and_mobile(service)
     refused_before = service.metric("softswitch_transfers_total", kind="blind", reason="EXTENSION_NOT_FOUND")
     tmp = Path(tempfile.mkdtemp(prefix="xfer-refused-"))
     # 999: no extension of the tenant, too short for an outside number
-    await transferring_phone(ext, password, transferring_scenario(tmp, talk_ms=1000, transfer="#1,999"))
+    await transferring_phone(
+        ext, password, transferring_scenario(tmp, talk_ms=1000, transfer="#1,999"), engine.name
+    )
     caller = unique_caller()
     started = time.monotonic()
     result = await asyncio.to_thread(caller_holding, number, caller, 20000, engine)
@@ -491,16 +496,18 @@ async def test_the_carrier_s_caller_cannot_transfer(
     db: asyncpg.Connection,
     service: ServiceProcess,
     destination_carrier: SippUas,
-    settings: Settings,
+    engine: Engine,
     transferring_phone: PhoneFactory,
 ) -> None:
     """The caller of an inbound call keys #1 and a number: Asterisk was not given the
-    caller's transfer option (SS_TRANSFER 't' only), so nothing happens — the call stays
+    caller's transfer option (SS_TRANSFER 't' only), FreeSWITCH binds #1 to the answering
+    party's digits only (the caller's peer digit machine), so nothing happens — the call stays
     between the caller and the extension, no transfer is decided or recorded."""
-    engine = engine_of(settings, "asterisk")
     _tenant, number, ext, password, target = desk_and_mobile(service)
     tmp = Path(tempfile.mkdtemp(prefix="xfer-caller-"))
-    await transferring_phone(ext, password, transferring_scenario(tmp, talk_ms=500, leave_ms=15000))
+    await transferring_phone(
+        ext, password, transferring_scenario(tmp, talk_ms=500, leave_ms=15000), engine.name
+    )
     caller = unique_caller()
     result = await asyncio.to_thread(
         run_uac,

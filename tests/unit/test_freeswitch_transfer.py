@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from xml.etree import ElementTree
 
 from dialplan.distribution import DialStep, Member
-from softswitch.engines.freeswitch.channel import TRANSFER_CONTEXT, FsActions, FsPlan, facts_of
+from softswitch.engines.freeswitch.channel import (
+    FEATURES_CONTEXT,
+    TRANSFER_CONTEXT,
+    FsActions,
+    FsPlan,
+    facts_of,
+    feature_bindings,
+)
 
 A = "0a1b2c3d-0000-4000-8000-00000000000a"
 PLAN = FsPlan("127.0.0.3:5060", "phones", "softswitch", Path("/s"), Path("/c"), Path("/r"))
@@ -59,3 +67,39 @@ def test_a_caller_transferred_by_refer_is_a_transfer_by_the_leg_that_answered() 
     f = facts_of(session)  # type: ignore[arg-type]
     assert (f.linkedid, f.called, f.endpoint, f.caller) == (A, "13800131234", "t5x8001", "13900139000")
     assert f.args == ("5", "4008001234", "refer", "")
+
+
+def test_a_caller_transferred_by_its_answering_party_s_hash_1_is_a_blind_transfer() -> None:
+    session = Session(
+        {
+            "Unique-ID": A,
+            "Caller-Context": TRANSFER_CONTEXT,
+            "Caller-Destination-Number": "13800131234",
+            "variable_call_uuid": A,
+            "variable_ss_answered_by": "t5x8001",
+            "variable_ss_tenant_id": "5",
+            "variable_ss_xfer_number": "4008001234",
+            "variable_ss_xfer_kind": "blind",  # ss-features' ss_blind
+        }
+    )
+    assert facts_of(session).args == ("5", "4008001234", "blind", "")  # type: ignore[arg-type]
+
+
+DIALPLAN = Path(__file__).resolve().parents[2] / "docker" / "freeswitch" / "dialplan.xml"
+
+
+def test_hash_1_is_bound_for_the_answering_party_and_runs_what_the_dialplan_has() -> None:
+    assert feature_bindings(False) == []
+    blind = f"exec:execute_extension,ss_blind XML {FEATURES_CONTEXT}"
+    # #1: the answering party's digits only (as they reach the caller), run on that
+    # party's channel (peer); bind_digit_action splits its data on ',' into 6 fields
+    assert feature_bindings(True) == [f"ss,#1,{blind},peer,peer"]
+    assert all(len(b.split(",")) == 6 for b in feature_bindings(True))
+    tree = ElementTree.parse(DIALPLAN)
+    context = tree.find(f".//context[@name='{FEATURES_CONTEXT}']")
+    assert context is not None
+    patterns = [
+        c.get("expression") for c in context.iter("condition") if c.get("field") == "destination_number"
+    ]
+    for name in ("ss_blind", "ss_blind_to"):
+        assert f"^{name}$" in patterns

@@ -28,6 +28,7 @@ from dialplan.distribution import DialStep
 from dialplan.inbound import AskPin, Reject, Route, RunIvr, Voicemail
 from dialplan.legs import CallerName, Leg
 from dialplan.reasons import Reason
+from dialplan.transfers import CALLEE_TRANSFERS, transfer_options
 from provisioning.voicemail import voicemail_file
 from softswitch.callpath.control import CallChannel, CallFacts
 from softswitch.callpath.recorder import RecordingVars
@@ -64,6 +65,24 @@ class FsPlan:
 
 
 TRANSFER_CONTEXT = "ss-transfer"  # docker/freeswitch/dialplan.xml: a REFER's transferred party
+FEATURES_CONTEXT = "ss-features"  # docker/freeswitch/dialplan.xml: what a feature code runs
+DIGIT_REALM = "ss"
+# #1 keyed by the answering party (dialplan.transfers: the tenant's party; the carrier's
+# caller never), as its digits reach the caller (the caller's "peer" digit machine), runs
+# ss_blind on that party's channel, the caller on hold: the target's digits are read and
+# the caller is transferred into [ss-transfer], the same decision as a REFER (kind blind,
+# written on the caller as ss_xfer_kind).
+BLIND_CODE = "#1"
+
+
+def feature_bindings(callee_transfers: bool) -> list[str]:
+    """The bind_digit_action data for a bridged caller's feature codes."""
+    out = []
+    if callee_transfers:
+        out.append(
+            f"{DIGIT_REALM},{BLIND_CODE},exec:execute_extension,ss_blind XML {FEATURES_CONTEXT},peer,peer"
+        )
+    return out
 
 
 def facts_of(session: OutboundSession, args: tuple[str, ...] = ()) -> CallFacts:
@@ -78,7 +97,8 @@ def facts_of(session: OutboundSession, args: tuple[str, ...] = ()) -> CallFacts:
         # from the REFER), the call's tenant and number; the transferor's channel is the
         # registry's (its latest answering party).
         endpoint = session.var("ss_answered_by")
-        args = (session.var("ss_tenant_id"), session.var("ss_xfer_number"), "refer", "")
+        kind = session.var("ss_xfer_kind") or "refer"  # #1 writes blind (ss-features)
+        args = (session.var("ss_tenant_id"), session.var("ss_xfer_number"), kind, "")
     return CallFacts(
         linkedid=session.var("call_uuid") or session.uuid,
         uniqueid=session.uuid,
@@ -253,14 +273,22 @@ class FsActions:
             path = self._plan.files_root / rec.file.lstrip("/")
             path.parent.mkdir(parents=True, exist_ok=True)
             await session.queue("record_session", f"{path}.wav")
+        leg = channel.leg
+        callee_transfers = leg is not None and CALLEE_TRANSFERS in transfer_options(leg)
+        bindings = feature_bindings(callee_transfers)
+        for binding in bindings:
+            await session.queue("bind_digit_action", binding)
+        if bindings:
+            await session.queue("digit_action_set_realm", DIGIT_REALM)
+            await session.queue("digit_action_set_realm", f"{DIGIT_REALM},peer")
         status = ""
         for step in route.steps:
             done = await session.execute(
                 "bridge", self.dial_string(step, channel.facts.linkedid, route.limit_s, session.uuid)
             )
             status = done.get("variable_DIALSTATUS") or ""
-            if done.get("variable_sip_refer_to"):
-                return  # transferred by a REFER: the call goes on in its [ss-transfer] session
+            if done.get("variable_sip_refer_to") or done.get("variable_ss_xfer_kind"):
+                return  # transferred (REFER, #1): the call goes on in its [ss-transfer] session
             if status == "ANSWER":
                 await session.hangup()
                 return
@@ -318,6 +346,8 @@ def esl_handler(
         handler = extension if context == "default" else route
         if context == TRANSFER_CONTEXT and transfer is not None:
             handler = transfer
+            # read by facts_of: a later REFER of this caller is not taken for a #1
+            await session.queue("unset", "ss_xfer_kind")
         await handler(channel)
         if not await actions.act(channel, session):
             log.error("call %s: no decision; FreeSWITCH's fallback answers it", session.uuid)
