@@ -10,7 +10,7 @@ import os
 import random
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -519,3 +519,14 @@ def calling_tenant(service: ServiceProcess, ext: str, password: str) -> tuple[in
     tenant, _number_id, _number = active_number(service)
     carrier_trunk(service)
     return tenant, extension(service, tenant, ext, "main", password)
+
+
+def wait_for(what: str, probe: Callable[[], Any], budget: float) -> Any:
+    """`probe()` once it is truthy, polled every 20 ms; fails after `budget` seconds."""
+    deadline = time.monotonic() + budget
+    while True:
+        value = probe()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what}: not within {budget} s"
+        time.sleep(0.02)

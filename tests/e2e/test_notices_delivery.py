@@ -19,7 +19,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -45,6 +45,7 @@ from tests.e2e.conftest import (
     require_freeswitch,
     restarted,
     unique_caller,
+    wait_for,
 )
 
 pytestmark = pytest.mark.stack
@@ -143,16 +144,6 @@ def webhooks() -> Iterator[Receivers]:
 
 
 # ---------------------------------------------------------------------------- helpers
-def wait_for(what: str, probe: Callable[[], Any], budget: float) -> Any:
-    deadline = time.monotonic() + budget
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what}: not within {budget} s"
-        time.sleep(0.02)
-
-
 def tenant_token(service: ServiceProcess, role: str, tenant_id: int) -> dict[str, str]:
     body = {
         "username": f"ntc-{role.replace('_', '-')}-{secrets.token_hex(3)}",

@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 import wave
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,7 +34,17 @@ import pytest
 from scripts.devstack.process import ServiceProcess
 from scripts.devstack.sipp import SCENARIOS, SippResult, SippUas, run_uac
 from softswitch.notify.signing import verify
-from tests.e2e.conftest import OWNER, Engine, active_number, api_ok, changed, mobile, restarted, unique_caller
+from tests.e2e.conftest import (
+    OWNER,
+    Engine,
+    active_number,
+    api_ok,
+    changed,
+    mobile,
+    restarted,
+    unique_caller,
+    wait_for,
+)
 from tests.e2e.test_recording import _voice_pcap
 
 pytestmark = pytest.mark.stack
@@ -84,16 +94,6 @@ def webhook() -> Iterator[Webhook]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-def wait_for(what: str, probe: Callable[[], Any], budget: float) -> Any:
-    deadline = time.monotonic() + budget
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what}: not within {budget} s"
-        time.sleep(0.1)
 
 
 def leave_message(number: str, caller: str, target: str) -> SippResult:
