@@ -1,9 +1,10 @@
 """On-demand recording and the per-number / per-extension recording overrides, through the
-real Asterisk and the API (issue 17, item 3):
+real engines and the API (issue 17, item 3):
 
-- a tenant whose policy is on_demand: the caller keys *3 (features.conf automixmon),
-  speaks, keys *3 again; the API lists the call's recording segment, on_demand, about as
-  long as what was said between the two codes;
+- a tenant whose policy is on_demand: the caller keys *3 (Asterisk: features.conf
+  automixmon; FreeSWITCH: bind_digit_action on the caller, the ss-features context's
+  record_session), speaks, keys *3 again, through each engine; the API lists the call's
+  recording segment, on_demand, about as long as what was said between the two codes;
 - an override 'all' on one number records that number's calls though the tenant records
   none; an override 'none' on one extension leaves its calls unrecorded though the tenant
   records all (another extension of the tenant, without an override, is recorded).
@@ -25,14 +26,13 @@ import pytest
 from scripts.devstack.dtmf_pcap import digit_pcaps
 from scripts.devstack.process import ServiceProcess
 from scripts.devstack.sipp import SCENARIOS, SippResult, SippUas, run_uac
-from softswitch.core.settings import Settings
 from tests.e2e.conftest import (
     OWNER,
+    Engine,
     active_number,
     api_ok,
     carrier_trunk,
     changed,
-    engine_of,
     ext_call,
     extension,
     mobile,
@@ -77,7 +77,7 @@ def on_demand_call(number: str, caller: str, target: str) -> SippResult:
 
         lines = [
             play(star, 250),
-            play(three, 800),  # Asterisk starts MixMonitor (and beeps)
+            play(three, 800),  # Asterisk starts MixMonitor (and beeps), FreeSWITCH record_session
             play(voice, SPOKEN_MS),
             play(star2, 250),
             play(three2, 800),  # ... and stops it
@@ -98,9 +98,8 @@ async def eventually(probe: Any, budget: float = 10.0) -> Any:
 
 
 async def test_star_3_records_what_is_said_between_the_two_codes(
-    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, settings: Settings
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, engine: Engine
 ) -> None:
-    engine = engine_of(settings, "asterisk")
     _tenant, _number_id, number, base = bound_number(service, "on_demand")
     caller = unique_caller()
     result = await asyncio.to_thread(on_demand_call, number, caller, engine.carrier)
@@ -125,9 +124,8 @@ async def test_star_3_records_what_is_said_between_the_two_codes(
 
 
 async def test_a_number_override_records_where_the_tenant_records_nothing(
-    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, settings: Settings
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, engine: Engine
 ) -> None:
-    engine = engine_of(settings, "asterisk")
     tenant, number_id, number, base = bound_number(service, "none")
 
     async def ended_call(hold_ms: int) -> asyncpg.Record:
@@ -163,9 +161,8 @@ async def test_a_number_override_records_where_the_tenant_records_nothing(
 
 
 async def test_an_extension_override_none_leaves_its_calls_unrecorded(
-    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, settings: Settings
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, engine: Engine
 ) -> None:
-    engine = engine_of(settings, "asterisk")
     tenant, _number_id, _number, base = bound_number(service, "all")
     carrier_trunk(service)
     password = "pw-" + secrets.token_hex(8)

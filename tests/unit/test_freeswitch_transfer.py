@@ -88,18 +88,21 @@ def test_a_caller_transferred_by_its_answering_party_s_hash_1_is_a_blind_transfe
 DIALPLAN = Path(__file__).resolve().parents[2] / "docker" / "freeswitch" / "dialplan.xml"
 
 
-def test_hash_1_is_bound_for_the_answering_party_and_runs_what_the_dialplan_has() -> None:
-    assert feature_bindings(False) == []
+def test_feature_codes_are_bound_for_whom_they_are_offered_and_run_what_the_dialplan_has() -> None:
+    assert feature_bindings(False, False) == []
+    record = f"exec[H]:execute_extension,ss_record XML {FEATURES_CONTEXT}"
     blind = f"exec:execute_extension,ss_blind XML {FEATURES_CONTEXT}"
-    # #1: the answering party's digits only (as they reach the caller), run on that
-    # party's channel (peer); bind_digit_action splits its data on ',' into 6 fields
-    assert feature_bindings(True) == [f"ss,#1,{blind},peer,peer"]
-    assert all(len(b.split(",")) == 6 for b in feature_bindings(True))
+    # *3: the caller's own digits and the answering party's, run on the caller (self);
+    # #1: the answering party's digits only, run on that party's channel (peer)
+    assert feature_bindings(True, False) == [f"ss,*3,{record},self,self", f"ss,*3,{record},peer,self"]
+    assert feature_bindings(False, True) == [f"ss,#1,{blind},peer,peer"]
+    # bind_digit_action splits its data on ',' into at most 6 fields
+    assert all(len(b.split(",")) == 6 for b in feature_bindings(True, True))
     tree = ElementTree.parse(DIALPLAN)
     context = tree.find(f".//context[@name='{FEATURES_CONTEXT}']")
     assert context is not None
     patterns = [
         c.get("expression") for c in context.iter("condition") if c.get("field") == "destination_number"
     ]
-    for name in ("ss_blind", "ss_blind_to"):
+    for name in ("ss_record", "ss_blind", "ss_blind_to"):
         assert f"^{name}$" in patterns

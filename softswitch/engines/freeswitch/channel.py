@@ -31,7 +31,7 @@ from dialplan.reasons import Reason
 from dialplan.transfers import CALLEE_TRANSFERS, transfer_options
 from provisioning.voicemail import voicemail_file
 from softswitch.callpath.control import CallChannel, CallFacts
-from softswitch.callpath.recorder import RecordingVars
+from softswitch.callpath.recorder import MONITOR_DIR, RecordingVars
 from softswitch.engines.freeswitch.outbound import ChannelGone, OutboundSession
 
 log = logging.getLogger(__name__)
@@ -67,17 +67,23 @@ class FsPlan:
 TRANSFER_CONTEXT = "ss-transfer"  # docker/freeswitch/dialplan.xml: a REFER's transferred party
 FEATURES_CONTEXT = "ss-features"  # docker/freeswitch/dialplan.xml: what a feature code runs
 DIGIT_REALM = "ss"
+# *3 keyed by either party (the caller's own DTMF, and the answering party's as it reaches
+# the caller: the "peer" digit machine) runs ss_record on the caller's channel, which
+# starts or stops record_session there (both directions). [H]: the other party is not held.
+ON_DEMAND_CODE = "*3"
 # #1 keyed by the answering party (dialplan.transfers: the tenant's party; the carrier's
-# caller never), as its digits reach the caller (the caller's "peer" digit machine), runs
-# ss_blind on that party's channel, the caller on hold: the target's digits are read and
-# the caller is transferred into [ss-transfer], the same decision as a REFER (kind blind,
-# written on the caller as ss_xfer_kind).
+# caller never) runs ss_blind on that party's channel, the caller on hold: the target's
+# digits are read and the caller is transferred into [ss-transfer], the same decision as a
+# REFER (kind blind, written on the caller as ss_xfer_kind).
 BLIND_CODE = "#1"
 
 
-def feature_bindings(callee_transfers: bool) -> list[str]:
+def feature_bindings(on_demand: bool, callee_transfers: bool) -> list[str]:
     """The bind_digit_action data for a bridged caller's feature codes."""
     out = []
+    if on_demand:
+        action = f"exec[H]:execute_extension,ss_record XML {FEATURES_CONTEXT}"
+        out += [f"{DIGIT_REALM},{ON_DEMAND_CODE},{action},{source},self" for source in ("self", "peer")]
     if callee_transfers:
         out.append(
             f"{DIGIT_REALM},{BLIND_CODE},exec:execute_extension,ss_blind XML {FEATURES_CONTEXT},peer,peer"
@@ -258,6 +264,13 @@ class FsActions:
             variables["bridge_pre_execute_bleg_data"] = f"en number iterated {route.whisper}"
         if rec.file:
             variables["RECORD_BRIDGE_REQ"] = "true"  # only the bridged part, as MixMonitor's b
+        if rec.on_demand:
+            # ss_record names each segment as Asterisk's automixmon does,
+            # ss<tenant>-<epoch>-<linkedid>.wav in the monitor directory, where the
+            # recorder's pick-up finds them at hang-up (one row per segment)
+            monitor = self._plan.files_root / MONITOR_DIR.lstrip("/")
+            monitor.mkdir(parents=True, exist_ok=True)
+            variables["ss_rec_dir"] = str(monitor)
         if route.ringback is not None:
             # the number's tone, played to the caller (pre-answered) while a leg rings
             variables["ringback"] = channel.sound(route.ringback.prompt)
@@ -275,7 +288,7 @@ class FsActions:
             await session.queue("record_session", f"{path}.wav")
         leg = channel.leg
         callee_transfers = leg is not None and CALLEE_TRANSFERS in transfer_options(leg)
-        bindings = feature_bindings(callee_transfers)
+        bindings = feature_bindings(rec.on_demand, callee_transfers)
         for binding in bindings:
             await session.queue("bind_digit_action", binding)
         if bindings:
@@ -283,8 +296,11 @@ class FsActions:
             await session.queue("digit_action_set_realm", f"{DIGIT_REALM},peer")
         status = ""
         for step in route.steps:
+            # not event-locked: the caller's own feature codes (*3) run on it mid-bridge
             done = await session.execute(
-                "bridge", self.dial_string(step, channel.facts.linkedid, route.limit_s, session.uuid)
+                "bridge",
+                self.dial_string(step, channel.facts.linkedid, route.limit_s, session.uuid),
+                lock=False,
             )
             status = done.get("variable_DIALSTATUS") or ""
             if done.get("variable_sip_refer_to") or done.get("variable_ss_xfer_kind"):

@@ -107,19 +107,25 @@ class OutboundSession:
         self._fail(ChannelGone("the socket was closed"))
 
     # ------------------------------------------------------------------ requests
-    async def execute(self, app: str, arg: str = "", timeout: float | None = None) -> EslEvent:  # noqa: ASYNC109
+    async def execute(
+        self,
+        app: str,
+        arg: str = "",
+        timeout: float | None = None,  # noqa: ASYNC109
+        lock: bool = True,
+    ) -> EslEvent:
         """Run one dialplan application on the channel and wait until it has run: the
         CHANNEL_EXECUTE_COMPLETE, whose variables are the channel's at that moment.
         ``timeout`` None waits as long as the application runs (a bridge rings for its
-        own timeout; the hang-up ends every application)."""
-        done = await self.queue(app, arg)
+        own timeout; the hang-up ends every application). ``lock``: see ``queue``."""
+        done = await self.queue(app, arg, lock)
         try:
             async with asyncio.timeout(timeout):
                 return await done
         except TimeoutError:
             raise ChannelGone(f"{app}: not done within {timeout} s") from None
 
-    async def queue(self, app: str, arg: str = "") -> asyncio.Future[EslEvent]:
+    async def queue(self, app: str, arg: str = "", lock: bool = True) -> asyncio.Future[EslEvent]:
         """Send one application without waiting for it to run; the future completes when
         it has. FreeSWITCH runs what a socket sends in order, and everything queued by the
         time its channel thread looks runs in one go — one 20 ms tick for several
@@ -132,13 +138,17 @@ class OutboundSession:
         done.add_done_callback(lambda _: self._apps.pop(app_uuid, None))
         # event-lock: while this application runs, the channel takes no further queued
         # message — without it a blocking one (playback) runs the next (bridge) from inside
-        # itself, at once. Once it is done, the next runs in the same pass.
+        # itself, at once. Once it is done, the next runs in the same pass. An application
+        # sent with lock=False (a bridge, after which nothing is queued until it is done)
+        # lets the channel take, while it runs, what is broadcast to it: the feature codes
+        # bound with bind_digit_action (the caller's own *3) run on it mid-bridge.
         headers = {
             "call-command": "execute",
             "execute-app-name": app,
             "Event-UUID": app_uuid,
-            "event-lock": "true",
         }
+        if lock:
+            headers["event-lock"] = "true"
         # The argument goes as the body: no length limit and no header escaping.
         reply = await self._write("sendmsg", headers, body=arg or None)
 
