@@ -1,10 +1,17 @@
 """FreeSWITCH's directory, served on demand (mod_xml_curl) from the SIP accounts Asterisk
 reads too: an extension is a user whose digest is its a1-hash — md5(user:realm:password),
 the md5_cred kept in ps_auths — never a password. Accounts of a suspended tenant, or a
-deleted extension, are not in ps_auths, so FreeSWITCH refuses them as Asterisk does."""
+deleted extension, are not in ps_auths, so FreeSWITCH refuses them as Asterisk does.
+
+Fax (issue 20, item 5; seed 001's tariff: a SIP phone "支持传真", a voice gateway "不支持传真"):
+a fax-capable extension's calls carry ``t38_passthru=true`` (a user variable, set on the
+channel of every call it places), so its T.38 re-INVITE is passed on to the bridged party
+and the far end's answer relayed back; every other account carries ``t38_passthru=false``
+and sofia refuses such an offer with 488, as Asterisk does for ``t38_udptl=no``."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from xml.sax.saxutils import quoteattr
 
 import asyncpg
@@ -22,12 +29,29 @@ async def a1_hash(conn: asyncpg.Connection, user: str) -> str | None:
     return found
 
 
-def user_document(domain: str, user: str, a1: str) -> str:
+async def fax_allowed(conn: asyncpg.Connection, user: str) -> bool:
+    """Whether SIP account ``user`` is an extension allowed to fax (never a gateway: the
+    table's CHECK); an account that is no extension is not."""
+    found = await conn.fetchval("SELECT fax_allowed FROM sip_extensions WHERE endpoint_id = $1", user)
+    return bool(found)
+
+
+def user_variables(fax: bool) -> dict[str, str]:
+    """The channel variables of every call the account places."""
+    return {"t38_passthru": "true" if fax else "false"}
+
+
+def user_document(domain: str, user: str, a1: str, variables: Mapping[str, str] | None = None) -> str:
+    vars_xml = "".join(
+        f"<variable name={quoteattr(k)} value={quoteattr(v)}/>" for k, v in (variables or {}).items()
+    )
     return (
         '<document type="freeswitch/xml"><section name="directory">'
         f"<domain name={quoteattr(domain)}><user id={quoteattr(user)}><params>"
         f'<param name="a1-hash" value={quoteattr(a1)}/>'
-        "</params></user></domain></section></document>"
+        "</params>"
+        + (f"<variables>{vars_xml}</variables>" if vars_xml else "")
+        + "</user></domain></section></document>"
     )
 
 
@@ -37,4 +61,6 @@ async def directory(conn: asyncpg.Connection, fields: dict[str, str]) -> str:
     if fields.get("section") != "directory" or not user or not domain:
         return NOT_FOUND
     found = await a1_hash(conn, user)
-    return user_document(domain, user, found) if found else NOT_FOUND
+    if not found:
+        return NOT_FOUND
+    return user_document(domain, user, found, user_variables(await fax_allowed(conn, user)))

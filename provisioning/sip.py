@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from provisioning.engine import Ctx, Values
+from provisioning.engine import Ctx, Invalid, Values
 from provisioning.rules import sip_md5_cred
 from trunks.selection import endpoint_for
 
@@ -21,7 +21,20 @@ def endpoint_id_for(tenant_id: int, extension: str) -> str:
     return f"t{tenant_id}x{extension}"
 
 
+def _kept(values: Values, before: Mapping[str, Any] | None, column: str, default: Any) -> Any:
+    if values.get(column) is not None:
+        return values[column]
+    return default if before is None else before[column]
+
+
 async def prepare_extension(ctx: Ctx, values: Values, before: Mapping[str, Any] | None) -> Values:
+    # Seed 001's tariff: a voice gateway "不支持传真" (no fax), a SIP phone "支持传真".
+    if _kept(values, before, "device_kind", "phone") == "gateway" and _kept(
+        values, before, "fax_allowed", False
+    ):
+        raise Invalid(
+            "a voice gateway carries no fax (seed 001 tariff): fax_allowed must be false", "fax_allowed"
+        )
     password = values.pop("password", None)
     if before is None:
         assert ctx.tenant_id is not None and password is not None

@@ -65,8 +65,9 @@ def _refusal(page: Page, exc: ProvisioningError, values: Mapping[str, Any]) -> d
         return {
             "extension": _("Extension {extension} already exists.", extension=values.get("extension", ""))
         }
-    if isinstance(exc, Invalid) and (exc.field or "").endswith("_check") and values.get("fax_allowed"):
-        return {"fax_allowed": _("A voice gateway carries no fax.")}  # the table's CHECK
+    fax_refused = exc.field == "fax_allowed" or (exc.field or "").endswith("_check")
+    if isinstance(exc, Invalid) and fax_refused and values.get("fax_allowed"):
+        return {"fax_allowed": _("A voice gateway carries no fax.")}  # the tariff, and the table's CHECK
     errors = field_errors(exc)
     known = {*_FIELDS, "password", "fax_allowed"}
     return {(k if k in known else ""): v for k, v in errors.items()}
