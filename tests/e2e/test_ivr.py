@@ -13,6 +13,7 @@ import pytest
 
 from scripts.devstack.process import ServiceProcess
 from scripts.devstack.sipp import SippUas, run_uac
+from scripts.devstack.stack import LocalStack
 from softswitch.core.settings import Settings
 from tests.e2e.conftest import (
     OWNER,
@@ -25,6 +26,7 @@ from tests.e2e.conftest import (
     restarted,
     unique_caller,
 )
+from tests.e2e.hangup import ended_when, live_call
 
 pytestmark = pytest.mark.stack
 
@@ -122,19 +124,28 @@ async def test_menu_reaches_the_destination(
     keys: str,
     group: str,
     engine: Engine,
+    stack: LocalStack,
 ) -> None:
     _tenant, number, sales, default = ivr_number(service)
     caller = unique_caller()
-    result = await asyncio.to_thread(
-        run_uac,
-        number,
-        caller,
-        dtmf=keys,
-        dtmf_gap_ms=1500,
-        hold_ms=12000,
-        timeout_s=60,
-        target=engine.carrier,
+    call = asyncio.create_task(
+        asyncio.to_thread(
+            run_uac,
+            number,
+            caller,
+            dtmf=keys,
+            dtmf_gap_ms=1500,
+            hold_ms=12000,
+            timeout_s=60,
+            target=engine.carrier,
+        )
     )
+
+    async def bridged() -> str | None:  # the caller talks to the destination the menu chose
+        live = live_call(service, caller, "bridged")
+        return live["linkedid"] if live else None
+
+    result = await ended_when(call, bridged, stack, engine, budget=25)
     assert result.final_status == 200, result.message_log[-1500:]
     row = await decided(db, caller)
     assert (row["action"], row["reason"], row["why"]) == ("dial", "ROUTED", "ivr")
