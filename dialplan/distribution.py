@@ -25,8 +25,10 @@ class Member:
     destination: str
     ring_timeout_s: int = 30
     weight: int = 1
-    kind: str = "mobile"  # mobile | fixed | extension | external
-    via: str = ""  # the trunk's endpoint an external number is dialled through ('' = default)
+    kind: str = "mobile"  # mobile | fixed | extension | external | pbx
+    # the trunk's endpoint an external number is dialled through ('' = default); for a pbx
+    # member, the PBX's endpoint (the destination is the Request-URI's user part)
+    via: str = ""
 
 
 @dataclass(frozen=True, slots=True)

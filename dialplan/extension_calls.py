@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from dialplan.distribution import DialStep, Member, Memory
-from dialplan.inbound import Decision, InboundCall, Reject, Route, decide_inbound
+from dialplan.inbound import Decision, InboundCall, Reject, Route, decide_inbound, pbx_member
 from dialplan.legs import CallerName, Direction, Leg, leaves_the_platform
 from dialplan.reasons import Reason
 from dialplan.snapshot import ConfigSnapshot, Extension, Tenant
@@ -43,24 +43,41 @@ def decide_extension_call(
     now: datetime,
     rng: random.Random | None = None,
     memory: Callable[[tuple[int, str]], Memory] | None = None,
+    unregistered: frozenset[str] = frozenset(),
 ) -> Leg:
     """`memory` and `rng` are the distribution's, used when the call reaches one of the
-    tenant's own numbers (as in decide_inbound)."""
+    tenant's own numbers (as in decide_inbound); `unregistered` the PBX trunks known to
+    hold no registration (decide_inbound).
+
+    A customer's PBX trunk calls like an extension (its endpoint is one): another site's
+    extensions on-net, the tenant's numbers inside, outside numbers through the platform's
+    trunks with an owned caller ID. An extension behind a PBX is reached by its number
+    from any other site (multi-site, 异地多点组网): internal, free."""
     me = snapshot.endpoints.get(call.endpoint_id)
     if me is None:
         return Leg(Reject(Reason.EXTENSION_UNKNOWN), Direction.OUTBOUND, billable=False)
     tenant = snapshot.tenants.get(me.tenant_id)
     if tenant is None or tenant.state != "active":
         return Leg(Reject(Reason.TENANT_SUSPENDED, me.tenant_id), Direction.OUTBOUND, billable=False)
+    # Inside, a PBX's caller shows the extension behind it that called (when it says so).
+    me_shown = call.presented_cli if me.is_pbx and me.owns(call.presented_cli) else me.extension
     callee = snapshot.extensions.get((tenant.id, call.dialled))
-    if callee is not None:
+    pbx = snapshot.pbx_behind(tenant.id, call.dialled) if callee is None or callee.is_pbx else None
+    if pbx is not None and pbx.endpoint_id != me.endpoint_id:
+        if pbx.endpoint_id in unregistered:
+            reject = Reject(Reason.PBX_UNREGISTERED, tenant.id, why="pbx_unregistered")
+            return Leg(reject, Direction.INTERNAL, billable=False)
+        step = DialStep((pbx_member(call.dialled, pbx, INTERNAL_RING_S),), INTERNAL_RING_S)
+        route = Route((step,), tenant.id, None, caller_id=me_shown, why="internal+pbx")
+        return Leg(route, Direction.INTERNAL, billable=False)
+    if callee is not None and not callee.is_pbx:
         step = DialStep((Member(callee.endpoint_id, INTERNAL_RING_S, kind="extension"),), INTERNAL_RING_S)
-        route = Route((step,), tenant.id, None, caller_id=me.extension, why="internal")
+        route = Route((step,), tenant.id, None, caller_id=me_shown, why="internal")
         return Leg(route, Direction.INTERNAL, billable=False)
     own = snapshot.numbers.get(call.dialled)
     if own is not None and own.tenant_id == tenant.id:
         inbound = InboundCall(me.extension, call.dialled, call.linkedid, call.pin_verified)
-        decision = decide_inbound(snapshot, inbound, now, memory, rng)
+        decision = decide_inbound(snapshot, inbound, now, memory, rng, unregistered)
         return from_extension(snapshot, me, decision, call.dialled)
     if len(call.dialled) <= 6:
         return Leg(Reject(Reason.EXTENSION_NOT_FOUND, tenant.id), Direction.OUTBOUND, billable=False)

@@ -7,7 +7,7 @@ names its reason."""
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -107,9 +107,12 @@ def decide_inbound(
     now: datetime,
     memory: Callable[[tuple[int, str]], Memory] | None = None,
     rng: random.Random | None = None,
+    unregistered: frozenset[str] = frozenset(),
 ) -> Decision:
     """`memory` gives the distribution memory of (number id, group); `rng` draws weighted
-    orders. Both default to fresh ones, so the function stays pure for tests."""
+    orders. Both default to fresh ones, so the function stays pure for tests.
+    `unregistered`: the customer PBX trunks (endpoint ids) known to hold no registration
+    now; a destination behind one is skipped and the call fails over (PBX_UNREGISTERED)."""
     number = snapshot.numbers.get(call.called)
     if number is None:
         return Reject(Reason.UNKNOWN_NUMBER)
@@ -144,10 +147,17 @@ def decide_inbound(
         why,
         memory or _no_memory,
         rng or random.Random(),
-        snapshot.extensions,
+        snapshot,
         timed,
         now,
+        unregistered,
     )
+
+
+def pbx_member(dialled: str, pbx: Extension, ring_s: int, weight: int = 1) -> Member:
+    """A destination behind a customer's PBX trunk: the PBX is sent `dialled` (the number
+    or extension) in the Request-URI, at the contact it registered."""
+    return Member(dialled, ring_s, weight, "pbx", via=pbx.endpoint_id)
 
 
 def _to_target(
@@ -157,9 +167,10 @@ def _to_target(
     why: str,
     memory: Callable[[tuple[int, str]], Memory],
     rng: random.Random,
-    extensions: Mapping[tuple[int, str], Extension],
+    snapshot: ConfigSnapshot,
     timed: TimeMatch | None = None,
     now: datetime | None = None,
+    unregistered: frozenset[str] = frozenset(),
 ) -> Decision:
     assert number.tenant_id is not None
     if target.kind == "announcement":
@@ -181,15 +192,32 @@ def _to_target(
     if not bound:
         return Reject(Reason.NO_DESTINATION, tenant.id, number.id)
     members = []
+    pbx_down = False
     for d in bound:
+        pbx: Extension | None = None
         if d.kind == "extension":
-            ext = extensions.get((tenant.id, d.destination))
-            if ext is not None:
+            ext = snapshot.extensions.get((tenant.id, d.destination))
+            if ext is not None and not ext.is_pbx:
                 members.append(Member(ext.endpoint_id, d.ring_timeout_s, d.weight, "extension"))
+                continue
+            pbx = snapshot.pbx_behind(tenant.id, d.destination)  # another site's extension
+            dialled = d.destination
+        elif d.kind == "pbx":  # the number itself is delivered to the PBX
+            ext = snapshot.extensions.get((tenant.id, d.destination))
+            pbx = ext if ext is not None and ext.is_pbx else None
+            dialled = number.number
         else:
             members.append(Member(d.destination, d.ring_timeout_s, d.weight, d.kind))
+            continue
+        if pbx is not None and pbx.endpoint_id in unregistered:
+            pbx_down = True
+        elif pbx is not None:
+            members.append(pbx_member(dialled, pbx, d.ring_timeout_s, d.weight))
     if not members:
-        return Reject(Reason.NO_DESTINATION, tenant.id, number.id)
+        if pbx_down and number.final_action == "voicemail":
+            return Voicemail(tenant.id, number.id, Reason.PBX_UNREGISTERED)
+        reason = Reason.PBX_UNREGISTERED if pbx_down else Reason.NO_DESTINATION
+        return Reject(reason, tenant.id, number.id, why="pbx_unregistered" if pbx_down else "")
     steps = plan(Strategy(number.distribution), members, memory((number.id, group)), rng)
     return Route(
         steps,
@@ -200,8 +228,9 @@ def _to_target(
         greeting=number.greeting,
         whisper=number.number if number.whisper else "",
         final_action=number.final_action,
-        why=why,
+        why=f"{why}+pbx_unregistered" if pbx_down else why,
         ringback=tone_at(number.ringback, tenant.timezone, now) if now is not None else None,
+        reason=Reason.PBX_UNREGISTERED if pbx_down else Reason.ROUTED,
     )
 
 
@@ -232,14 +261,19 @@ def ivr_transfer(
             "ivr",
             memory or _no_memory,
             rng or random.Random(),
-            snapshot.extensions,
+            snapshot,
             now=now,
         )
     if kind == "extension":
         ext = snapshot.extensions.get((tenant.id, ref))
-        if ext is None:
+        pbx = snapshot.pbx_behind(tenant.id, ref)
+        if ext is not None and not ext.is_pbx:
+            member = Member(ext.endpoint_id, 30, kind="extension")
+        elif pbx is not None:
+            member = pbx_member(ref, pbx, 30)
+        else:
             return Reject(Reason.EXTENSION_NOT_FOUND, tenant.id, number.id)
-        step = DialStep((Member(ext.endpoint_id, 30, kind="extension"),), 30)
+        step = DialStep((member,), 30)
         return Route((step,), tenant.id, number.id, why="ivr", final_action=number.final_action)
     if snapshot.blacklist.blocks(tenant.id, "outbound", ref):
         return Reject(Reason.BLACKLISTED, tenant.id, number.id)

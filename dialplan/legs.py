@@ -36,5 +36,9 @@ class Leg:
 
 
 def leaves_the_platform(route: Route) -> bool:
-    """Whether any destination of the route is reached through a carrier trunk."""
-    return any(m.kind != "extension" for step in route.steps for m in step.members)
+    """Whether any destination of the route is reached through a carrier trunk (an
+    extension and a customer's PBX trunk are on-net)."""
+    return any(m.kind not in ON_NET for step in route.steps for m in step.members)
+
+
+ON_NET = frozenset({"extension", "pbx"})

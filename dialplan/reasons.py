@@ -39,6 +39,9 @@ class Reason(Enum):
     SPEND_CAP = ("SPEND_CAP", 21, "ss-noservice")  # the day's spend cap (toll fraud); cuts live calls too
     # A transfer (DTMF #1/*2, SIP REFER) to a target the transferring party may not reach.
     TRANSFER_NOT_ALLOWED = ("TRANSFER_NOT_ALLOWED", 21, "cannot-complete-as-dialed")
+    # A customer's PBX trunk (issue 20) holds no registration: its calls fail over (the
+    # number's other destinations, its voicemail) with this reason; with nowhere else, 480.
+    PBX_UNREGISTERED = ("PBX_UNREGISTERED", 20, "")
     # Set by the dialplan itself when the control plane cannot be reached.
     CONTROL_PLANE_UNAVAILABLE = ("CONTROL_PLANE_UNAVAILABLE", 34, "all-circuits-busy-now")
 

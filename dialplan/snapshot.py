@@ -81,6 +81,23 @@ class Extension:
     site: str = "main"
     outbound_caller_id: str = ""
     recording_policy: str | None = None  # overrides the tenant's (None: the tenant's)
+    # a customer's PBX (device_kind pbx, issue 20): the extensions behind it, range_first to
+    # range_last (digits of one length), and its own channel cap from the trunk modules
+    range_first: str = ""
+    range_last: str = ""
+    channels: int = 0
+
+    @property
+    def is_pbx(self) -> bool:
+        return bool(self.range_first)
+
+    def owns(self, extension: str) -> bool:
+        """Whether `extension` is behind this PBX (a number of the range's length in it)."""
+        return (
+            bool(self.range_first)
+            and len(extension) == len(self.range_first)
+            and self.range_first <= extension <= self.range_last
+        )
 
 
 # A number as the snapshot keeps it: a flat tuple of atoms. The collector untracks such a
@@ -230,6 +247,15 @@ class ConfigSnapshot:
     # derived from `numbers` and `extensions` (so not compared): tenant id -> its keys
     owned: Mapping[int, TenantKeys] = field(default_factory=lambda: _EMPTY, compare=False)
     number_table: NumberTable = field(default_factory=lambda: NumberTable(), compare=False, repr=False)
+
+    def pbx_behind(self, tenant_id: int, extension: str) -> Extension | None:
+        """The tenant's PBX trunk whose extension range holds `extension` (None: none). A
+        tenant has a few accounts; only its own are scanned."""
+        held = self.owned.get(tenant_id)
+        for ext in held.extensions if held is not None else ():
+            if ext.is_pbx and ext.owns(extension):
+                return ext
+        return None
 
     @staticmethod
     def build(

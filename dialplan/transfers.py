@@ -24,8 +24,8 @@ from enum import StrEnum
 
 from dialplan.distribution import DialStep, Member, Memory
 from dialplan.extension_calls import INTERNAL_RING_S, ExtensionCall, decide_extension_call
-from dialplan.inbound import Reject, Route
-from dialplan.legs import Direction, Leg
+from dialplan.inbound import Reject, Route, pbx_member
+from dialplan.legs import ON_NET, Direction, Leg
 from dialplan.reasons import Reason
 from dialplan.snapshot import ConfigSnapshot
 
@@ -79,10 +79,15 @@ def decide_transfer(
         step = DialStep((Member(callee.endpoint_id, INTERNAL_RING_S, kind="extension"),), INTERNAL_RING_S)
         route = Route((step,), tenant.id, number_id, why=f"transfer:{req.kind}")
         return Leg(route, Direction.INTERNAL, billable=False, transfer=CALLEE_TRANSFERS)
+    pbx = snapshot.pbx_behind(tenant.id, req.target)
+    if pbx is not None:  # an extension of another site, behind the enterprise's own PBX
+        step = DialStep((pbx_member(req.target, pbx, INTERNAL_RING_S),), INTERNAL_RING_S)
+        route = Route((step,), tenant.id, number_id, why=f"transfer:{req.kind}+pbx")
+        return Leg(route, Direction.INTERNAL, billable=False, transfer=CALLEE_TRANSFERS)
     bound = None
     if number is not None:
         bound = next(
-            (d for d in number.destinations if d.kind != "extension" and d.destination == req.target), None
+            (d for d in number.destinations if d.kind not in ON_NET and d.destination == req.target), None
         )
     if number is not None and bound is not None:
         step = DialStep(

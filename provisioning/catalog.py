@@ -15,6 +15,7 @@ from provisioning.billing_cycle import end_subscription, run_billing_cycle
 from provisioning.customers import CUSTOMER_NOTES, CUSTOMERS
 from provisioning.engine import Conflict, Ctx, Invalid, PrepareHook, Resource, Values
 from provisioning.numbers import TENANT_NUMBERS
+from provisioning.pbx import check_pbx
 from provisioning.places import PlaceError, canonical_region_definition
 from provisioning.prompts import PromptStore
 from provisioning.roles import ADMINS, EVERYONE, OPERATORS, TENANT_WRITERS
@@ -122,6 +123,12 @@ BINDINGS = Resource(
     masks={"owner_id_number": mask_id_number},
     prepare=_number_of_tenant,
 )
+
+
+async def _prepare_extension(ctx: Ctx, values: Values, before: Mapping[str, Any] | None) -> Values:
+    return await prepare_extension(ctx, await check_pbx(ctx, values, before), before)
+
+
 EXTENSIONS = Resource(
     "extensions",
     "sip_extensions",
@@ -129,7 +136,7 @@ EXTENSIONS = Resource(
     s.ExtensionCreate,
     s.ExtensionUpdate,
     filters=("site", "device_kind", "extension"),
-    prepare=prepare_extension,
+    prepare=_prepare_extension,
     after_write=after_extension_write,
 )
 

@@ -205,7 +205,7 @@ class NumberRead(_Out):
 class BindingCreate(_In):
     number_id: int = Field(ge=1)
     destination: str = Field(pattern=r"^[0-9]{2,20}$")
-    kind: Literal["mobile", "fixed", "extension"] = "mobile"
+    kind: Literal["mobile", "fixed", "extension", "pbx"] = "mobile"
     position: int = Field(0, ge=0, le=1000)
     ring_timeout_s: int = Field(30, ge=5, le=300)
     owner_name: str = Field(min_length=1, max_length=100)
@@ -216,7 +216,7 @@ class BindingCreate(_In):
 
 class BindingUpdate(_In):
     destination: str | None = Field(None, pattern=r"^[0-9]{2,20}$")
-    kind: Literal["mobile", "fixed", "extension"] | None = None
+    kind: Literal["mobile", "fixed", "extension", "pbx"] | None = None
     position: int | None = Field(None, ge=0, le=1000)
     ring_timeout_s: int | None = Field(None, ge=5, le=300)
     owner_name: str | None = Field(None, min_length=1, max_length=100)
@@ -245,8 +245,14 @@ class ExtensionCreate(_In):
     extension: str = Field(pattern=r"^[0-9]{2,6}$")
     display_name: str = Field("", max_length=80, pattern=r'^[^"<>\\\r\n]*$')
     site: str = Field("main", pattern=r"^[a-z0-9_-]{1,40}$")
-    device_kind: Literal["phone", "gateway"] = "phone"
+    device_kind: Literal["phone", "gateway", "pbx"] = "phone"
     fax_allowed: bool = False
+    # a customer's PBX trunk (device_kind pbx): the extensions behind it and its channels
+    range_first: str | None = Field(
+        None, pattern=r"^[0-9]{2,6}$", description="pbx: first extension behind it"
+    )
+    range_last: str | None = Field(None, pattern=r"^[0-9]{2,6}$", description="pbx: last extension behind it")
+    channels: int | None = Field(None, ge=1, le=1000, description="pbx: its own channel cap (trunk modules)")
     password: str = Field(min_length=10, max_length=128, pattern=r"^[\x21-\x7e]+$")
     outbound_caller_id: str = Field("", pattern=r"^[0-9]{0,20}$")
     recording_policy: RecordingPolicy | None = Field(None, description="null: the tenant's policy")
@@ -270,6 +276,9 @@ class ExtensionRead(_Out):
     site: str
     device_kind: str
     fax_allowed: bool
+    range_first: str | None = None
+    range_last: str | None = None
+    channels: int = 0
     endpoint_id: str = Field(description="the SIP username the device registers with")
     realm: str
     outbound_caller_id: str

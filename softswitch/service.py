@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterator
 import asyncpg
 import uvicorn
 
+from provisioning import registrations
 from provisioning.prompts import PromptStore
 from provisioning.sip import DEFAULT_REALM
 from softswitch.callpath.audit import EngineAudit
@@ -228,6 +229,7 @@ class Service:
             voicemail=self.voicemail,
             registry=self.registry,
         )
+        routing.pbx_registered = self._pbx_registered
         prompts = PromptStore(s.asterisk.sounds_dir)
         ivr = IvrLine(self.snapshots, self.clock, self.pool, prompts, routing.deliver)
         routing.selfservice = ivr.selfservice
@@ -302,6 +304,21 @@ class Service:
         # one took 11-99 ms of the event loop while calls waited (bench/agi_direct.py).
         gc.collect()
         gc.freeze()
+
+    async def _pbx_registered(self, endpoint_id: str, channel: str) -> bool | None:
+        """Whether a customer PBX trunk holds a registration on the engine carrying the call
+        (None: that engine could not be asked)."""
+        on_fs = channel.startswith(CHANNEL_PREFIX)
+        regs = await registrations.of_endpoints(
+            None if on_fs else self.ami,
+            self.esl if on_fs else None,
+            [endpoint_id],
+            self.clock.now(),
+            self.settings.freeswitch.phones_profile,
+        )
+        if regs.unreachable:
+            return None
+        return bool(regs.of(endpoint_id))
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop taking calls; let live AGI sessions finish their current step; flush."""

@@ -25,6 +25,7 @@ from provisioning.ledger import Grant, Refusal
 from provisioning.rules import pin_matches
 from softswitch.callpath.control import CallChannel
 from softswitch.callpath.outbound_gate import OutboundAttempt
+from softswitch.callpath.pbx import PbxChannels, RegisteredCheck, pbx_endpoints, unregistered_of
 from softswitch.callpath.prepaid import CallMoney
 from softswitch.callpath.recorder import Recorder
 from softswitch.callpath.records import CallRecordWriter, DecisionRecord, TransferRecord
@@ -78,6 +79,12 @@ class CallRouting:
         # round-robin's starting point.
         self._rr: dict[tuple[int, str], int] = {}
         self._last_call: dict[str, datetime] = {}
+        # Customer PBX trunks: whether one is registered (set by the service: it asks the
+        # engine), and each one's channels in use (released as its calls end).
+        self.pbx_registered: RegisteredCheck | None = None
+        self.pbx_channels = PbxChannels()
+        if registry is not None:
+            registry.add_end_listener(self.pbx_channels.on_call_end)
 
     def _memory(self, key: tuple[int, str]) -> Memory:
         return Memory(self._rr.get(key, 0), self._last_call)
@@ -152,6 +159,12 @@ class CallRouting:
             else:
                 decision = Reject(Reason.PIN_FAILED, decision.tenant_id, decision.number_id)
             started = time.perf_counter()  # the dialogue is the caller's time, not ours
+        down = await unregistered_of(self.pbx_registered, pbx_endpoints(decision), session.facts.channel)
+        if down:  # a PBX trunk that would ring holds no registration: decide without it
+            verified = dataclasses.replace(call, pin_verified=not isinstance(decision, AskPin))
+            decision = decide_inbound(
+                self._snapshots.current, verified, self._clock.now(), self._memory, self._rng, down
+            )
         await self.deliver(session, decision, started, linkedid, caller, called, Direction.INBOUND)
 
     async def deliver(
@@ -193,6 +206,7 @@ class CallRouting:
     ) -> None:
         """Reserve the money a routed call needs, remember it for distribution, decide
         whether it is recorded, set the SS_* variables in one round trip, record and count."""
+        leg = self._take_pbx_channels(leg, linkedid, endpoint)
         decision = await self._reserve(leg, linkedid, session.facts.channel, called)
         leg = dataclasses.replace(leg, decision=decision)
         self._remember(decision)
@@ -211,6 +225,22 @@ class CallRouting:
             self._voicemail.expect(decision, linkedid, caller, called)
         await session.deliver(leg, recording)
         self._record(session, started, decision, linkedid, caller, called, leg.direction)
+
+    def _take_pbx_channels(self, leg: Leg, linkedid: str, endpoint: str) -> Leg:
+        """A routed call holds a channel of each customer PBX trunk it rings or comes from
+        (its own cap, from the trunk modules); one over a PBX's cap is busy."""
+        decision = leg.decision
+        if not isinstance(decision, Route):
+            return leg
+        full = self.pbx_channels.take(
+            self._snapshots.current, linkedid, (*pbx_endpoints(decision), *((endpoint,) if endpoint else ()))
+        )
+        if full is None:
+            return leg
+        reject = Reject(
+            Reason.CHANNEL_LIMIT, decision.tenant_id, decision.number_id, why=f"pbx_channels:{full.extension}"
+        )
+        return Leg(reject, leg.direction, billable=False)
 
     async def _reserve(
         self, leg: Leg, call_id: str, channel: str, called: str, linkedid: str = ""
@@ -338,16 +368,20 @@ class CallRouting:
         if isinstance(leg.decision, AskPin):  # the tenant's own number, with a PIN
             ask = leg.decision
             if await self._pin_dialogue(session, dialled, ask):
-                leg = self._decide_extension(dataclasses.replace(call, pin_verified=True))
+                call = dataclasses.replace(call, pin_verified=True)
+                leg = self._decide_extension(call)
             else:
                 reject = Reject(Reason.PIN_FAILED, ask.tenant_id, ask.number_id)
                 leg = Leg(reject, leg.direction, billable=False)
             started = time.perf_counter()
+        down = await unregistered_of(self.pbx_registered, pbx_endpoints(leg.decision), facts.channel)
+        if down:
+            leg = self._decide_extension(call, down)
         await self._carry(session, leg, started, linkedid, presented or endpoint, dialled, endpoint)
 
-    def _decide_extension(self, call: ExtensionCall) -> Leg:
+    def _decide_extension(self, call: ExtensionCall, unregistered: frozenset[str] = frozenset()) -> Leg:
         return decide_extension_call(
-            self._snapshots.current, call, self._clock.now(), self._rng, self._memory
+            self._snapshots.current, call, self._clock.now(), self._rng, self._memory, unregistered
         )
 
 

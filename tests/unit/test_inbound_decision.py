@@ -148,6 +148,7 @@ def test_route_keeps_destinations_in_order_with_their_ring_timeouts() -> None:
         (Reason.OUTBOUND_THROTTLED, "OUTBOUND_THROTTLED", 34),
         (Reason.SPEND_CAP, "SPEND_CAP", 21),
         (Reason.TRANSFER_NOT_ALLOWED, "TRANSFER_NOT_ALLOWED", 21),
+        (Reason.PBX_UNREGISTERED, "PBX_UNREGISTERED", 20),
     ],
 )
 def test_reason_code_and_q850_cause(reason: Reason, code: str, cause: int) -> None:

@@ -335,6 +335,10 @@ class FsActions:
                 own.append(f"api_on_answer='uuid_setvar {a_leg} ss_answered_by {m.destination}'")
             if m.kind == "extension":
                 target = f"sofia/{self._plan.phones_profile}/{m.destination}%{self._plan.realm}"
+            elif m.kind == "pbx":
+                # the PBX trunk's registered contact; the dialled number or extension is not
+                # in the Request-URI here (Asterisk only: PJSIP/<dialled>@<endpoint>)
+                target = f"sofia/{self._plan.phones_profile}/{m.via}%{self._plan.realm}"
             else:
                 far_end = trunks.get(m.via, self._plan.carrier_out) if m.via else self._plan.carrier_out
                 target = f"sofia/carrier/{m.destination}@{far_end}"
