@@ -175,13 +175,16 @@ def render_dtmf(digits: str, hold_ms: int = 3000, gap_ms: int = 450, pcap_dir: P
     """uac_dtmf.xml with the digits rendered in: SIPp substitutes no keywords inside
     play_pcap_audio, so each digit becomes its own <exec> of a telephone-event pcap made
     for this call (scripts.devstack.dtmf_pcap: sequence numbers that keep increasing). A ','
-    is a pause, as dialers write it."""
-    keys = [d for d in digits if d != ","]
+    is a pause of 2.5 s, as dialers write it; a 'w' one of 0.5 s (Asterisk's SendDTMF)."""
+    keys = [d for d in digits if d not in ",w"]
     pcaps = iter(digit_pcaps("".join(keys), pcap_dir or Path(tempfile.mkdtemp(prefix="dtmf-")), gap_ms))
     lines = []
     for d in digits:
         if d == ",":  # the far end is speaking, not listening
             lines.append('  <pause milliseconds="2500"/>')
+            continue
+        if d == "w":  # the far end answers at once (a step with no prompt to wait out)
+            lines.append('  <pause milliseconds="500"/>')
             continue
         lines.append(f'  <nop><action><exec play_pcap_audio="{next(pcaps)}"/></action></nop>')
         lines.append(f'  <pause milliseconds="{gap_ms}"/>')

@@ -5,6 +5,7 @@ self-service line (a balance query; a recharge card redeemed once although keyed
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from decimal import Decimal
 
@@ -25,6 +26,7 @@ from tests.e2e.conftest import (
     mobile,
     restarted,
     unique_caller,
+    wait_for,
 )
 from tests.e2e.hangup import ended_when, live_call
 
@@ -169,26 +171,55 @@ def _selfservice_tenant(service: ServiceProcess) -> int:
 
 
 async def test_selfservice_balance_query(
-    db: asyncpg.Connection, service: ServiceProcess, engine: Engine, settings: Settings
+    db: asyncpg.Connection, service: ServiceProcess, engine: Engine, settings: Settings, stack: LocalStack
 ) -> None:
     tenant = _selfservice_tenant(service)
+    caller = unique_caller()
     # What the caller is told, by the engine's own account: Asterisk's AGI commands in the
-    # service's debug log, FreeSWITCH's applications in its log.
+    # service's debug log (the service restarted at DEBUG), FreeSWITCH's applications in its log.
     fs_log = settings.stack.dir / "logs" / "freeswitch.log"
-    with restarted(service, SOFTSWITCH_LOG_LEVEL="DEBUG") as svc:
+    serving = (
+        restarted(service, SOFTSWITCH_LOG_LEVEL="DEBUG")
+        if engine.is_asterisk
+        else contextlib.nullcontext(service)
+    )
+    with serving as svc:
         log_path = svc.log_path if engine.is_asterisk else fs_log
         mark = log_path.stat().st_size
-        result = await asyncio.to_thread(
-            run_uac,
-            SELFSERVICE,
-            unique_caller(),
-            dtmf=f"{tenant}#,246810#,1",
-            hold_ms=8000,
-            timeout_s=90,
-            target=engine.carrier,
+
+        def told() -> str:
+            with open(log_path, "rb") as f:
+                f.seek(mark)
+                return f.read().decode(errors="replace")
+
+        def said_the_balance(log: str) -> bool:
+            if engine.is_asterisk:
+                number = "SAY NUMBER 100 " in log or "SAY NUMBER 100\n" in log or 'SAY NUMBER 100 ""' in log
+            else:
+                number = "say(en number pronounced 100)" in log
+            return number and "softswitch/system/selfservice/balance-is" in log
+
+        async def balance_said() -> str | None:  # then the engine ends the call
+            live = live_call(svc, caller)
+            return live["linkedid"] if live and said_the_balance(told()) else None
+
+        # the account and the password each answered at once (no prompt to wait out), the
+        # menu once the password is checked; 1 interrupts the menu's prompt
+        call = asyncio.create_task(
+            asyncio.to_thread(
+                run_uac,
+                SELFSERVICE,
+                caller,
+                dtmf=f"{tenant}#w246810#ww1",
+                dtmf_gap_ms=250,
+                hold_ms=8000,
+                timeout_s=90,
+                target=engine.carrier,
+            )
         )
+        result = await ended_when(call, balance_said, stack, engine, budget=30)
         assert result.final_status == 200
-        log = log_path.read_text(errors="replace")[mark:]
+        log = told()
     # 100.00 yuan: "your balance is", the number 100, "yuan" (no fen to say)
     if engine.is_asterisk:
         assert "SAY NUMBER 100 " in log or "SAY NUMBER 100\n" in log or 'SAY NUMBER 100 ""' in log, log[
@@ -217,18 +248,24 @@ async def test_selfservice_recharge_card_redeemed_once_even_if_keyed_twice(
     )
     card = batch["cards"][0]
     number, pin = card["card_number"], card["pin"]
-    keys = f"{tenant}#,246810#,2,{number}#,{pin}#,,,2,{number}#,{pin}#"
+    # Each entry answered at once by the next prompt (w: 0.5 s), the password and the menu's
+    # 2 after the account's check; after the PIN, the card redeemed and its 50 yuan said
+    # (recharge-ok 3.0 s, "fifty" 1.2 s, yuan 1.0 s: 7.5 s) before the menu listens again.
+    keys = f"{tenant}#w246810#ww2w{number}#w{pin}#,,,2w{number}#w{pin}#"
+    caller = unique_caller()
     result = await asyncio.to_thread(
         run_uac,
         SELFSERVICE,
-        unique_caller(),
+        caller,
         dtmf=keys,
         dtmf_gap_ms=250,  # 58 keys: a brisk typist, still 130 ms of silence between tones
-        hold_ms=8000,
+        hold_ms=1000,
         timeout_s=150,
         target=engine.carrier,
     )
     assert result.final_status == 200
+    # the call is over for the service too (the engine's hang-up seen) before the money is read
+    wait_for("the call's end seen by the service", lambda: live_call(service, caller) is None, 10)
     rows = await db.fetch(
         "SELECT amount FROM ledger_entries WHERE tenant_id = $1 AND kind = 'recharge' ORDER BY id", tenant
     )
