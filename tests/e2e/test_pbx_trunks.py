@@ -1,0 +1,166 @@
+"""A customer's own PBX attached as a trunk (issue 20, items 1-4), through the real Asterisk,
+with SIPp playing the PBX (digest REGISTER, then answering what it is sent):
+
+- provisioned through the API within the tenant's TRUNK and EXT-16 subscriptions;
+- the carrier's call to a number bound to the PBX reaches it with that number in the
+  Request-URI, and a platform extension's call to an extension behind it (another site)
+  reaches it with that extension, on-net (internal, nothing reserved or charged);
+- the PBX calls out through the platform's trunk showing the enterprise's number, prepaid
+  from the trunk package's included minutes;
+- once the PBX unregisters, the number's call fails over to its bound mobile with reason
+  PBX_UNREGISTERED on the call record."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from scripts.devstack.process import ServiceProcess
+from scripts.devstack.sipp import SCENARIOS, SippUas, phone_args, run_register, run_uac
+from tests.e2e.conftest import (
+    OWNER,
+    Engine,
+    active_number,
+    api_ok,
+    carrier_trunk,
+    changed,
+    dialled_legs,
+    ext_call,
+    extension,
+    mobile,
+)
+from tests.e2e.test_internal_calls import SipTrace, call_row, register_accepted
+
+pytestmark = pytest.mark.stack
+
+PBX_IP, PBX_PORT = "127.0.0.21", 5081
+TARGET = "127.0.0.1:5060"  # Asterisk: carrier and phones
+
+
+def subscribe(service: ServiceProcess, tenant: int, *codes: str) -> None:
+    packages = {p["code"]: p["id"] for p in api_ok(service.request("GET", "/v1/packages?limit=500"))["items"]}
+    since = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    # the modules' first rents are charged at once (TRUNK 29 + EXT-16 159 CNY, prorated)
+    api_ok(
+        service.request(
+            "POST",
+            f"/v1/tenants/{tenant}/recharges",
+            json={"amount": "500.00", "reference": "e2e pbx"},
+            headers={"Idempotency-Key": f"e2e-pbx-{tenant}"},
+        ),
+        201,
+    )
+    for code in codes:
+        body = {"package_id": packages[code], "starts_on": since}
+        api_ok(service.request("POST", f"/v1/tenants/{tenant}/subscriptions", json=body), 201)
+
+
+def unregister_scenario() -> Path:
+    """uac_register.xml removing the contact (Expires: 0) instead of adding one."""
+    text = (SCENARIOS / "uac_register.xml").read_text().replace("Expires: 60", "Expires: 0")
+    path = Path(tempfile.mkdtemp(prefix="pbx-unregister-")) / "uac_unregister.xml"
+    path.write_text(text)
+    return path
+
+
+async def test_a_customer_pbx_trunk_through_asterisk(
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas
+) -> None:
+    tenant, number_id, number = active_number(service)
+    carrier_trunk(service)
+    subscribe(service, tenant, "TRUNK", "EXT-16")
+    password = "pbx-secret-0123"
+    pbx = changed(
+        service,
+        "POST",
+        f"/v1/tenants/{tenant}/extensions",
+        json={
+            "extension": "8000",
+            "site": "beijing",
+            "device_kind": "pbx",
+            "range_first": "8100",
+            "range_last": "8115",
+            "password": password,
+        },
+    )
+    assert (pbx["channels"], pbx["range_first"], pbx["range_last"]) == (1, "8100", "8115")
+    fallback = mobile("71")
+    for position, (dest, kind) in enumerate(((pbx["extension"], "pbx"), (fallback, "mobile"))):
+        changed(
+            service,
+            "POST",
+            f"/v1/tenants/{tenant}/bindings",
+            json={"number_id": number_id, "destination": dest, "kind": kind, "position": position, **OWNER},
+        )
+    desk = extension(service, tenant, "6001", "main", "desk-secret-0123")
+
+    trace = SipTrace(Path(tempfile.mkdtemp(prefix="pbx-")) / "messages.log")
+    uas = SippUas(
+        "uas_phone.xml",
+        local_ip=PBX_IP,
+        port=PBX_PORT,
+        ring_ms=200,
+        extra=phone_args(pbx["endpoint_id"], password, SCENARIOS / "uas_answer.xml", TARGET, trace.path),
+    )
+    with uas:
+        await trace.wait_for("the PBX's registration accepted", register_accepted)
+
+        # 2. the carrier's call to the number: delivered to the PBX with the number
+        result = await asyncio.to_thread(run_uac, number, "13912340001", target=TARGET)
+        assert result.final_status == 200, result.message_log[-2000:]
+        invites = await trace.wait_for("the number's INVITE at the PBX", lambda m: m in trace.invites(number))
+        assert invites[0].start_line.startswith(f"INVITE sip:{number}@{PBX_IP}:{PBX_PORT}")
+        row = await call_row(db, "13912340001", number)
+        assert (row["direction"], row["action"], row["reason"]) == ("inbound", "dial", "ROUTED")
+        legs = await dialled_legs(db, row["linkedid"], Engine("asterisk", TARGET, TARGET))
+        assert [(dialled.split(",")[0], answered) for dialled, answered in legs] == [
+            (f"PJSIP/{number}@{pbx['endpoint_id']}", True)
+        ]
+
+        # 4. another site's extension, dialled by a platform extension: on-net
+        result = await asyncio.to_thread(ext_call, desk, "desk-secret-0123", "8105", "6001", TARGET)
+        assert result.final_status == 200, result.message_log[-2000:]
+        await trace.wait_for("8105's INVITE at the PBX", lambda m: m in trace.invites("8105"))
+        row = await call_row(db, "6001", "8105")
+        assert (row["direction"], row["reason"], row["caller_id_shown"]) == ("internal", "ROUTED", "6001")
+
+        # 3. the PBX's own caller calls out: the enterprise's number, the trunk's minutes
+        callee = mobile("72")
+        result = await asyncio.to_thread(ext_call, pbx, password, callee, "8101", TARGET, 1500)
+        assert result.final_status == 200, result.message_log[-2000:]
+        row = await _settled(db, "8101", callee)
+        assert (row["direction"], row["caller_id_shown"]) == ("outbound", number)
+        assert row["included_used_s"] > 0 and row["amount"] == 0, dict(row)
+
+    # the PBX leaves: its contact is removed, and the number's next call fails over
+    gone = await asyncio.to_thread(
+        run_register,
+        pbx["endpoint_id"],
+        password,
+        scenario=str(unregister_scenario()),
+        local_ip=PBX_IP,
+        extra=("-p", str(PBX_PORT)),
+    )
+    assert gone.final_status == 200, gone.message_log[-2000:]
+    result = await asyncio.to_thread(run_uac, number, "13912340002", target=TARGET)
+    assert result.final_status == 200, result.message_log[-2000:]
+    row = await call_row(db, "13912340002", number)
+    failed_over = (row["action"], row["reason"], list(row["destinations"]))
+    assert failed_over == ("dial", "PBX_UNREGISTERED", [fallback])
+    assert "pbx_unregistered" in row["why"]
+
+
+async def _settled(db: asyncpg.Connection, caller: str, called: str) -> asyncpg.Record:
+    for _ in range(100):
+        row = await db.fetchrow(
+            "SELECT * FROM calls WHERE caller = $1 AND called = $2 ORDER BY id DESC LIMIT 1", caller, called
+        )
+        if row is not None and row["settled_at"] is not None:
+            return row
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the call {caller} -> {called} was not settled: {row}")
