@@ -16,9 +16,9 @@ and from the service (its API, metrics and records):
   decision, reservation and record (kind refer).
 
 Through FreeSWITCH, the REFER (sofia's blind transfer into the control plane's
-[ss-transfer] context) and #1 (bind_digit_action on the caller for the answering party's
-digits, ss-features' ss_blind into the same context); its *2 is not built (README,
-Transfers)."""
+[ss-transfer] context), #1 (bind_digit_action on the caller for the answering party's
+digits, ss-features' ss_blind into the same context) and *2 (ss_attended: the answering
+party's own channel comes to the control plane, whose decision att_xfer carries out)."""
 
 from __future__ import annotations
 
@@ -319,20 +319,19 @@ async def test_an_attended_transfer_holds_a_second_channel_while_the_transferor_
     db: asyncpg.Connection,
     service: ServiceProcess,
     destination_carrier: SippUas,
-    settings: Settings,
+    engine: Engine,
     transferring_phone: PhoneFactory,
 ) -> None:
     """*2 and the mobile: the caller waits on hold while the extension talks to the mobile
     (two conversations: two of the package's channels), then the extension hangs up, which
     completes the transfer — the caller talks to the mobile on one channel."""
-    engine = engine_of(settings, "asterisk")
     tenant, number, ext, password, target = desk_and_mobile(service)
     await db.execute("UPDATE accounts SET channel_cap = 2 WHERE tenant_id = $1", tenant)
     tmp = Path(tempfile.mkdtemp(prefix="xfer-attended-"))
-    # after the digits: Asterisk's 3 s digit timeout, the mobile rings 0.2 s, then the
+    # after the digits: the engine's 3 s digit timeout, the mobile rings 0.2 s, then the
     # extension consults it until it leaves, 7 s after its last digit
     scenario = transferring_scenario(tmp, talk_ms=1000, transfer=f"*2,{target}", leave_ms=7000)
-    await transferring_phone(ext, password, scenario)
+    await transferring_phone(ext, password, scenario, engine.name)
     caller = unique_caller()
     placed = asyncio.create_task(asyncio.to_thread(caller_holding, number, caller, 18000, engine))
     linkedid = (await live_call(service, caller))["linkedid"]

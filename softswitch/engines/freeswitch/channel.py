@@ -18,11 +18,13 @@ is set as ``call_uuid`` on that channel and on every leg it dials, so FreeSWITCH
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from dialplan.distribution import DialStep
 from dialplan.inbound import AskPin, Reject, Route, RunIvr, Voicemail
@@ -76,6 +78,11 @@ ON_DEMAND_CODE = "*3"
 # digits are read and the caller is transferred into [ss-transfer], the same decision as a
 # REFER (kind blind, written on the caller as ss_xfer_kind).
 BLIND_CODE = "#1"
+# *2, keyed by the same party, runs ss_attended on that party's channel, the caller on
+# hold: the target's digits are read and that channel itself comes to the control plane
+# (ss_consult): the transfer decision (kind attended) runs att_xfer there.
+ATTENDED_CODE = "*2"
+CONSULT_VAR = "ss_consult"
 
 
 def feature_bindings(on_demand: bool, callee_transfers: bool) -> list[str]:
@@ -85,17 +92,31 @@ def feature_bindings(on_demand: bool, callee_transfers: bool) -> list[str]:
         action = f"exec[H]:execute_extension,ss_record XML {FEATURES_CONTEXT}"
         out += [f"{DIGIT_REALM},{ON_DEMAND_CODE},{action},{source},self" for source in ("self", "peer")]
     if callee_transfers:
-        out.append(
-            f"{DIGIT_REALM},{BLIND_CODE},exec:execute_extension,ss_blind XML {FEATURES_CONTEXT},peer,peer"
-        )
+        for code, name in ((BLIND_CODE, "ss_blind"), (ATTENDED_CODE, "ss_attended")):
+            out.append(f"{DIGIT_REALM},{code},exec:execute_extension,{name} XML {FEATURES_CONTEXT},peer,peer")
     return out
+
+
+def consults(session: OutboundSession) -> bool:
+    """The socket is the answering party's own channel, come to consult a target (*2)."""
+    return bool(session.var(CONSULT_VAR))
 
 
 def facts_of(session: OutboundSession, args: tuple[str, ...] = ()) -> CallFacts:
     d = session.data
     caller = d.get("Caller-Caller-ID-Number", "")
     endpoint = ""
-    if d.get("Caller-Context") == "default":  # the phones profile: an authenticated account
+    called = d.get("Caller-Destination-Number", "")
+    linkedid = session.var("call_uuid") or session.uuid
+    if consults(session):
+        # ss_attended copied the call's tenant, number and this party's destination from
+        # the caller's channel; the party transferring is this channel itself.
+        endpoint = session.var("ss_answered_by")
+        called = session.var("ss_xfer_digits")
+        linkedid = session.var("ss_call_id") or linkedid
+        kind = session.var(CONSULT_VAR)
+        args = (session.var("ss_tenant_id"), session.var("ss_xfer_number"), kind, channel_name(session.uuid))
+    elif d.get("Caller-Context") == "default":  # the phones profile: an authenticated account
         endpoint = session.var("sip_auth_username") or session.var("user_name")
     elif d.get("Caller-Context") == TRANSFER_CONTEXT:
         # Sofia transferred the caller on a REFER from the leg that answered: that leg's
@@ -106,11 +127,11 @@ def facts_of(session: OutboundSession, args: tuple[str, ...] = ()) -> CallFacts:
         kind = session.var("ss_xfer_kind") or "refer"  # #1 writes blind (ss-features)
         args = (session.var("ss_tenant_id"), session.var("ss_xfer_number"), kind, "")
     return CallFacts(
-        linkedid=session.var("call_uuid") or session.uuid,
+        linkedid=linkedid,
         uniqueid=session.uuid,
         channel=channel_name(session.uuid),
         caller="" if caller in WITHHELD else caller,
-        called=d.get("Caller-Destination-Number", ""),
+        called=called,
         endpoint=endpoint,
         args=args,
     )
@@ -192,7 +213,9 @@ class FsActions:
                 channel = EslCallChannel(session, facts, self._plan)
                 await self._ivr(channel)  # ends in a new decision, acted on from the top
                 continue
-            if isinstance(decision, Reject):
+            if consults(session):
+                await self._consult(channel, session, decision)
+            elif isinstance(decision, Reject):
                 await self._reject(channel, session, decision)
             elif isinstance(decision, Voicemail):
                 await self._voicemail(channel, session, decision.tenant_id)
@@ -220,6 +243,30 @@ class FsActions:
             await session.queue("pre_answer")
             await session.queue("playback", channel.sound(decision.announcement))
         await self._refuse(session, decision.reason.cause)
+
+    async def _consult(self, channel: EslCallChannel, session: OutboundSession, decision: object) -> None:
+        """*2: the answering party (this channel) is to talk to the target while the
+        caller waits on hold (att_xfer: its hang-up puts the caller through to the target;
+        a target that hangs up first gives the caller back), or, refused, to hear why. The
+        channel runs ss_attended inside a feature code, which holds its event lock: no
+        application sent now would run before the socket closes. So the decision is
+        written on it (API commands run at once) and ss_consult_go runs it after."""
+        if isinstance(decision, Route):
+            dial = quote(self.consult_string(decision, channel.facts.linkedid), safe="")
+            await session.api(f"uuid_setvar {session.uuid} ss_consult_dial {dial}")
+        elif isinstance(decision, Reject) and decision.announcement:
+            prompt = quote(channel.sound(decision.announcement), safe="/")
+            await session.api(f"uuid_setvar {session.uuid} ss_consult_prompt {prompt}")
+
+    def consult_string(self, route: Route, call_uuid: str) -> str:
+        """The route's steps for att_xfer, which dials one string: the steps in turn
+        ('|', FreeSWITCH's failover), each with its own ring timeout."""
+        return "|".join(
+            self.dial_string(step, call_uuid, route.limit_s)
+            if n == 0
+            else self._legs(step, route.limit_s, "", own_timeout=True)
+            for n, step in enumerate(route.steps)
+        )
 
     async def _voicemail(
         self, channel: EslCallChannel, session: OutboundSession, tenant_id: int | None
@@ -305,6 +352,8 @@ class FsActions:
             status = done.get("variable_DIALSTATUS") or ""
             if done.get("variable_sip_refer_to") or done.get("variable_ss_xfer_kind"):
                 return  # transferred (REFER, #1): the call goes on in its [ss-transfer] session
+            if done.get("variable_ss_consulting") and await self._bridged_anew(session):
+                return  # *2 (att_xfer) put the caller through to the target, or back
             if status == "ANSWER":
                 await session.hangup()
                 return
@@ -318,6 +367,27 @@ class FsActions:
             return
         await self._refuse(session, 17 if status == "BUSY" else Reason.ALL_DESTINATIONS_FAILED.cause)
 
+    async def _bridged_anew(self, session: OutboundSession, budget_s: float = 2.0) -> bool:
+        """After a consultation (*2) the caller's bridge ends with the party's hang-up (or
+        the target's), a moment before att_xfer bridges the caller anew: True once it has
+        (the call goes on without this socket), False if it stays unbridged."""
+        deadline = asyncio.get_running_loop().time() + budget_s
+        while not session.hung_up.is_set():
+            try:
+                dump = await session.api(f"uuid_dump {session.uuid}")
+            except ChannelGone:
+                return False
+            state = next(
+                (ln.split(":", 1)[1].strip() for ln in dump.splitlines() if ln.startswith("Channel-State:")),
+                "",
+            )
+            if state and state != "CS_EXECUTE":
+                return True
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return False
+
     def dial_string(self, step: DialStep, call_uuid: str, limit_s: int, a_leg: str = "") -> str:
         """One step's members rung at once (','), each leg with the hard stop it gets when
         it answers; with ``a_leg`` (the caller's UUID), the leg that answers writes on the
@@ -326,7 +396,12 @@ class FsActions:
             f"{{call_uuid={call_uuid},ss_call_id={call_uuid},"
             f"call_timeout={step.timeout_s},leg_timeout={step.timeout_s}}}"
         )
+        return common + self._legs(step, limit_s, a_leg)
+
+    def _legs(self, step: DialStep, limit_s: int, a_leg: str, own_timeout: bool = False) -> str:
         on_answer = [f"execute_on_answer='sched_hangup +{limit_s} ALLOTTED_TIMEOUT'"] if limit_s > 0 else []
+        if own_timeout:  # a later step of a failover string: the {} of the first is global
+            on_answer.append(f"leg_timeout={step.timeout_s}")
         legs = []
         trunks = self._trunks()
         for m in step.members:
@@ -343,7 +418,7 @@ class FsActions:
                 far_end = trunks.get(m.via, self._plan.carrier_out) if m.via else self._plan.carrier_out
                 target = f"sofia/carrier/{m.destination}@{far_end}"
             legs.append((f"[{','.join(own)}]" if own else "") + target)
-        return common + ",".join(legs)
+        return ",".join(legs)
 
 
 CallHandler = Callable[[CallChannel], Awaitable[None]]
@@ -358,13 +433,18 @@ def esl_handler(
 ) -> Callable[[OutboundSession], Awaitable[None]]:
     """The outbound socket's handler: calls from the carrier profile (context public) are
     routed, calls from the phones profile (context default) are extension calls, callers
-    a REFER transferred (context ss-transfer) are transfers; then the decision is acted on."""
+    a REFER or #1 transferred (context ss-transfer) and an answering party consulting a
+    target (*2) are transfers; then the decision is acted on."""
 
     async def handle(session: OutboundSession) -> None:
         channel = EslCallChannel(session, facts_of(session), plan)
         context = session.data.get("Caller-Context")
         handler = extension if context == "default" else route
-        if context == TRANSFER_CONTEXT and transfer is not None:
+        if consults(session):
+            if transfer is None:
+                return  # the socket closes: the party is back with the caller
+            handler = transfer
+        elif context == TRANSFER_CONTEXT and transfer is not None:
             handler = transfer
             # read by facts_of: a later REFER of this caller is not taken for a #1
             await session.queue("unset", "ss_xfer_kind")

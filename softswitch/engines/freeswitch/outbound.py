@@ -166,6 +166,17 @@ class OutboundSession:
         reply.add_done_callback(refused)
         return done
 
+    async def api(self, command: str) -> str:
+        """Run an API command (``api <command>``) now: unlike an application it is not
+        queued on the channel, so it runs while the channel takes no messages (an
+        application run by a feature code holds the channel's event lock). Returns its
+        output; ``-ERR`` is ChannelGone."""
+        frame = await self._command(f"api {command}")
+        body = frame.body.decode("utf-8", "replace")
+        if body.startswith("-ERR") or body.startswith("-USAGE"):
+            raise ChannelGone(f"api {command.split(' ', 1)[0]}: {body.strip()}")
+        return body
+
     async def hangup(self, cause: str = "NORMAL_CLEARING") -> None:
         if self.hung_up.is_set():
             return
@@ -231,7 +242,7 @@ class OutboundSession:
             return
         if not isinstance(frame, EslFrame):
             return
-        if frame.content_type == "command/reply":
+        if frame.content_type in ("command/reply", "api/response"):
             while self._replies:
                 waiter = self._replies.popleft()
                 if not waiter.done():
