@@ -352,6 +352,44 @@ def extension_add(
         typer.echo(f"password      {generated}   (generated; shown only now)")
 
 
+@extension_app.command("pbx-add")
+def extension_pbx_add(
+    tenant_id: TenantId,
+    ext: Annotated[str, typer.Argument(help="The PBX trunk's account number, 2-6 digits.")],
+    extensions: Annotated[
+        str, typer.Option("--range", help="The extensions behind the PBX, FIRST-LAST (e.g. 8100-8115).")
+    ],
+    channels: Annotated[int, typer.Option(help="Its channels (from the tenant's trunk modules).")] = 1,
+    password: Annotated[
+        str | None, typer.Option(help="SIP password (10+ printable chars); generated if omitted.")
+    ] = None,
+    site: Annotated[str, typer.Option(help="Site (branch) the PBX serves.")] = "main",
+    as_json: Json = False,
+) -> None:
+    """Attach a customer's PBX as a trunk (it registers as EXT's endpoint): it owns the range's
+    extensions and the numbers bound to it (binding kind pbx); a generated password is printed once."""
+    first, _, last = extensions.partition("-")
+    generated = secrets.token_urlsafe(18) if password is None else None
+    data = _model(
+        ExtensionCreate,
+        extension=ext,
+        password=password or generated,
+        site=site,
+        device_kind="pbx",
+        range_first=first,
+        range_last=last or first,
+        channels=channels,
+    )
+    out = run(lambda ctx: engine.create_row(ctx, catalog.EXTENSIONS, data), tenant_id)
+    if as_json:
+        record = out.model_dump(mode="json") | ({"password": generated} if generated else {})
+        typer.echo(json.dumps(record, ensure_ascii=False, indent=2))
+        return
+    show(out, as_json)
+    if generated:
+        typer.echo(f"password      {generated}   (generated; shown only now)")
+
+
 @extension_app.command("list")
 def extension_list(tenant_id: TenantId, as_json: Json = False) -> None:
     """List the tenant's extensions."""

@@ -128,3 +128,36 @@ def test_number_approval_waits_for_documents(cli: Any) -> None:
     assert "onboarding documents not approved yet" in result.stderr
     assert "business_licence" in result.stderr and "(documents)" in result.stderr
     assert cli("tenant", "show", 2**31 - 1, code=1).stderr.startswith("error: tenant")
+
+
+def test_a_customer_pbx_trunk_by_the_cli(cli: Any) -> None:
+    """`extension pbx-add` (issue 20): refused naming channels without a trunk module, made
+    with its range and one channel once the tenant has TRUNK and EXT-16."""
+    import asyncio
+
+    import asyncpg
+
+    tid = new_tenant(cli)
+    refused = cli("extension", "pbx-add", tid, "8000", "--range", "8100-8115", code=1)
+    assert refused.stderr.startswith("error: ") and "(channels)" in refused.stderr
+
+    async def subscribe() -> None:
+        conn = await asyncpg.connect(Settings().database.dsn())
+        try:
+            await conn.execute(
+                "INSERT INTO subscriptions (tenant_id, package_id, starts_on) "
+                "SELECT $1, id, current_date - 1 FROM packages WHERE code IN ('TRUNK', 'EXT-16')",
+                int(tid),
+            )
+        finally:
+            await conn.close()
+
+    asyncio.run(subscribe())
+    made = as_json(cli("extension", "pbx-add", tid, "8000", "--range", "8100-8115", "--json"))
+    assert (made["device_kind"], made["range_first"], made["range_last"], made["channels"]) == (
+        "pbx",
+        "8100",
+        "8115",
+        1,
+    )
+    assert len(made["password"]) >= 20
