@@ -1,5 +1,5 @@
-"""A customer's own PBX attached as a trunk (issue 20, items 1-4), through the real Asterisk,
-with SIPp playing the PBX (digest REGISTER, then answering what it is sent):
+"""A customer's own PBX attached as a trunk (issue 20, items 1-4), through the real Asterisk
+and FreeSWITCH, with SIPp playing the PBX (digest REGISTER, then answering what it is sent):
 
 - provisioned through the API within the tenant's TRUNK and EXT-16 subscriptions;
 - the carrier's call to a number bound to the PBX reaches it with that number in the
@@ -39,7 +39,6 @@ from tests.e2e.test_internal_calls import SipTrace, call_row, register_accepted
 pytestmark = pytest.mark.stack
 
 PBX_IP, PBX_PORT = "127.0.0.21", 5081
-TARGET = "127.0.0.1:5060"  # Asterisk: carrier and phones
 
 
 def subscribe(service: ServiceProcess, tenant: int, *codes: str) -> None:
@@ -68,8 +67,8 @@ def unregister_scenario() -> Path:
     return path
 
 
-async def test_a_customer_pbx_trunk_through_asterisk(
-    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas
+async def test_a_customer_pbx_trunk(
+    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, engine: Engine
 ) -> None:
     tenant, number_id, number = active_number(service)
     carrier_trunk(service)
@@ -105,25 +104,28 @@ async def test_a_customer_pbx_trunk_through_asterisk(
         local_ip=PBX_IP,
         port=PBX_PORT,
         ring_ms=200,
-        extra=phone_args(pbx["endpoint_id"], password, SCENARIOS / "uas_answer.xml", TARGET, trace.path),
+        extra=phone_args(
+            pbx["endpoint_id"], password, SCENARIOS / "uas_answer.xml", engine.phones, trace.path
+        ),
     )
     with uas:
         await trace.wait_for("the PBX's registration accepted", register_accepted)
 
         # 2. the carrier's call to the number: delivered to the PBX with the number
-        result = await asyncio.to_thread(run_uac, number, "13912340001", target=TARGET)
+        result = await asyncio.to_thread(run_uac, number, "13912340001", target=engine.carrier)
         assert result.final_status == 200, result.message_log[-2000:]
         invites = await trace.wait_for("the number's INVITE at the PBX", lambda m: m in trace.invites(number))
         assert invites[0].start_line.startswith(f"INVITE sip:{number}@{PBX_IP}:{PBX_PORT}")
         row = await call_row(db, "13912340001", number)
         assert (row["direction"], row["action"], row["reason"]) == ("inbound", "dial", "ROUTED")
-        legs = await dialled_legs(db, row["linkedid"], Engine("asterisk", TARGET, TARGET))
-        assert [(dialled.split(",")[0], answered) for dialled, answered in legs] == [
-            (f"PJSIP/{number}@{pbx['endpoint_id']}", True)
-        ]
+        if engine.is_asterisk:
+            legs = await dialled_legs(db, row["linkedid"], engine)
+            assert [(dialled.split(",")[0], answered) for dialled, answered in legs] == [
+                (f"PJSIP/{number}@{pbx['endpoint_id']}", True)
+            ]
 
         # 4. another site's extension, dialled by a platform extension: on-net
-        result = await asyncio.to_thread(ext_call, desk, "desk-secret-0123", "8105", "6001", TARGET)
+        result = await asyncio.to_thread(ext_call, desk, "desk-secret-0123", "8105", "6001", engine.phones)
         assert result.final_status == 200, result.message_log[-2000:]
         await trace.wait_for("8105's INVITE at the PBX", lambda m: m in trace.invites("8105"))
         row = await call_row(db, "6001", "8105")
@@ -131,7 +133,7 @@ async def test_a_customer_pbx_trunk_through_asterisk(
 
         # 3. the PBX's own caller calls out: the enterprise's number, the trunk's minutes
         callee = mobile("72")
-        result = await asyncio.to_thread(ext_call, pbx, password, callee, "8101", TARGET, 1500)
+        result = await asyncio.to_thread(ext_call, pbx, password, callee, "8101", engine.phones, 1500)
         assert result.final_status == 200, result.message_log[-2000:]
         row = await _settled(db, "8101", callee)
         assert (row["direction"], row["caller_id_shown"]) == ("outbound", number)
@@ -144,10 +146,11 @@ async def test_a_customer_pbx_trunk_through_asterisk(
         password,
         scenario=str(unregister_scenario()),
         local_ip=PBX_IP,
+        target=engine.phones,
         extra=("-p", str(PBX_PORT)),
     )
     assert gone.final_status == 200, gone.message_log[-2000:]
-    result = await asyncio.to_thread(run_uac, number, "13912340002", target=TARGET)
+    result = await asyncio.to_thread(run_uac, number, "13912340002", target=engine.carrier)
     assert result.final_status == 200, result.message_log[-2000:]
     row = await call_row(db, "13912340002", number)
     failed_over = (row["action"], row["reason"], list(row["destinations"]))

@@ -162,3 +162,18 @@ def test_pbx_channels_cap_each_trunk_and_free_at_the_end() -> None:
     chans.release("a")
     assert chans.in_use("t7x8000") == 0
     assert chans.take(s, "b", ("t7x8000",)) is None
+
+
+def test_freeswitch_rings_the_pbx_contact_with_the_dialled_user() -> None:
+    """FreeSWITCH expands the bridge argument: the PBX's registered contact (sofia_contact),
+    its user part replaced by the dialled number (the group last: %1 then digits would be
+    read as a group number)."""
+    from pathlib import Path
+
+    from softswitch.engines.freeswitch.channel import FsPlan, pbx_target
+
+    plan = FsPlan("127.0.0.3:5060", "phones", "softswitch", Path("/s"), Path("/c"), Path("/r"))
+    assert pbx_target(plan, "t7x8000", OWN) == (
+        "${regex(${sofia_contact(phones/t7x8000@softswitch)}"
+        f"|^sofia/[^/]+/sip:[^@]*(@.*)$|sofia/phones/sip:{OWN}%1)}}"
+    )

@@ -411,14 +411,24 @@ class FsActions:
             if m.kind == "extension":
                 target = f"sofia/{self._plan.phones_profile}/{m.destination}%{self._plan.realm}"
             elif m.kind == "pbx":
-                # the PBX trunk's registered contact; the dialled number or extension is not
-                # in the Request-URI here (Asterisk only: PJSIP/<dialled>@<endpoint>)
-                target = f"sofia/{self._plan.phones_profile}/{m.via}%{self._plan.realm}"
+                target = pbx_target(self._plan, m.via, m.destination)
             else:
                 far_end = trunks.get(m.via, self._plan.carrier_out) if m.via else self._plan.carrier_out
                 target = f"sofia/carrier/{m.destination}@{far_end}"
             legs.append((f"[{','.join(own)}]" if own else "") + target)
         return ",".join(legs)
+
+
+def pbx_target(plan: FsPlan, endpoint: str, dialled: str) -> str:
+    """A customer PBX trunk's registered contact with `dialled` (a number or an extension
+    behind it) as the Request-URI's user, as Asterisk's PJSIP/<dialled>@<endpoint>: FreeSWITCH
+    expands the bridge's argument first, so sofia_contact gives the contact's dial string
+    (sofia/<profile>/sip:<account>@<address>...) and the regex puts `dialled` in its user
+    part; an unregistered PBX leaves error/user_not_registered, a failed leg."""
+    profile = plan.phones_profile
+    contact = f"${{sofia_contact({profile}/{endpoint}@{plan.realm})}}"
+    # the group at the end of the substitution: %1 followed by digits would name group 14...
+    return f"${{regex({contact}|^sofia/[^/]+/sip:[^@]*(@.*)$|sofia/{profile}/sip:{dialled}%1)}}"
 
 
 CallHandler = Callable[[CallChannel], Awaitable[None]]
