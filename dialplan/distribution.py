@@ -29,6 +29,9 @@ class Member:
     # the trunk's endpoint an external number is dialled through ('' = default); for a pbx
     # member, the PBX's endpoint (the destination is the Request-URI's user part)
     via: str = ""
+    # an extension allowed to fax (T.38; seed 001: a SIP phone, never a voice gateway):
+    # FreeSWITCH's leg variables (Asterisk's endpoint carries it as t38_udptl)
+    fax: bool = False
 
 
 @dataclass(frozen=True, slots=True)

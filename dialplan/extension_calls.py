@@ -71,7 +71,8 @@ def decide_extension_call(
         route = Route((step,), tenant.id, None, caller_id=me_shown, why="internal+pbx")
         return Leg(route, Direction.INTERNAL, billable=False)
     if callee is not None and not callee.is_pbx:
-        step = DialStep((Member(callee.endpoint_id, INTERNAL_RING_S, kind="extension"),), INTERNAL_RING_S)
+        member = Member(callee.endpoint_id, INTERNAL_RING_S, kind="extension", fax=callee.fax_allowed)
+        step = DialStep((member,), INTERNAL_RING_S)
         route = Route((step,), tenant.id, None, caller_id=me_shown, why="internal")
         return Leg(route, Direction.INTERNAL, billable=False)
     own = snapshot.numbers.get(call.dialled)

@@ -198,7 +198,9 @@ def _to_target(
         if d.kind == "extension":
             ext = snapshot.extensions.get((tenant.id, d.destination))
             if ext is not None and not ext.is_pbx:
-                members.append(Member(ext.endpoint_id, d.ring_timeout_s, d.weight, "extension"))
+                members.append(
+                    Member(ext.endpoint_id, d.ring_timeout_s, d.weight, "extension", fax=ext.fax_allowed)
+                )
                 continue
             pbx = snapshot.pbx_behind(tenant.id, d.destination)  # another site's extension
             dialled = d.destination
@@ -268,7 +270,7 @@ def ivr_transfer(
         ext = snapshot.extensions.get((tenant.id, ref))
         pbx = snapshot.pbx_behind(tenant.id, ref)
         if ext is not None and not ext.is_pbx:
-            member = Member(ext.endpoint_id, 30, kind="extension")
+            member = Member(ext.endpoint_id, 30, kind="extension", fax=ext.fax_allowed)
         elif pbx is not None:
             member = pbx_member(ref, pbx, 30)
         else:

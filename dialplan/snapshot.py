@@ -86,6 +86,7 @@ class Extension:
     range_first: str = ""
     range_last: str = ""
     channels: int = 0
+    fax_allowed: bool = False  # seed 001: a SIP phone may fax (T.38), a voice gateway never
 
     @property
     def is_pbx(self) -> bool:

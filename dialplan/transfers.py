@@ -76,7 +76,8 @@ def decide_transfer(
         return _refused(Reason.TRANSFER_NOT_ALLOWED, tenant.id, None)
     callee = snapshot.extensions.get((tenant.id, req.target))
     if callee is not None:
-        step = DialStep((Member(callee.endpoint_id, INTERNAL_RING_S, kind="extension"),), INTERNAL_RING_S)
+        member = Member(callee.endpoint_id, INTERNAL_RING_S, kind="extension", fax=callee.fax_allowed)
+        step = DialStep((member,), INTERNAL_RING_S)
         route = Route((step,), tenant.id, number_id, why=f"transfer:{req.kind}")
         return Leg(route, Direction.INTERNAL, billable=False, transfer=CALLEE_TRANSFERS)
     pbx = snapshot.pbx_behind(tenant.id, req.target)

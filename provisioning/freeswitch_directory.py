@@ -37,8 +37,12 @@ async def fax_allowed(conn: asyncpg.Connection, user: str) -> bool:
 
 
 def user_variables(fax: bool) -> dict[str, str]:
-    """The channel variables of every call the account places."""
-    return {"t38_passthru": "true" if fax else "false"}
+    """The channel variables of every call the account places: sofia takes a T.38 offer
+    only with fax_enable_t38 (and without refuse_t38), and passes it to the bridged party
+    with t38_passthru."""
+    if fax:
+        return {"fax_enable_t38": "true", "t38_passthru": "true", "refuse_t38": "false"}
+    return {"fax_enable_t38": "false", "t38_passthru": "false", "refuse_t38": "true"}
 
 
 def user_document(domain: str, user: str, a1: str, variables: Mapping[str, str] | None = None) -> str:

@@ -419,10 +419,10 @@ async def _blacklist_lists(
 
 async def _load_extensions(conn: Any, where: str, args: tuple[Any, ...]) -> list[Extension]:
     return [
-        Extension(r[0], r[1], r[2], sys.intern(r[3]), r[4], r[5], r[6] or "", r[7] or "", r[8])
+        Extension(r[0], r[1], r[2], sys.intern(r[3]), r[4], r[5], r[6] or "", r[7] or "", r[8], r[9])
         for r in await conn.fetch(
             "SELECT tenant_id, extension, endpoint_id, site, outbound_caller_id, recording_policy, "
-            "range_first, range_last, channels "
+            "range_first, range_last, channels, fax_allowed "
             f"FROM sip_extensions WHERE {where} ORDER BY id",
             *args,
         )

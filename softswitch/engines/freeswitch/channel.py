@@ -346,7 +346,14 @@ class FsActions:
             # not event-locked: the caller's own feature codes (*3) run on it mid-bridge
             done = await session.execute(
                 "bridge",
-                self.dial_string(step, channel.facts.linkedid, route.limit_s, session.uuid),
+                self.dial_string(
+                    step,
+                    channel.facts.linkedid,
+                    route.limit_s,
+                    session.uuid,
+                    # the directory's user variable of a fax-capable caller (T.38)
+                    caller_fax=session.data.get("variable_t38_passthru") == "true",
+                ),
                 lock=False,
             )
             status = done.get("variable_DIALSTATUS") or ""
@@ -388,17 +395,30 @@ class FsActions:
             await asyncio.sleep(0.05)
         return False
 
-    def dial_string(self, step: DialStep, call_uuid: str, limit_s: int, a_leg: str = "") -> str:
+    def dial_string(
+        self, step: DialStep, call_uuid: str, limit_s: int, a_leg: str = "", caller_fax: bool = False
+    ) -> str:
         """One step's members rung at once (','), each leg with the hard stop it gets when
         it answers; with ``a_leg`` (the caller's UUID), the leg that answers writes on the
-        caller's channel which destination it is (ss_answered_by: who may transfer it)."""
+        caller's channel which destination it is (ss_answered_by: who may transfer it).
+
+        Fax (T.38, issue 20 item 5): sofia takes a T.38 offer on a channel only with
+        fax_enable_t38, and passes it to the bridged party with t38_passthru. The caller's
+        come from the directory (a fax-capable extension: both true). A fax-capable
+        extension's leg gets fax_enable_t38 (it may accept the caller's offer) and, when the
+        caller may fax too, t38_passthru (its own offer reaches the caller). Any other leg
+        answering a fax-capable caller sets refuse_t38 on the caller: the engine refuses the
+        caller's offer (488) and never passes it to a gateway, a PBX or the carrier —
+        Asterisk's endpoints do the same with t38_udptl."""
         common = (
             f"{{call_uuid={call_uuid},ss_call_id={call_uuid},"
             f"call_timeout={step.timeout_s},leg_timeout={step.timeout_s}}}"
         )
-        return common + self._legs(step, limit_s, a_leg)
+        return common + self._legs(step, limit_s, a_leg, caller_fax=caller_fax)
 
-    def _legs(self, step: DialStep, limit_s: int, a_leg: str, own_timeout: bool = False) -> str:
+    def _legs(
+        self, step: DialStep, limit_s: int, a_leg: str, own_timeout: bool = False, caller_fax: bool = False
+    ) -> str:
         on_answer = [f"execute_on_answer='sched_hangup +{limit_s} ALLOTTED_TIMEOUT'"] if limit_s > 0 else []
         if own_timeout:  # a later step of a failover string: the {} of the first is global
             on_answer.append(f"leg_timeout={step.timeout_s}")
@@ -408,6 +428,12 @@ class FsActions:
             own = [*on_answer]
             if a_leg:
                 own.append(f"api_on_answer='uuid_setvar {a_leg} ss_answered_by {m.destination}'")
+            if m.kind == "extension" and m.fax:
+                own.append("fax_enable_t38=true")
+                if caller_fax:
+                    own.append("t38_passthru=true")
+            elif caller_fax and a_leg:
+                own.append(f"api_on_answer_t38='uuid_setvar {a_leg} refuse_t38 true'")
             if m.kind == "extension":
                 target = f"sofia/{self._plan.phones_profile}/{m.destination}%{self._plan.realm}"
             elif m.kind == "pbx":
