@@ -177,3 +177,75 @@ def test_freeswitch_rings_the_pbx_contact_with_the_dialled_user() -> None:
         "${regex(${sofia_contact(phones/t7x8000@softswitch)}"
         f"|^sofia/[^/]+/sip:[^@]*(@.*)$|sofia/phones/sip:{OWN}%1)}}"
     )
+
+
+# ---------------------------------------------------------------------------- the call path's edge
+class _Channel:
+    """A call the engine handed over: its facts, and the leg it was given."""
+
+    def __init__(self, caller: str, called: str, linkedid: str, endpoint: str = "") -> None:
+        from softswitch.callpath.control import CallFacts
+
+        self.facts = CallFacts(linkedid, linkedid, f"PJSIP/x-{linkedid}", caller, called, endpoint)
+        self.legs: list[Leg] = []
+
+    async def deliver(self, leg: Leg, recording: object) -> None:
+        self.legs.append(leg)
+
+
+def _routing(s: ConfigSnapshot, registered: dict[str, bool | None]):  # type: ignore[no-untyped-def]
+    from softswitch.callpath.records import CallRecordWriter
+    from softswitch.callpath.routing import CallRouting
+    from softswitch.callpath.snapshots import SnapshotStore
+    from softswitch.core.clock import FixedClock
+    from softswitch.core.metrics import Metrics
+
+    clock, metrics = FixedClock(NOW), Metrics()
+    store = SnapshotStore(None, "", clock, metrics)  # type: ignore[arg-type]
+    store.current = s
+    routing = CallRouting(store, clock, metrics, CallRecordWriter(None, metrics), rng=random.Random(1))  # type: ignore[arg-type]
+    asked: list[tuple[str, str]] = []
+
+    async def check(endpoint: str, channel: str) -> bool | None:
+        asked.append((endpoint, channel))
+        return registered.get(endpoint)
+
+    routing.pbx_registered = check
+    return routing, asked
+
+
+async def test_the_call_path_asks_the_engine_and_fails_over_when_the_pbx_is_unregistered() -> None:
+    s = snap(number(BoundDestination("8000", 20, kind="pbx"), MOBILE))
+    routing, asked = _routing(s, {"t7x8000": False})
+    chan = _Channel("13900000000", OWN, "L1")
+    await routing.route(chan)  # type: ignore[arg-type]
+    assert asked == [("t7x8000", "PJSIP/x-L1")]
+    (leg,) = chan.legs
+    assert leg.decision.reason is Reason.PBX_UNREGISTERED and members(leg.decision) == [
+        ("13800000001", "mobile", "")
+    ]
+    # registered, or an engine that cannot say: the PBX rings
+    for answer in (True, None):
+        routing, _ = _routing(s, {"t7x8000": answer})
+        chan = _Channel("13900000000", OWN, "L2")
+        await routing.route(chan)  # type: ignore[arg-type]
+        assert members(chan.legs[0].decision)[0] == (OWN, "pbx", "t7x8000")
+
+
+async def test_the_call_path_holds_the_pbx_to_its_channels() -> None:
+    routing, _ = _routing(snap(), {"t7x8000": True})
+    first, second = _Channel("13900000000", OWN, "A"), _Channel("13900000001", OWN, "B")
+    await routing.route(first)  # type: ignore[arg-type]
+    await routing.route(second)  # type: ignore[arg-type]
+    assert isinstance(first.legs[0].decision, Route)
+    refused = second.legs[0].decision
+    assert isinstance(refused, Reject) and refused.reason is Reason.CHANNEL_LIMIT
+    assert refused.why == "pbx_channels:8000"
+    # a call from the PBX itself holds one of its channels too
+    out = _Channel("8101", "13912345678", "C", endpoint="t7x8000")
+    await routing.extension(out)  # type: ignore[arg-type]
+    assert isinstance(out.legs[0].decision, Reject) and out.legs[0].decision.reason is Reason.CHANNEL_LIMIT
+    routing.pbx_channels.release("A")  # the first call ended
+    again = _Channel("8101", "13912345678", "D", endpoint="t7x8000")
+    await routing.extension(again)  # type: ignore[arg-type]
+    assert isinstance(again.legs[0].decision, Route) and again.legs[0].direction is Direction.OUTBOUND
