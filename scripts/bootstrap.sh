@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a fresh Debian 12 machine; quick when already done.
 #   - Debian packages: PostgreSQL 15, SIPp (sip-tester), debootstrap, espeak-ng, sox, chromium,
-#     prometheus (promtool for the alert rules' tests; its packaged daemon is disabled)
+#     prometheus (promtool for the alert rules' tests; its packaged daemon is disabled),
+#     kamailio (the cluster layout's SIP edge; its packaged daemon is disabled)
 #   - Asterisk 22 from Debian unstable in a debootstrap chroot (the host's libraries stay)
 #   - FreeSWITCH 1.10.12 built from the vendored sources (scripts/freeswitch.sh)
 #   - the Python venv (.venv) with the project installed in editable mode
@@ -19,6 +20,7 @@ command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v sox >/dev/null || need+=(sox)
 command -v chromium >/dev/null || need+=(chromium)  # the portal's browser tests (Playwright)
+[ -x /usr/sbin/kamailio ] || need+=(kamailio)  # the cluster layout's SIP edge (stack up --cluster)
 command -v promtool >/dev/null || need+=(prometheus)  # promtool check/test rules; the e2e scrape
 [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need+=(fonts-wqy-microhei)  # Chinese text in screenshots
 if [ ${#need[@]} -gt 0 ]; then
@@ -38,6 +40,16 @@ if [[ " ${need[*]} " == *" prometheus "* ]]; then
       update-rc.d "$unit" disable >/dev/null 2>&1 || true
     fi
   done
+fi
+if [[ " ${need[*]} " == *" kamailio "* ]]; then
+  # Debian's packaged Kamailio listens on every address's 5060 (Asterisk's): the edge runs
+  # its own configuration on 127.0.0.10 (scripts/devstack/edge.py); stop the packaged one.
+  if [ -d /run/systemd/system ]; then
+    systemctl disable --now kamailio >/dev/null 2>&1 || true
+  elif [ -x /etc/init.d/kamailio ]; then
+    /etc/init.d/kamailio stop >/dev/null 2>&1 || true
+    update-rc.d kamailio disable >/dev/null 2>&1 || true
+  fi
 fi
 
 if [ ! -x "$ROOT/usr/sbin/asterisk" ]; then

@@ -1,7 +1,7 @@
 """The development tooling's command: the local stack (PostgreSQL, Asterisk, FreeSWITCH)
 and the demo.
 
-.venv/bin/python -m scripts.devstack stack up|down|status|restart-asterisk
+.venv/bin/python -m scripts.devstack stack up [--cluster]|down|status|restart-asterisk
 .venv/bin/python -m scripts.devstack demo seed|run
 """
 
@@ -13,7 +13,8 @@ import json
 import typer
 
 from scripts.devstack.demo import place_demo_calls, seed, seed_users
-from scripts.devstack.stack import LocalStack, exclusive_use
+from scripts.devstack.edge import KamailioEdge
+from scripts.devstack.stack import ComponentStatus, LocalStack, exclusive_use
 from softswitch.cli import configure_logging
 from softswitch.core.db import connect
 from softswitch.core.settings import load_settings
@@ -27,12 +28,19 @@ app.add_typer(demo_app, name="demo")
 
 
 @stack_app.command("up")
-def stack_up() -> None:
-    """Start PostgreSQL and Asterisk (idempotent; re-renders Asterisk's config). Waits while
-    a test session or benchmark holds the stack."""
+def stack_up(
+    cluster: bool = typer.Option(
+        False, "--cluster", help="also the SIP edge (Kamailio) before the engines (README: Cluster layout)"
+    ),
+) -> None:
+    """Start PostgreSQL, Asterisk and FreeSWITCH (idempotent; re-renders their config).
+    Waits while a test session or benchmark holds the stack."""
     settings = load_settings()
     with exclusive_use(settings):
-        LocalStack(settings).up()
+        st = LocalStack(settings)
+        st.up()
+        if cluster:
+            KamailioEdge(st).up()
     stack_status(as_json=False)
 
 
@@ -41,7 +49,9 @@ def stack_down() -> None:
     """Stop Asterisk and PostgreSQL by their recorded PIDs (once no one else holds the stack)."""
     settings = load_settings()
     with exclusive_use(settings):
-        LocalStack(settings).down()
+        st = LocalStack(settings)
+        KamailioEdge(st).down()
+        st.down()
     stack_status(as_json=False)
 
 
@@ -57,7 +67,14 @@ def stack_restart_asterisk() -> None:
 
 @stack_app.command("status")
 def stack_status(as_json: bool = typer.Option(False, "--json")) -> None:
-    rows = LocalStack(load_settings()).status()
+    st = LocalStack(load_settings())
+    rows = st.status()
+    edge = KamailioEdge(st)
+    pid = edge.pid()
+    if pid is not None or edge.installed():
+        e = st.s.edge
+        detail = f"kamailio sip={e.host}:{e.port} (--cluster)"
+        rows.append(ComponentStatus("edge", pid is not None, pid, detail))
     if as_json:
         typer.echo(json.dumps([r.__dict__ for r in rows]))
         return

@@ -370,6 +370,7 @@ class LocalStack:
             "RTP_START": str(s.asterisk.rtp_start),
             "RTP_END": str(s.asterisk.rtp_end),
             "CARRIER_IN_HOST": s.asterisk.carrier_in_host,
+            "EDGE_HOST": s.edge.host,  # the cluster layout's SIP edge carries the carrier's calls too
             "CARRIER_OUT_HOST": s.asterisk.carrier_out_host,
             "CARRIER_OUT_PORT": str(s.asterisk.carrier_out_port),
             "BASELINE_IN_HOST": s.asterisk.baseline_in_host,

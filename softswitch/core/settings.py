@@ -103,6 +103,19 @@ class AsteriskSettings(_Section):
         return self.chroot / "usr" / "share" / "asterisk" / "sounds"
 
 
+class EdgeSettings(_Section):
+    """The SIP edge of the cluster layout: Kamailio (docker/kamailio/kamailio.cfg), where
+    carriers send their calls, spread over the engines it probes (OPTIONS), dropping
+    floods and scanners before they reach one. `stack up --cluster` starts it."""
+
+    host: str = "127.0.0.10"
+    port: int = 5060
+    probe_interval_s: int = 2  # OPTIONS to each engine; one unanswered takes it out
+    # pike: more than this many requests from one source address in 2 s is a flood
+    flood_requests_per_2s: int = 40
+    ban_s: int = 60  # a flooding source address is dropped this long
+
+
 class FreeSwitchSettings(_Section):
     """Where the local FreeSWITCH 1.10 listens (built by scripts/freeswitch.sh)."""
 
@@ -250,6 +263,7 @@ class Settings(BaseSettings):
     voicemail: VoicemailSettings = Field(default_factory=VoicemailSettings)
     asterisk: AsteriskSettings = Field(default_factory=AsteriskSettings)
     freeswitch: FreeSwitchSettings = Field(default_factory=FreeSwitchSettings)
+    edge: EdgeSettings = Field(default_factory=EdgeSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     stack: StackSettings = Field(default_factory=StackSettings)
