@@ -127,33 +127,41 @@ def audible_seconds(wav_bytes: bytes) -> tuple[float, float]:
     return len(samples) / rate, loud / 50
 
 
+@pytest.fixture(scope="module")
+def svc(service: ServiceProcess) -> Iterator[ServiceProcess]:
+    """The service allowing webhooks on loopback (the test's receiver), restarted once for
+    this module's tests (each makes its own tenant and number; counters read as differences)."""
+    with restarted(service, SOFTSWITCH_NOTIFY__ALLOW_PRIVATE_WEBHOOKS="true") as restarted_service:
+        yield restarted_service
+
+
 @pytest.mark.parametrize("routed", ["final_action", "time_policy"])
 async def test_a_message_left_is_listed_played_notified_and_deleted(
     db: asyncpg.Connection,
-    service: ServiceProcess,
+    svc: ServiceProcess,
     destination_carrier: SippUas,
     engine: Engine,
     webhook: Webhook,
     routed: str,
 ) -> None:
-    with restarted(service, SOFTSWITCH_NOTIFY__ALLOW_PRIVATE_WEBHOOKS="true") as svc:
-        tenant, number, caller, message, admin = await asyncio.to_thread(
-            _leave_and_list, svc, engine, webhook, routed
-        )
-        call = await db.fetchrow("SELECT * FROM calls WHERE caller = $1 ORDER BY id DESC LIMIT 1", caller)
-        assert call is not None
-        # a routed call that fell back to voicemail, or voicemail as the decision
-        decided = ("dial", "voicemail") if routed == "final_action" else ("voicemail", "")
-        assert (call["action"], call["final_action"], call["voicemail_outcome"], call["voicemail_id"]) == (
-            *decided,
-            "stored",
-            message["id"],
-        ), dict(call)
-        assert call["linkedid"] == message["call_id"] and call["answered_at"] is not None
-        # the time of the call, as the record has it
-        assert abs(datetime.fromisoformat(message["received_at"]) - call["decided_at"]) < timedelta(seconds=2)
-        assert svc.metric("softswitch_voicemail_messages_total", outcome="stored") >= 1
-        await asyncio.to_thread(_listen_and_delete, svc, tenant, message, admin)
+    stored_before = svc.metric("softswitch_voicemail_messages_total", outcome="stored")
+    tenant, number, caller, message, admin = await asyncio.to_thread(
+        _leave_and_list, svc, engine, webhook, routed
+    )
+    call = await db.fetchrow("SELECT * FROM calls WHERE caller = $1 ORDER BY id DESC LIMIT 1", caller)
+    assert call is not None
+    # a routed call that fell back to voicemail, or voicemail as the decision
+    decided = ("dial", "voicemail") if routed == "final_action" else ("voicemail", "")
+    assert (call["action"], call["final_action"], call["voicemail_outcome"], call["voicemail_id"]) == (
+        *decided,
+        "stored",
+        message["id"],
+    ), dict(call)
+    assert call["linkedid"] == message["call_id"] and call["answered_at"] is not None
+    # the time of the call, as the record has it
+    assert abs(datetime.fromisoformat(message["received_at"]) - call["decided_at"]) < timedelta(seconds=2)
+    assert svc.metric("softswitch_voicemail_messages_total", outcome="stored") >= stored_before + 1
+    await asyncio.to_thread(_listen_and_delete, svc, tenant, message, admin)
 
 
 def _leave_and_list(
@@ -245,21 +253,21 @@ def _leave_and_list(
 
 
 async def test_a_caller_who_leaves_during_the_intro_leaves_no_message(
-    db: asyncpg.Connection, service: ServiceProcess, engine: Engine
+    db: asyncpg.Connection, svc: ServiceProcess, engine: Engine
 ) -> None:
     """No file: no message, no notice; the call record says it went to voicemail and left
     nothing (missing), and the outcome is counted."""
-    tenant, number_id, number = active_number(service)
+    tenant, number_id, number = active_number(svc)
     base = f"/v1/tenants/{tenant}"
-    routing = api_ok(service.request("GET", f"{base}/numbers/{number_id}"))
+    routing = api_ok(svc.request("GET", f"{base}/numbers/{number_id}"))
     changed(
-        service,
+        svc,
         "PATCH",
         f"{base}/numbers/{number_id}",
-        json={"time_policy_id": _always_voicemail(service, base)},
+        json={"time_policy_id": _always_voicemail(svc, base)},
         headers={"If-Match": f'"{routing["version"]}"'},
     )
-    missing_before = service.metric("softswitch_voicemail_messages_total", outcome="missing")
+    missing_before = svc.metric("softswitch_voicemail_messages_total", outcome="missing")
     caller = unique_caller()
     result = await asyncio.to_thread(
         run_uac, number, caller, hold_ms=2000, target=engine.carrier, timeout_s=20
@@ -279,14 +287,14 @@ async def test_a_caller_who_leaves_during_the_intro_leaves_no_message(
     call = await outcome()
     assert call is not None, "the call record never said what the voicemail left"
     assert (call["action"], call["voicemail_outcome"], call["voicemail_id"]) == ("voicemail", "missing", None)
-    assert api_ok(service.request("GET", f"{base}/voicemail"))["items"] == []
+    assert api_ok(svc.request("GET", f"{base}/voicemail"))["items"] == []
     assert (
         await db.fetchval(
             "SELECT count(*) FROM outbox WHERE tenant_id = $1 AND kind = 'new_voicemail'", tenant
         )
         == 0
     )
-    assert service.metric("softswitch_voicemail_messages_total", outcome="missing") == missing_before + 1
+    assert svc.metric("softswitch_voicemail_messages_total", outcome="missing") == missing_before + 1
 
 
 def _always_voicemail(svc: ServiceProcess, base: str) -> int:
