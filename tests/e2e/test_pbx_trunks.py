@@ -3,8 +3,9 @@ and FreeSWITCH, with SIPp playing the PBX (digest REGISTER, then answering what 
 
 - provisioned through the API within the tenant's TRUNK and EXT-16 subscriptions;
 - the carrier's call to a number bound to the PBX reaches it with that number in the
-  Request-URI, and a platform extension's call to an extension behind it (another site)
-  reaches it with that extension, on-net (internal, nothing reserved or charged);
+  Request-URI; a platform extension's call to an extension behind it (another site)
+  reaches it with that extension, and the PBX's caller reaches the platform's extension,
+  both on-net (internal: nothing reserved or charged);
 - the PBX calls out through the platform's trunk showing the enterprise's number, prepaid
   from the trunk package's included minutes;
 - once the PBX unregisters, the number's call fails over to its bound mobile with reason
@@ -39,6 +40,7 @@ from tests.e2e.test_internal_calls import SipTrace, call_row, register_accepted
 pytestmark = pytest.mark.stack
 
 PBX_IP, PBX_PORT = "127.0.0.21", 5081
+DESK_IP, DESK_PORT = "127.0.0.22", 5082  # the platform's own extension 6001
 
 
 def subscribe(service: ServiceProcess, tenant: int, *codes: str) -> None:
@@ -130,6 +132,23 @@ async def test_a_customer_pbx_trunk(
         await trace.wait_for("8105's INVITE at the PBX", lambda m: m in trace.invites("8105"))
         row = await call_row(db, "6001", "8105")
         assert (row["direction"], row["reason"], row["caller_id_shown"]) == ("internal", "ROUTED", "6001")
+
+        # ... and the PBX's caller dials the platform's extension 6001 (registered): on-net
+        desk_trace = SipTrace(Path(tempfile.mkdtemp(prefix="pbx-desk-")) / "messages.log")
+        desk_args = phone_args(
+            desk["endpoint_id"],
+            "desk-secret-0123",
+            SCENARIOS / "uas_answer.xml",
+            engine.phones,
+            desk_trace.path,
+        )
+        with SippUas("uas_phone.xml", local_ip=DESK_IP, port=DESK_PORT, ring_ms=200, extra=desk_args):
+            await desk_trace.wait_for("the desk phone's registration accepted", register_accepted)
+            result = await asyncio.to_thread(ext_call, pbx, password, "6001", "8101", engine.phones)
+            assert result.final_status == 200, result.message_log[-2000:]
+            await desk_trace.wait_for("the PBX's INVITE at 6001", lambda m: m in desk_trace.invites())
+        row = await call_row(db, "8101", "6001")
+        assert (row["direction"], row["reason"], row["caller_id_shown"]) == ("internal", "ROUTED", "8101")
 
         # 3. the PBX's own caller calls out: the enterprise's number, the trunk's minutes
         callee = mobile("72")
