@@ -19,7 +19,8 @@ import pytest
 from scripts.devstack.process import ServiceProcess
 from scripts.devstack.sipp import SippCall, SippResult, SippUas, run_uac
 from scripts.devstack.stack import LocalStack
-from tests.e2e.conftest import OWNER, Engine, active_number, api_ok, mobile, restarted, unique_caller
+from tests.e2e.conftest import OWNER, Engine, active_number, api_ok, mobile, unique_caller
+from tests.e2e.restarts import class_service
 
 pytestmark = pytest.mark.stack
 
@@ -53,6 +54,14 @@ SHORT_SLICES = {
     "SOFTSWITCH_PREPAID__RENEW_MARGIN_S": "3",
     "SOFTSWITCH_PREPAID__WARNING_S": "2",
 }
+
+
+short_slices = class_service(**SHORT_SLICES)
+tight_slices = class_service(
+    SOFTSWITCH_PREPAID__SLICE_S="6", SOFTSWITCH_PREPAID__RENEW_MARGIN_S="2", SOFTSWITCH_PREPAID__WARNING_S="1"
+)
+pinned_clock = class_service(SOFTSWITCH_FIXED_NOW="2026-11-23T10:00:00+08:00")
+reconciling = class_service(SOFTSWITCH_PREPAID__RECONCILE_INTERVAL_S="1")
 
 
 async def all_reservations_closed(db: asyncpg.Connection, tenant: int, budget_s: float = 10) -> None:
@@ -213,19 +222,29 @@ async def test_200_simultaneous_calls_on_a_4_channel_package(
     await settled_calls(db, tenant)
 
 
-async def test_the_call_is_cut_within_one_slice_when_the_money_runs_out(
-    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, engine: Engine
-) -> None:
-    tenant, number_id, number = active_number(service)
-    fund(service, tenant, number_id)
-    # 6 s slices at 0.12/min, 6/6 billing: a reservation holds the charge of the time it
-    # granted: 6 s 0.01, 12 s 0.02, 18 s 0.04. 0.03 pays for two slices: the call is
-    # renewed once, then cut at about 12 s.
-    await db.execute(
-        "UPDATE accounts SET balance = 0.03, first_increment_s = 6, increment_s = 6 WHERE tenant_id = $1",
-        tenant,
-    )
-    with restarted(service, **SHORT_SLICES) as svc:
+class TestShortSlices:
+    """Both engines' runs on one service restarted with SHORT_SLICES."""
+
+    async def test_the_call_is_cut_within_one_slice_when_the_money_runs_out(
+        self,
+        db: asyncpg.Connection,
+        short_slices: ServiceProcess,
+        destination_carrier: SippUas,
+        engine: Engine,
+    ) -> None:
+        svc = short_slices
+        tenant, number_id, number = active_number(svc)
+        before = svc.metric("softswitch_snapshot_generation")
+        fund(svc, tenant, number_id)
+        await wait_reload(svc, before)
+        # 6 s slices at 0.12/min, 6/6 billing: a reservation holds the charge of the time it
+        # granted: 6 s 0.01, 12 s 0.02, 18 s 0.04. 0.03 pays for two slices: the call is
+        # renewed once, then cut at about 12 s.
+        await db.execute(
+            "UPDATE accounts SET balance = 0.03, first_increment_s = 6, increment_s = 6 WHERE tenant_id = $1",
+            tenant,
+        )
+        renewed_before = svc.metric("softswitch_prepaid_reservations_total", result="renewed")
         caller = unique_caller()
         result = await asyncio.to_thread(
             run_uac, number, caller, dtmf="", hold_ms=40000, timeout_s=60, target=engine.carrier
@@ -238,30 +257,34 @@ async def test_the_call_is_cut_within_one_slice_when_the_money_runs_out(
         assert 10 <= row["billsec"] <= 12
         acct = await account(db, tenant)
         assert acct["balance"] >= 0 and acct["balance"] == Decimal("0.03") - row["amount"]
-        assert svc.metric("softswitch_prepaid_reservations_total", result="renewed") >= 1
+        assert svc.metric("softswitch_prepaid_reservations_total", result="renewed") >= renewed_before + 1
 
 
-async def test_slices_shorter_than_the_increment_never_overdraw(
-    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, engine: Engine
-) -> None:
-    """Issue 11, item 1: 0.60 CNY/min billed 12/12 (0.12 an increment), balance 0.30,
-    6 s slices; three simultaneous calls that want to talk 60 s. Two ring (each holds its
-    first increment, 0.12), the third is refused for money; both are cut at the end of
-    their increment: 0.24 charged. (The contracts bill by the minute; a 12 s increment
-    keeps the same arithmetic, slice < increment, in a fifth of the time.)"""
-    tenant, number_id, number = active_number(service)
-    fund(service, tenant, number_id)
-    await db.execute(
-        "UPDATE accounts SET balance = 0.30, channel_cap = 8, rate_per_minute = 0.60, "
-        "first_increment_s = 12, increment_s = 12, included_seconds_left = 0 WHERE tenant_id = $1",
-        tenant,
-    )
-    with restarted(
-        service,
-        SOFTSWITCH_PREPAID__SLICE_S="6",
-        SOFTSWITCH_PREPAID__RENEW_MARGIN_S="2",
-        SOFTSWITCH_PREPAID__WARNING_S="1",
-    ):
+class TestSlicesShorterThanTheIncrement:
+    """Both engines' runs on one service restarted with 6 s slices renewed 2 s before their end."""
+
+    async def test_slices_shorter_than_the_increment_never_overdraw(
+        self,
+        db: asyncpg.Connection,
+        tight_slices: ServiceProcess,
+        destination_carrier: SippUas,
+        engine: Engine,
+    ) -> None:
+        """Issue 11, item 1: 0.60 CNY/min billed 12/12 (0.12 an increment), balance 0.30,
+        6 s slices; three simultaneous calls that want to talk 60 s. Two ring (each holds its
+        first increment, 0.12), the third is refused for money; both are cut at the end of
+        their increment: 0.24 charged. (The contracts bill by the minute; a 12 s increment
+        keeps the same arithmetic, slice < increment, in a fifth of the time.)"""
+        svc = tight_slices
+        tenant, number_id, number = active_number(svc)
+        before = svc.metric("softswitch_snapshot_generation")
+        fund(svc, tenant, number_id)
+        await wait_reload(svc, before)
+        await db.execute(
+            "UPDATE accounts SET balance = 0.30, channel_cap = 8, rate_per_minute = 0.60, "
+            "first_increment_s = 12, increment_s = 12, included_seconds_left = 0 WHERE tenant_id = $1",
+            tenant,
+        )
         result = await asyncio.to_thread(
             run_uac,
             number,
@@ -276,51 +299,73 @@ async def test_slices_shorter_than_the_increment_never_overdraw(
         )
         assert int(result.stats.get("TotalCallCreated", 0)) == 3
         await all_reservations_closed(db, tenant)
-    rows = await db.fetch(
-        "SELECT reason, final_reason, billsec, amount FROM calls WHERE tenant_id = $1 ORDER BY reason", tenant
-    )
-    assert [r["reason"] for r in rows] == ["NO_BALANCE", "ROUTED", "ROUTED"], rows
-    routed = [r for r in rows if r["reason"] == "ROUTED"]
-    assert all(9 <= r["billsec"] <= 12 and r["amount"] == Decimal("0.12") for r in routed), routed
-    assert all(r["final_reason"] == "BALANCE_EXHAUSTED" for r in routed)
-    acct = await account(db, tenant)
-    assert acct["balance"] == Decimal("0.06") and (acct["channels_in_use"], acct["reserved"]) == (0, 0)
-    await settled_calls(db, tenant)
+        rows = await db.fetch(
+            "SELECT reason, final_reason, billsec, amount FROM calls WHERE tenant_id = $1 ORDER BY reason",
+            tenant,
+        )
+        assert [r["reason"] for r in rows] == ["NO_BALANCE", "ROUTED", "ROUTED"], rows
+        routed = [r for r in rows if r["reason"] == "ROUTED"]
+        assert all(9 <= r["billsec"] <= 12 and r["amount"] == Decimal("0.12") for r in routed), routed
+        assert all(r["final_reason"] == "BALANCE_EXHAUSTED" for r in routed)
+        acct = await account(db, tenant)
+        assert acct["balance"] == Decimal("0.06") and (acct["channels_in_use"], acct["reserved"]) == (0, 0)
+        await settled_calls(db, tenant)
 
 
-async def test_a_pinned_clock_still_bills_what_was_talked(
-    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, engine: Engine
-) -> None:
-    """Issue 11, item 4: with the service clock pinned (a demo date), a 3 s call is billed
-    3 s, not 0 s: the pinned clock starts at the date and runs on."""
-    tenant, number_id, number = active_number(service)
-    fund(service, tenant, number_id)
-    with restarted(service, SOFTSWITCH_FIXED_NOW="2026-11-23T10:00:00+08:00"):
+class TestPinnedClock:
+    """Both engines' runs on one service restarted with its clock pinned (it runs on from there)."""
+
+    async def test_a_pinned_clock_still_bills_what_was_talked(
+        self,
+        db: asyncpg.Connection,
+        pinned_clock: ServiceProcess,
+        destination_carrier: SippUas,
+        engine: Engine,
+    ) -> None:
+        """Issue 11, item 4: with the service clock pinned (a demo date), a 3 s call is billed
+        3 s, not 0 s: the pinned clock starts at the date and runs on."""
+        svc = pinned_clock
+        tenant, number_id, number = active_number(svc)
+        before = svc.metric("softswitch_snapshot_generation")
+        fund(svc, tenant, number_id)
+        await wait_reload(svc, before)
         caller = unique_caller()
         result = await asyncio.to_thread(
             run_uac, number, caller, hold_ms=3000, timeout_s=30, target=engine.carrier
         )
         assert result.final_status == 200
         row = await settled_row(db, caller)
-    assert row["decided_at"].date().isoformat() == "2026-11-23"
-    cdr_billsec = await db.fetchval(  # the engine's own record of the call (both engines')
-        "SELECT max(billsec) FROM engine_cdr WHERE linkedid = $1 AND disposition = 'ANSWERED'",
-        row["linkedid"],
-    )
-    assert 2 <= row["billsec"] <= 4 and abs(row["billsec"] - cdr_billsec) <= 1, (row["billsec"], cdr_billsec)
-    assert row["amount"] == Decimal("0.12")
+        assert row["decided_at"].date().isoformat() == "2026-11-23"
+        cdr_billsec = await db.fetchval(  # the engine's own record of the call (both engines')
+            "SELECT max(billsec) FROM engine_cdr WHERE linkedid = $1 AND disposition = 'ANSWERED'",
+            row["linkedid"],
+        )
+        assert 2 <= row["billsec"] <= 4 and abs(row["billsec"] - cdr_billsec) <= 1, (
+            row["billsec"],
+            cdr_billsec,
+        )
+        assert row["amount"] == Decimal("0.12")
 
 
-async def test_kill_9_during_live_calls_bills_every_call_exactly_once(
-    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, engine: Engine
-) -> None:
-    """20 answered calls, kill -9 of the service, restart: every call is billed once from
-    Asterisk's CDR, and (issue 11, item 3) its record says it was answered and ended, the
-    tenant's live list is empty and the daily report counts 20 of 20 answered."""
-    tenant, number_id, number = active_number(service)
-    fund(service, tenant, number_id)
-    await db.execute("UPDATE accounts SET channel_cap = 25 WHERE tenant_id = $1", tenant)
-    with restarted(service, SOFTSWITCH_PREPAID__RECONCILE_INTERVAL_S="1") as svc:
+class TestKill9:
+    """Both engines' runs on one service restarted to reconcile every second (each run kills it with -9)."""
+
+    async def test_kill_9_during_live_calls_bills_every_call_exactly_once(
+        self,
+        db: asyncpg.Connection,
+        reconciling: ServiceProcess,
+        destination_carrier: SippUas,
+        engine: Engine,
+    ) -> None:
+        """20 answered calls, kill -9 of the service, restart: every call is billed once from
+        Asterisk's CDR, and (issue 11, item 3) its record says it was answered and ended, the
+        tenant's live list is empty and the daily report counts 20 of 20 answered."""
+        svc = reconciling
+        tenant, number_id, number = active_number(svc)
+        before = svc.metric("softswitch_snapshot_generation")
+        fund(svc, tenant, number_id)
+        await wait_reload(svc, before)
+        await db.execute("UPDATE accounts SET channel_cap = 25 WHERE tenant_id = $1", tenant)
         outcome: list[SippResult] = []
         sipp = threading.Thread(
             target=lambda: outcome.append(
@@ -366,20 +411,20 @@ async def test_kill_9_during_live_calls_bills_every_call_exactly_once(
             svc.request("GET", f"/v1/tenants/{tenant}/reports/daily", params={"from": today, "to": today})
         )
         assert svc.metric("softswitch_engine_audit_corrections_total", kind="record_completed") >= 20
-    rows = await db.fetch(
-        "SELECT r.state, r.close_reason, c.billsec, c.amount, c.answered_at, c.ended_at FROM reservations r "
-        "JOIN calls c ON c.linkedid = r.call_id WHERE r.tenant_id = $1",
-        tenant,
-    )
-    assert len(rows) == 20 and all(r["state"] == "settled" for r in rows)
-    assert all(7 <= r["billsec"] <= 9 and r["amount"] == Decimal("0.12") for r in rows), rows
-    assert all(r["answered_at"] is not None and r["ended_at"] > r["answered_at"] for r in rows)
-    assert live["items"] == []
-    assert (report["totals"]["offered"], report["totals"]["answered"]) == (20, 20), report["totals"]
-    assert Decimal(report["totals"]["asr"]) == 1
-    acct = await account(db, tenant)
-    assert (acct["channels_in_use"], acct["reserved"]) == (0, 0)
-    await settled_calls(db, tenant)
+        rows = await db.fetch(
+            "SELECT r.state, r.close_reason, c.billsec, c.amount, c.answered_at, c.ended_at "
+            "FROM reservations r JOIN calls c ON c.linkedid = r.call_id WHERE r.tenant_id = $1",
+            tenant,
+        )
+        assert len(rows) == 20 and all(r["state"] == "settled" for r in rows)
+        assert all(7 <= r["billsec"] <= 9 and r["amount"] == Decimal("0.12") for r in rows), rows
+        assert all(r["answered_at"] is not None and r["ended_at"] > r["answered_at"] for r in rows)
+        assert live["items"] == []
+        assert (report["totals"]["offered"], report["totals"]["answered"]) == (20, 20), report["totals"]
+        assert Decimal(report["totals"]["asr"]) == 1
+        acct = await account(db, tenant)
+        assert (acct["channels_in_use"], acct["reserved"]) == (0, 0)
+        await settled_calls(db, tenant)
 
 
 async def test_database_down_refuses_new_calls_promptly(
