@@ -1,0 +1,172 @@
+"""The cluster layout's SIP edge (issue 18): Kamailio at 127.0.0.10:5060 in front of the
+real Asterisk and FreeSWITCH (scripts/devstack/edge.py, docker/kamailio/), seen from the
+wire (SIPp) and from the service's call records:
+
+- the carrier's calls to the edge are spread over both engines and each is decided by the
+  control plane like a call sent to the engine itself;
+- an engine that stops answering (FreeSWITCH's carrier profile stopped) is out of rotation
+  within 10 s, calls meanwhile go to the other, and it is back once it answers again;
+- a flood of requests from one address (127.0.0.11) gets it banned while a call from the
+  carrier's address goes through at the same time; a scanner's user agent is never
+  answered, from an address the edge answers otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Iterator
+
+import asyncpg
+import pytest
+
+from scripts.devstack.edge import KamailioEdge
+from scripts.devstack.process import ServiceProcess
+from scripts.devstack.sipp import SippResult, SippUas, run_uac
+from scripts.devstack.stack import LocalStack
+from softswitch.core.settings import Settings
+from tests.conftest import IN_CI
+from tests.e2e.conftest import OWNER, active_number, changed, mobile, require_freeswitch, unique_caller
+
+pytestmark = pytest.mark.stack
+
+FLOODER, SCANNER = "127.0.0.11", "127.0.0.12"
+ASTERISK_CALL = re.compile(r"^softswitch-\d+\.\d+$")  # Asterisk's linkedids; FreeSWITCH's are UUIDs
+
+
+@pytest.fixture(scope="module")
+def edge(stack: LocalStack) -> Iterator[KamailioEdge]:
+    """The edge as `stack up --cluster` starts it, with both engines in rotation."""
+    require_freeswitch(stack)
+    kamailio = KamailioEdge(stack)
+    if not kamailio.installed():
+        if IN_CI:
+            pytest.fail("CI=true and Kamailio is not installed (scripts/bootstrap.sh installs it)")
+        pytest.skip("Kamailio is not installed here (scripts/bootstrap.sh installs Debian's kamailio)")
+    kamailio.up()
+    deadline = time.monotonic() + 15
+    while not all(kamailio.engines().values()):
+        assert time.monotonic() < deadline, f"engines not in rotation: {kamailio.engines()}"
+        time.sleep(0.2)
+    yield kamailio
+
+
+def bound_number(service: ServiceProcess) -> str:
+    tenant, number_id, number = active_number(service)
+    body = {"number_id": number_id, "destination": mobile(), **OWNER}
+    changed(service, "POST", f"/v1/tenants/{tenant}/bindings", json=body)
+    return number
+
+
+def via_edge(settings: Settings, number: str, caller: str) -> SippResult:
+    return run_uac(
+        number, caller, hold_ms=300, timeout_s=20, target=f"{settings.edge.host}:{settings.edge.port}"
+    )
+
+
+async def engine_of_call(db: asyncpg.Connection, caller: str) -> str:
+    deadline = time.monotonic() + 10
+    while True:
+        linkedid = await db.fetchval(
+            "SELECT linkedid FROM calls WHERE caller = $1 AND answered_at IS NOT NULL", caller
+        )
+        if linkedid is not None:
+            return "asterisk" if ASTERISK_CALL.match(linkedid) else "freeswitch"
+        assert time.monotonic() < deadline, f"no answered call record from {caller}"
+        await asyncio.sleep(0.1)
+
+
+async def calls_land_on(db: asyncpg.Connection, settings: Settings, number: str, n: int) -> list[str]:
+    engines = []
+    for _ in range(n):
+        caller = unique_caller()
+        result = await asyncio.to_thread(via_edge, settings, number, caller)
+        assert result.final_status == 200, result.message_log[-2000:]
+        engines.append(await engine_of_call(db, caller))
+    return engines
+
+
+async def test_calls_to_the_edge_are_spread_over_both_engines_and_routed_by_the_control_plane(
+    db: asyncpg.Connection,
+    service: ServiceProcess,
+    destination_carrier: SippUas,
+    settings: Settings,
+    edge: KamailioEdge,
+) -> None:
+    number = bound_number(service)
+    # round robin over the engines in rotation: two calls in a row, one each
+    assert sorted(await calls_land_on(db, settings, number, 2)) == ["asterisk", "freeswitch"]
+
+
+async def test_an_engine_that_stops_answering_leaves_the_rotation_and_comes_back(
+    db: asyncpg.Connection,
+    service: ServiceProcess,
+    destination_carrier: SippUas,
+    settings: Settings,
+    stack: LocalStack,
+    edge: KamailioEdge,
+) -> None:
+    number = bound_number(service)
+    fs_uri = f"sip:{settings.freeswitch.sip_host}:{settings.freeswitch.carrier_port}"
+
+    async def until_rotation(in_rotation: bool, budget: float) -> float:
+        started = time.monotonic()
+        while edge.engines().get(fs_uri) is not in_rotation:
+            assert time.monotonic() - started < budget, f"in rotation != {in_rotation}: {edge.engines()}"
+            await asyncio.sleep(0.1)
+        return time.monotonic() - started
+
+    stack.fs_cli("sofia profile carrier stop")
+    try:
+        out_s = await until_rotation(False, 10.0)
+        print(f"FreeSWITCH out of rotation {out_s:.1f} s after its carrier profile stopped")
+        # meanwhile every call goes to Asterisk
+        assert await calls_land_on(db, settings, number, 2) == ["asterisk", "asterisk"]
+    finally:
+        stack.fs_cli("sofia profile carrier start")
+    back_s = await until_rotation(True, 10.0)
+    print(f"FreeSWITCH back in rotation {back_s:.1f} s after its carrier profile started")
+    assert sorted(await calls_land_on(db, settings, number, 2)) == ["asterisk", "freeswitch"]
+
+
+def probes(settings: Settings, local_ip: str, ua: str, count: int, rate: float) -> SippResult:
+    return run_uac(
+        "",
+        scenario="options_probe.xml",
+        local_ip=local_ip,
+        target=f"{settings.edge.host}:{settings.edge.port}",
+        calls=count,
+        rate=rate,
+        timeout_s=30,
+        extra=("-key", "ua", ua),
+        trace=True,
+    )
+
+
+async def test_a_flood_from_one_address_is_banned_while_the_carrier_s_call_goes_through(
+    db: asyncpg.Connection,
+    service: ServiceProcess,
+    destination_carrier: SippUas,
+    settings: Settings,
+    edge: KamailioEdge,
+) -> None:
+    number = bound_number(service)
+    caller = unique_caller()
+    sent = 400  # 200 a second for 2 s: five times what the edge lets one address send
+    flood = asyncio.create_task(asyncio.to_thread(probes, settings, FLOODER, "flood/1.0", sent, 200))
+    await asyncio.sleep(0.5)  # the flood is on
+    call = await asyncio.to_thread(via_edge, settings, number, caller)
+    flooded = await flood
+    assert call.final_status == 200, call.message_log[-2000:]
+    assert await engine_of_call(db, caller) in ("asterisk", "freeswitch")
+    answered = flooded.statuses.count(200)
+    print(f"flood: {answered} of {sent} OPTIONS answered")
+    assert answered <= 2 * settings.edge.flood_requests_per_2s, answered
+    assert FLOODER in edge.kamcmd("htable.dump", "ban")
+
+
+async def test_a_scanner_s_user_agent_is_never_answered(settings: Settings, edge: KamailioEdge) -> None:
+    plain = await asyncio.to_thread(probes, settings, SCANNER, "softswitch-test/1.0", 1, 10)
+    assert plain.statuses == [200], plain.message_log[-2000:]
+    scanner = await asyncio.to_thread(probes, settings, SCANNER, "friendly-scanner", 3, 10)
+    assert scanner.statuses == [], scanner.message_log[-2000:]
