@@ -6,6 +6,7 @@ the stack. Started, stopped and reported by the PID it recorded, as the other pa
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import shutil
 import subprocess
 import time
@@ -44,6 +45,7 @@ class KamailioEdge:
             "PROBE_S": str(e.probe_interval_s),
             "FLOOD": str(e.flood_requests_per_2s),
             "BAN_S": str(e.ban_s),
+            "TRUSTED": " || ".join(f'$si == "{ipaddress.ip_address(a)}"' for a in e.trusted) or "0",
             "MODULES": modules,
             "CTL_SOCKET": str(self.ctl_socket),
             "DISPATCHER_LIST": str(self.conf_dir / "dispatcher.list"),

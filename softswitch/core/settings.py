@@ -111,8 +111,10 @@ class EdgeSettings(_Section):
     host: str = "127.0.0.10"
     port: int = 5060
     probe_interval_s: int = 2  # OPTIONS to each engine; one unanswered takes it out
-    # pike: more than this many requests from one source address in 2 s is a flood
+    # pike: more than this many requests from one source address in 2 s is a flood ...
     flood_requests_per_2s: int = 40
+    # ... except from these addresses: the carriers' own, which send every call of theirs
+    trusted: list[str] = Field(default_factory=lambda: ["127.0.0.2"])
     ban_s: int = 60  # a flooding source address is dropped this long
 
 

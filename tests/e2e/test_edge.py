@@ -6,6 +6,9 @@ wire (SIPp) and from the service's call records:
   control plane like a call sent to the engine itself;
 - an engine that stops answering (FreeSWITCH's carrier profile stopped) is out of rotation
   within 10 s, calls meanwhile go to the other, and it is back once it answers again;
+- a 4-channel package takes 100 simultaneous calls from the carrier through the edge, spread
+  over both engines: exactly 4 are up, the others refused CHANNEL_LIMIT on either engine
+  (the carrier's address is trusted: its burst is not taken for a flood);
 - a flood of requests from one address (127.0.0.11) gets it banned while a call from the
   carrier's address goes through at the same time; a scanner's user agent is never
   answered, from an address the edge answers otherwise."""
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections import Counter
 from collections.abc import Iterator
 
 import asyncpg
@@ -27,6 +31,7 @@ from scripts.devstack.stack import LocalStack
 from softswitch.core.settings import Settings
 from tests.conftest import IN_CI
 from tests.e2e.conftest import OWNER, active_number, changed, mobile, require_freeswitch, unique_caller
+from tests.e2e.test_prepaid import account, fund, wait_reload
 
 pytestmark = pytest.mark.stack
 
@@ -127,6 +132,49 @@ async def test_an_engine_that_stops_answering_leaves_the_rotation_and_comes_back
     back_s = await until_rotation(True, 10.0)
     print(f"FreeSWITCH back in rotation {back_s:.1f} s after its carrier profile started")
     assert sorted(await calls_land_on(db, settings, number, 2)) == ["asterisk", "freeswitch"]
+
+
+async def test_a_4_channel_package_holds_for_100_calls_spread_by_the_edge_over_both_engines(
+    db: asyncpg.Connection,
+    service: ServiceProcess,
+    destination_carrier: SippUas,
+    settings: Settings,
+    edge: KamailioEdge,
+) -> None:
+    tenant, number_id, number = active_number(service)
+    before = service.metric("softswitch_snapshot_generation")
+    fund(service, tenant, number_id)
+    await wait_reload(service, before)
+    await db.execute("UPDATE accounts SET channel_cap = 4 WHERE tenant_id = $1", tenant)
+    target = f"{settings.edge.host}:{settings.edge.port}"
+    result = await asyncio.to_thread(
+        run_uac,
+        number,
+        unique_caller(),
+        target=target,
+        calls=100,
+        rate=100,
+        limit=100,
+        hold_ms=4000,
+        timeout_s=60,
+        trace=True,
+    )
+    calls = list(result.calls.values())
+    assert len(calls) == 100, len(calls)
+    assert Counter(c.final_status for c in calls) == {200: 4, 486: 96}
+    deadline = time.monotonic() + 10
+    while await db.fetchval(
+        "SELECT count(*) FROM calls WHERE tenant_id = $1 AND reason = 'ROUTED' AND settled_at IS NULL", tenant
+    ):
+        assert time.monotonic() < deadline, "the routed calls were not all settled"
+        await asyncio.sleep(0.2)
+    rows = await db.fetch("SELECT linkedid, reason FROM calls WHERE tenant_id = $1", tenant)
+    outcomes = Counter(r["reason"] for r in rows)
+    assert outcomes == {"ROUTED": 4, "CHANNEL_LIMIT": 96}, outcomes
+    engines = Counter(("asterisk" if ASTERISK_CALL.match(r["linkedid"]) else "freeswitch") for r in rows)
+    print(f"100 calls through the edge: {dict(engines)}")
+    assert engines["asterisk"] > 0 and engines["freeswitch"] > 0, engines
+    assert (await account(db, tenant))["channels_in_use"] == 0
 
 
 def probes(settings: Settings, local_ip: str, ua: str, count: int, rate: float) -> SippResult:
