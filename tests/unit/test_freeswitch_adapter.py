@@ -276,3 +276,58 @@ def test_the_channel_list_as_live_channels_and_bad_names_refused() -> None:
     for bad in ("PJSIP/carrier-0001", f"freeswitch/{A} ; hupall", "freeswitch/"):
         with pytest.raises(ControlError):
             uuid_of(bad)
+
+
+class LingersAfterHangUp(ScriptedFreeSwitch):
+    """FreeSWITCH with `linger`: the caller hangs up while `playback` runs; the playback's
+    completion follows the CHANNEL_HANGUP, what was queued behind it never runs, and the
+    socket stays open until the control plane closes it."""
+
+    async def call(self, extra_before_connect: bytes = b"") -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        parser = EslParser(commands=True)
+        hangup = _event("CHANNEL_HANGUP", **{"Unique-ID": A, "Hangup-Cause": "NORMAL_CLEARING"})
+        try:
+            while data := await reader.read(65536):
+                for cmd in parser.feed(data):
+                    assert isinstance(cmd, EslCommand)
+                    self.commands.append(cmd)
+                    writer.write(
+                        _reply(self.data)
+                        if cmd.line == "connect"
+                        else b"Content-Type: command/reply\nReply-Text: +OK\n\n"
+                    )
+                    if cmd.get("execute-app-name") == "record":  # queued behind the playback
+                        playback = next(c for c in self.commands if c.get("execute-app-name") == "playback")
+                        writer.write(hangup)
+                        writer.write(b"Content-Type: text/disconnect-notice\nContent-Disposition: linger\n\n")
+                        completed = {"Unique-ID": A, "Application-UUID": playback.get("Event-UUID") or ""}
+                        writer.write(_event("CHANNEL_EXECUTE_COMPLETE", **completed))
+                await writer.drain()
+        finally:
+            writer.close()
+
+
+async def test_what_was_queued_behind_the_hang_up_fails_and_the_socket_is_closed() -> None:
+    """The voicemail's vm-intro then record, the caller gone during the intro: the playback
+    still reports its end, the record fails within AFTER_HANGUP_S instead of waiting for a
+    completion that never comes (the socket FreeSWITCH keeps open for it)."""
+    outcome: dict[str, object] = {}
+
+    async def handler(session: OutboundSession) -> None:
+        intro = await session.queue("playback", "/s/vm-intro.wav")
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(ChannelGone, match="hung up before it ran"):
+            await session.execute("record", "/s/vm.wav 120 200 3")
+        outcome["waited_s"] = asyncio.get_running_loop().time() - started
+        outcome["intro"] = (await intro).get("Application-UUID")
+
+    server = OutboundServer(handler, "127.0.0.1", 0)
+    await server.start()
+    assert server._server is not None
+    port = server._server.sockets[0].getsockname()[1]
+    fs = LingersAfterHangUp(port, {"Unique-ID": A})
+    await asyncio.wait_for(fs.call(), 10)  # returns once the control plane closed the socket
+    await server.stop(1)
+    assert outcome["intro"]  # the running application's completion was still taken
+    assert isinstance(outcome["waited_s"], float) and outcome["waited_s"] < 3, outcome

@@ -43,6 +43,8 @@ from softswitch.engines.freeswitch.esl.codec import (
 log = logging.getLogger(__name__)
 
 _READ_SIZE = 64 * 1024
+# After the hang-up, how long an awaited application may still take to report its end.
+AFTER_HANGUP_S = 2.0
 
 
 class ChannelGone(Exception):
@@ -121,9 +123,30 @@ class OutboundSession:
         done = await self.queue(app, arg, lock)
         try:
             async with asyncio.timeout(timeout):
-                return await done
+                return await self._ran(app, done)
         except TimeoutError:
             raise ChannelGone(f"{app}: not done within {timeout} s") from None
+
+    async def _ran(self, app: str, done: asyncio.Future[EslEvent]) -> EslEvent:
+        """The application's completion; after the channel's hang-up at most
+        AFTER_HANGUP_S more. The application running at the hang-up completes at once, one
+        still queued behind it never runs: without the bound its handler would wait as long
+        as FreeSWITCH lingers on the socket, which is until the service closes it."""
+        hung_up = asyncio.ensure_future(self.hung_up.wait())
+        try:
+            await asyncio.wait((done, hung_up), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            done.cancel()  # as an awaited future is when its waiter is cancelled
+            raise
+        finally:
+            hung_up.cancel()
+        if not done.done():
+            try:
+                async with asyncio.timeout(AFTER_HANGUP_S):
+                    return await done
+            except TimeoutError:
+                raise ChannelGone(f"{app}: the channel hung up before it ran") from None
+        return done.result()
 
     async def queue(self, app: str, arg: str = "", lock: bool = True) -> asyncio.Future[EslEvent]:
         """Send one application without waiting for it to run; the future completes when
