@@ -29,10 +29,10 @@ from tests.e2e.conftest import (
     mobile,
     outbound_row,
     require_freeswitch,
-    restarted,
     unique_caller,
 )
 from tests.e2e.conftest import calling_tenant as _calling_tenant
+from tests.e2e.restarts import class_service, restarted_in_turn
 
 pytestmark = pytest.mark.stack
 
@@ -106,8 +106,9 @@ async def test_a_call_at_22_local_time_is_refused_with_08_to_21_calling_hours(
     tenant, phone = calling_tenant(service, "822")
     await tenant_rule(db, service, tenant, "calling_hours", {"start": "08:00", "end": "21:00"})
     outcomes = {}
-    for when in ("2026-12-03T22:00:00+08:00", "2026-12-03T10:00:00+08:00"):
-        with restarted(service, SOFTSWITCH_FIXED_NOW=when):
+    with restarted_in_turn(service) as pinned:  # the usual service back once, after both
+        for when in ("2026-12-03T22:00:00+08:00", "2026-12-03T10:00:00+08:00"):
+            pinned(SOFTSWITCH_FIXED_NOW=when)
             presented = unique_caller()
             result = await asyncio.to_thread(ext_call, phone, PASSWORD, mobile(), presented, engine.phones)
             row = await outbound_row(db, presented)
@@ -116,21 +117,31 @@ async def test_a_call_at_22_local_time_is_refused_with_08_to_21_calling_hours(
     assert outcomes["10:00"][:2] == (200, "ROUTED"), outcomes
 
 
-async def test_the_daily_spend_cap_cuts_the_live_calls_and_refuses_new_ones(
-    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, engine: Engine
-) -> None:
-    """0.12 CNY/min billed 6/6 with 6 s slices: a reservation holds 0.01 for 6 s, 0.02 for
-    12 s, 0.04 for 18 s. With a cap of 0.04 two calls start (0.02) and are renewed to 12 s
-    (0.04); the next renewal would pass the cap: both calls are cut at once, well before
-    the 40 s they want to talk, and the next call is refused."""
-    tenant, phone = calling_tenant(service, "823")
-    await db.execute(
-        "UPDATE accounts SET balance = 10, channel_cap = 4, rate_per_minute = 0.12, first_increment_s = 6, "
-        "increment_s = 6, included_seconds_left = 0 WHERE tenant_id = $1",
-        tenant,
-    )
-    await tenant_rule(db, service, tenant, "daily_spend_cap", {"amount": "0.04"})
-    with restarted(service, **SHORT_SLICES) as svc:
+short_slices = class_service(**SHORT_SLICES)
+
+
+class TestSpendCap:
+    """Both engines' runs on one service restarted with SHORT_SLICES."""
+
+    async def test_the_daily_spend_cap_cuts_the_live_calls_and_refuses_new_ones(
+        self,
+        db: asyncpg.Connection,
+        short_slices: ServiceProcess,
+        destination_carrier: SippUas,
+        engine: Engine,
+    ) -> None:
+        """0.12 CNY/min billed 6/6 with 6 s slices: a reservation holds 0.01 for 6 s, 0.02 for
+        12 s, 0.04 for 18 s. With a cap of 0.04 two calls start (0.02) and are renewed to 12 s
+        (0.04); the next renewal would pass the cap: both calls are cut at once, well before
+        the 40 s they want to talk, and the next call is refused."""
+        svc = short_slices
+        tenant, phone = calling_tenant(svc, "823")
+        await db.execute(
+            "UPDATE accounts SET balance = 10, channel_cap = 4, rate_per_minute = 0.12, "
+            "first_increment_s = 6, increment_s = 6, included_seconds_left = 0 WHERE tenant_id = $1",
+            tenant,
+        )
+        await tenant_rule(db, svc, tenant, "daily_spend_cap", {"amount": "0.04"})
         cuts_before = svc.metric("softswitch_spend_cap_cuts_total")
         long_calls = [
             asyncio.to_thread(ext_call, phone, PASSWORD, mobile(), unique_caller(), engine.phones, 40_000)
@@ -153,9 +164,9 @@ async def test_the_daily_spend_cap_cuts_the_live_calls_and_refuses_new_ones(
         refused = await asyncio.to_thread(ext_call, phone, PASSWORD, mobile(), presented, engine.phones)
         assert refused.final_status == 403
         assert (await outbound_row(db, presented))["reason"] == "SPEND_CAP"
-    acct = await db.fetchrow("SELECT * FROM accounts WHERE tenant_id = $1", tenant)
-    assert (acct["channels_in_use"], acct["reserved"]) == (0, 0)
-    assert acct["spent_today"] == sum(r["amount"] for r in rows)
+        acct = await db.fetchrow("SELECT * FROM accounts WHERE tenant_id = $1", tenant)
+        assert (acct["channels_in_use"], acct["reserved"]) == (0, 0)
+        assert acct["spent_today"] == sum(r["amount"] for r in rows)
 
 
 async def all_settled(db: asyncpg.Connection, tenant: int, n: int) -> None:

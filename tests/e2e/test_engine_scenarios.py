@@ -52,9 +52,9 @@ from tests.e2e.conftest import (
     extension,
     mobile,
     outbound_row,
-    restarted,
     unique_caller,
 )
+from tests.e2e.restarts import class_service, restarted_in_turn
 from tests.e2e.test_internal_calls import SipMessage, SipTrace, identity
 from tests.e2e.test_prepaid import SHORT_SLICES, settled_row
 from tests.e2e.test_routing import call_row, dial_legs
@@ -342,7 +342,9 @@ async def test_a_weekday_holiday_closes_and_a_makeup_saturday_opens(
         json={"time_policy_id": policy["id"]},
         headers={"If-Match": f'"{routing["version"]}"'},
     )
-    with restarted(service, SOFTSWITCH_FIXED_NOW="2026-10-02T10:00:00+08:00"):
+    # the clock pinned to each day in turn (the usual service back once, after)
+    with restarted_in_turn(service) as pinned:
+        pinned(SOFTSWITCH_FIXED_NOW="2026-10-02T10:00:00+08:00")
         caller = unique_caller()
         closed = inbound(number, caller, engine)
         row = await call_row(db, caller)
@@ -350,7 +352,7 @@ async def test_a_weekday_holiday_closes_and_a_makeup_saturday_opens(
         assert closed.final_status is not None and closed.final_status >= 400, closed.message_log[-1500:]
         # The caller hears the closed announcement as early media before the refusal.
         assert 183 in closed.statuses, closed.statuses
-    with restarted(service, SOFTSWITCH_FIXED_NOW="2026-10-10T10:00:00+08:00"):
+        pinned(SOFTSWITCH_FIXED_NOW="2026-10-10T10:00:00+08:00")
         caller = unique_caller()
         opened = inbound(number, caller, engine)
         assert opened.final_status == 200, opened.message_log[-1500:]
@@ -416,46 +418,56 @@ def received_at(message_log: str, start: str) -> list[float]:
     ]
 
 
-async def test_the_caller_hears_the_warning_tone_before_the_prepaid_hard_stop(
-    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, engine: Engine
-) -> None:
-    tenant, number_id, number = active_number(service)
-    bind(service, tenant, number_id, mobile())
-    # SHORT_SLICES: 6 s slices renewed 3 s before they end, the warning 2 s before the cut.
-    # 0.12/min billed 6/6: 0.01 pays for one 6 s slice and no more: the renewal 3 s in is
-    # refused, the warning comes 2 s before the cut, the cut at 6 s.
-    await db.execute(
-        "UPDATE accounts SET balance = 0.01, first_increment_s = 6, increment_s = 6 WHERE tenant_id = $1",
-        tenant,
-    )
-    caller = unique_caller()
-    scenario = Path(tempfile.mkdtemp(prefix="warned-caller-")) / "caller.xml"
-    with restarted(service, **SHORT_SLICES), MediaPort("127.0.0.2") as media:
-        text = render_dtmf("", hold_ms=30000)
-        assert "m=audio [media_port] " in text
-        scenario.write_text(text.replace("m=audio [media_port] ", f"m=audio {media.port} "))
-        result = await asyncio.to_thread(
-            run_uac,
-            number,
-            caller,
-            scenario=str(scenario),
-            hold_ms=30000,
-            timeout_s=40,
-            target=engine.carrier,
-        )
-        row = await settled_row(db, caller)
+short_slices = class_service(**SHORT_SLICES)
 
-    assert result.final_status == 200, result.message_log[-1500:]
-    (answered_at,) = received_at(result.message_log, "SIP/2.0 200")[:1]
-    byes = received_at(result.message_log, "BYE")
-    assert byes, "the network did not hang up: " + result.message_log[-1500:]
-    cut_at = byes[0]
-    assert row["final_reason"] == "BALANCE_EXHAUSTED", dict(row)
-    assert 4 <= cut_at - answered_at <= 8, cut_at - answered_at
-    # The tone: RFC 4733 '#' events (event code 11) in the warning window, none before it.
-    tones = [p for p in media.packets if p.payload_type == 101 and p.payload[:1] == b"\x0b"]
-    assert tones, (
-        f"no '#' event reached the caller: {[(p.payload_type, p.payload[:4]) for p in media.packets][:20]}"
-    )
-    assert 0.3 <= cut_at - tones[0].at <= 3.5, (cut_at - tones[0].at, tones[0].at - answered_at)
-    assert tones[0].at - answered_at >= 2.5, "the tone came before the last slice's warning window"
+
+class TestWarningTone:
+    """Both engines' runs on one service restarted with SHORT_SLICES."""
+
+    async def test_the_caller_hears_the_warning_tone_before_the_prepaid_hard_stop(
+        self,
+        db: asyncpg.Connection,
+        short_slices: ServiceProcess,
+        destination_carrier: SippUas,
+        engine: Engine,
+    ) -> None:
+        svc = short_slices
+        tenant, number_id, number = active_number(svc)
+        bind(svc, tenant, number_id, mobile())  # live in the running service's snapshot on return
+        # SHORT_SLICES: 6 s slices renewed 3 s before they end, the warning 2 s before the cut.
+        # 0.12/min billed 6/6: 0.01 pays for one 6 s slice and no more: the renewal 3 s in is
+        # refused, the warning comes 2 s before the cut, the cut at 6 s.
+        await db.execute(
+            "UPDATE accounts SET balance = 0.01, first_increment_s = 6, increment_s = 6 WHERE tenant_id = $1",
+            tenant,
+        )
+        caller = unique_caller()
+        scenario = Path(tempfile.mkdtemp(prefix="warned-caller-")) / "caller.xml"
+        with MediaPort("127.0.0.2") as media:
+            text = render_dtmf("", hold_ms=30000)
+            assert "m=audio [media_port] " in text
+            scenario.write_text(text.replace("m=audio [media_port] ", f"m=audio {media.port} "))
+            result = await asyncio.to_thread(
+                run_uac,
+                number,
+                caller,
+                scenario=str(scenario),
+                hold_ms=30000,
+                timeout_s=40,
+                target=engine.carrier,
+            )
+            row = await settled_row(db, caller)
+
+        assert result.final_status == 200, result.message_log[-1500:]
+        (answered_at,) = received_at(result.message_log, "SIP/2.0 200")[:1]
+        byes = received_at(result.message_log, "BYE")
+        assert byes, "the network did not hang up: " + result.message_log[-1500:]
+        cut_at = byes[0]
+        assert row["final_reason"] == "BALANCE_EXHAUSTED", dict(row)
+        assert 4 <= cut_at - answered_at <= 8, cut_at - answered_at
+        # The tone: RFC 4733 '#' events (event code 11) in the warning window, none before it.
+        tones = [p for p in media.packets if p.payload_type == 101 and p.payload[:1] == b"\x0b"]
+        heard = [(p.payload_type, p.payload[:4]) for p in media.packets][:20]
+        assert tones, f"no '#' event reached the caller: {heard}"
+        assert 0.3 <= cut_at - tones[0].at <= 3.5, (cut_at - tones[0].at, tones[0].at - answered_at)
+        assert tones[0].at - answered_at >= 2.5, "the tone came before the last slice's warning window"

@@ -26,9 +26,9 @@ from tests.e2e.conftest import (
     ext_call,
     extension,
     mobile,
-    restarted,
     unique_caller,
 )
+from tests.e2e.restarts import restarted_in_turn
 from tests.e2e.test_internal_calls import SipTrace, register_accepted
 
 pytestmark = pytest.mark.stack
@@ -95,11 +95,6 @@ async def test_blacklisted_caller_is_refused(
     )  # not on the list
 
 
-def service_at(service: ServiceProcess, when: str):  # type: ignore[no-untyped-def]
-    """The service restarted with its clock pinned (SOFTSWITCH_FIXED_NOW), then restored."""
-    return restarted(service, SOFTSWITCH_FIXED_NOW=when)
-
-
 async def test_time_policy_sends_out_of_hours_calls_to_the_night_group(
     db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, engine: Engine
 ) -> None:
@@ -127,11 +122,13 @@ async def test_time_policy_sends_out_of_hours_calls_to_the_night_group(
         json={"time_policy_id": policy["id"]},
         headers={"If-Match": f'"{routing["version"]}"'},
     )
-    for when, expected, why in (
-        ("2026-11-23T22:30:00+08:00", night, "outside_hours"),  # Monday evening in Shanghai
-        ("2026-11-23T10:00:00+08:00", day, "weekly"),
-    ):
-        with service_at(service, when):
+    # the clock pinned at each moment in turn (the usual service back once, after)
+    with restarted_in_turn(service) as pinned:
+        for when, expected, why in (
+            ("2026-11-23T22:30:00+08:00", night, "outside_hours"),  # Monday evening in Shanghai
+            ("2026-11-23T10:00:00+08:00", day, "weekly"),
+        ):
+            pinned(SOFTSWITCH_FIXED_NOW=when)
             caller = unique_caller()
             assert call(number, caller, hold_ms=200, target=engine.carrier).final_status == 200
             row = await call_row(db, caller)
@@ -164,11 +161,13 @@ async def test_holiday_and_after_hours_closures_are_told_apart_in_the_record(
         json={"time_policy_id": policy["id"]},
         headers={"If-Match": f'"{routing["version"]}"'},
     )
-    for when, why in (
-        ("2026-10-01T10:00:00+08:00", "holiday: 2026-10-01 国庆节"),  # a Thursday, office hours
-        ("2026-11-23T22:30:00+08:00", "after hours: mon 09:00-18:00"),  # Monday evening
-    ):
-        with service_at(service, when):
+    # the clock pinned at each moment in turn (the usual service back once, after)
+    with restarted_in_turn(service) as pinned:
+        for when, why in (
+            ("2026-10-01T10:00:00+08:00", "holiday: 2026-10-01 国庆节"),  # a Thursday, office hours
+            ("2026-11-23T22:30:00+08:00", "after hours: mon 09:00-18:00"),  # Monday evening
+        ):
+            pinned(SOFTSWITCH_FIXED_NOW=when)
             caller = unique_caller()
             call(number, caller, hold_ms=200, target=engine.carrier)
             row = await call_row(db, caller)
