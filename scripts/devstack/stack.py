@@ -381,6 +381,7 @@ class LocalStack:
             "AMI_SECRET": s.ami.secret.get_secret_value(),
             "AGI_HOST": s.agi.host,
             "AGI_PORT": str(s.agi.port),
+            "AGI_STANDBY": f"agi://{s.agi.host}:{s.agi.standby_port}" if s.agi.standby_port else "",
             "DB_HOST": s.database.host,
             "DB_PORT": str(s.database.port),
             "DB_NAME": s.database.name,
@@ -543,7 +544,9 @@ class LocalStack:
             "FS_ESL_PORT": str(fs.esl_port),
             "FS_ESL_PASSWORD": fs.esl_password.get_secret_value(),
             "FS_REALM": DEFAULT_REALM,
-            "FS_SOCKET_ADDR": f"{fs.socket_host}:{fs.socket_port}",
+            # the socket application tries the hosts in turn: the standby instance second
+            "FS_SOCKET_ADDR": f"{fs.socket_host}:{fs.socket_port}"
+            + (f"|{fs.socket_host}:{fs.socket_standby_port}" if fs.socket_standby_port else ""),
             "FS_DIRECTORY_URL": f"http://{self.s.http.host}:{self.s.http.port}/v1/freeswitch/directory",
             "FS_CORE_DB": str(top / "freeswitch-db" / "core.db"),
             "FS_MOH_DIR": str(top / "freeswitch-sounds" / "moh"),

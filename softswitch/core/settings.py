@@ -49,6 +49,9 @@ class DatabaseSettings(_Section):
 class AgiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = 4573
+    # A second control-plane instance's FastAGI port on the same host: Asterisk asks it
+    # when this one does not answer (nothing decided yet); 0: none (rendered by stack up).
+    standby_port: int = 4584
     env_timeout: float = 2.0
     command_timeout: float = 5.0
     # The longest one AGI session (a decision, or an IVR dialogue) may take.
@@ -136,6 +139,9 @@ class FreeSwitchSettings(_Section):
     # The control plane's outbound Event Socket listener: FreeSWITCH hands every call here.
     socket_host: str = "127.0.0.1"
     socket_port: int = 8084
+    # The second control-plane instance's (as agi.standby_port): FreeSWITCH's socket tries
+    # it when this one does not answer; 0: none.
+    socket_standby_port: int = 8095
     # Off: the service drives Asterisk alone (no Event Socket connection, no listener).
     enabled: bool = True
     # The platform's sounds as WAV (FreeSWITCH plays no GSM): rendered by `stack up` from

@@ -126,7 +126,7 @@ def test_a_configured_announcement_overrides_the_reasons_prompt() -> None:
 
 # Set by the dialplan itself ([globals] and Set(...)), never by the AGI script.
 # SS_XFER_*: the call's tenant and number, inherited by its channels for [ss-transfer].
-SET_BY_DIALPLAN = {"SS_AGI_URL", "SS_CALLED", "SS_OPTS", "SS_XFER_TENANT", "SS_XFER_NUMBER"}
+SET_BY_DIALPLAN = {"SS_AGI_URL", "SS_AGI_STANDBY", "SS_CALLED", "SS_OPTS", "SS_XFER_TENANT", "SS_XFER_NUMBER"}
 _READ = re.compile(r"\$\{(SS_[A-Z0-9_]+)")
 _LABEL = re.compile(r"^\s*(?:exten\s*=>\s*[^,]+,|same\s*=>)\s*[^,(]+\((\w+)\)")
 _ACTION_BRANCH = re.compile(r'"\$\{SS_ACTION\}"\s*=\s*"(\w+)"\]\?(\w+)')
