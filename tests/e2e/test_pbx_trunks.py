@@ -9,7 +9,9 @@ and FreeSWITCH, with SIPp playing the PBX (digest REGISTER, then answering what 
 - the PBX calls out through the platform's trunk showing the enterprise's number, prepaid
   from the trunk package's included minutes;
 - once the PBX unregisters, the number's call fails over to its bound mobile with reason
-  PBX_UNREGISTERED on the call record."""
+  PBX_UNREGISTERED on the call record;
+- a call answered at the platform's extension and transferred (#1) to an extension behind
+  the PBX reaches the PBX, decided like any transfer (internal, not billed)."""
 
 from __future__ import annotations
 
@@ -34,8 +36,15 @@ from tests.e2e.conftest import (
     ext_call,
     extension,
     mobile,
+    unique_caller,
 )
 from tests.e2e.test_internal_calls import SipTrace, call_row, register_accepted
+from tests.e2e.test_transfers import (
+    PhoneFactory,
+    caller_holding,
+    transferring_phone,  # noqa: F401 - the fixture, used by name
+    transferring_scenario,
+)
 
 pytestmark = pytest.mark.stack
 
@@ -186,3 +195,69 @@ async def _settled(db: asyncpg.Connection, caller: str, called: str) -> asyncpg.
             return row
         await asyncio.sleep(0.1)
     raise AssertionError(f"the call {caller} -> {called} was not settled: {row}")
+
+
+async def test_a_call_answered_at_the_platform_is_transferred_to_an_extension_behind_the_pbx(
+    db: asyncpg.Connection,
+    service: ServiceProcess,
+    destination_carrier: SippUas,
+    engine: Engine,
+    transferring_phone: PhoneFactory,  # noqa: F811 - the fixture imported above
+) -> None:
+    """Item 4's transfers across sites: the platform's extension 801 answers the number's
+    call and keys #1 8105; the caller is put through to 8105 behind the PBX (another site),
+    the transfer decided by the control plane like any (internal: on-net, not billed)."""
+    tenant, number_id, number = active_number(service)
+    subscribe(service, tenant, "TRUNK", "EXT-16")
+    password = "pbx-secret-4567"
+    pbx = changed(
+        service,
+        "POST",
+        f"/v1/tenants/{tenant}/extensions",
+        json={
+            "extension": "8000",
+            "site": "beijing",
+            "device_kind": "pbx",
+            "range_first": "8100",
+            "range_last": "8115",
+            "password": password,
+        },
+    )
+    desk_password = "desk-secret-4567"
+    desk = extension(service, tenant, "801", "main", desk_password)
+    body = {"number_id": number_id, "destination": "801", "kind": "extension", **OWNER}
+    changed(service, "POST", f"/v1/tenants/{tenant}/bindings", json=body)
+    trace = SipTrace(Path(tempfile.mkdtemp(prefix="pbx-xfer-")) / "messages.log")
+    uas = SippUas(
+        "uas_phone.xml",
+        local_ip=PBX_IP,
+        port=PBX_PORT,
+        ring_ms=200,
+        extra=phone_args(
+            pbx["endpoint_id"], password, SCENARIOS / "uas_answer.xml", engine.phones, trace.path
+        ),
+    )
+    with uas:
+        await trace.wait_for("the PBX's registration accepted", register_accepted)
+        scenario = transferring_scenario(
+            Path(tempfile.mkdtemp(prefix="pbx-xfer-desk-")), talk_ms=800, transfer="#1,8105"
+        )
+        await transferring_phone(desk, desk_password, scenario, engine.name)
+        caller = unique_caller()
+        placed = asyncio.create_task(asyncio.to_thread(caller_holding, number, caller, 9000, engine))
+        invites = await trace.wait_for(
+            "the transferred caller's INVITE for 8105 at the PBX", lambda m: m in trace.invites("8105"), 20.0
+        )
+        assert invites[0].start_line.startswith(f"INVITE sip:8105@{PBX_IP}:{PBX_PORT}")
+        result = await placed
+    assert result.final_status == 200, result.message_log[-2000:]
+    linkedid = (await call_row(db, caller, number))["linkedid"]
+    record = await db.fetchrow("SELECT * FROM call_transfers WHERE linkedid = $1", linkedid)
+    assert record is not None
+    assert (record["kind"], record["transferor"], record["target"], record["reason"], record["billable"]) == (
+        "blind",
+        desk["endpoint_id"],
+        "8105",
+        "ROUTED",
+        False,
+    )
