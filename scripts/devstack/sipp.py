@@ -8,6 +8,7 @@ import csv
 import os
 import re
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -310,13 +311,29 @@ class SippUas:
                 cwd=self._tmp.name,
                 start_new_session=True,
             )
-        time.sleep(0.3)
+        # ready once its SIP socket is bound (at most 0.3 s, as a fixed wait was)
+        deadline = time.monotonic() + 0.3
+        while time.monotonic() < deadline and self.proc.poll() is None and not self._bound():
+            time.sleep(0.01)
         if self.proc.poll() is not None:
             raise RuntimeError(
                 f"SIPp exited at start ({self.proc.returncode}): {' '.join(self.cmd)}\n"
                 + err.read_text(errors="replace")[-2000:]
             )
         return self
+
+    def _bound(self) -> bool:
+        """Whether this SIPp holds a UDP socket on its address and port (Linux's /proc)."""
+        assert self.proc is not None
+        host, port = self.cmd[self.cmd.index("-i") + 1], int(self.cmd[self.cmd.index("-p") + 1])
+        local = f"{socket.inet_aton(host)[::-1].hex().upper()}:{port:04X}"
+        try:
+            with open("/proc/net/udp") as f:
+                inodes = {row[9] for row in (line.split() for line in f.readlines()[1:]) if row[1] == local}
+            fds = Path(f"/proc/{self.proc.pid}/fd")
+            return any(os.readlink(fd) in {f"socket:[{i}]" for i in inodes} for fd in fds.iterdir())
+        except OSError:  # the process is gone, or /proc is not Linux's
+            return False
 
     def stop(self) -> None:
         self.pause()
