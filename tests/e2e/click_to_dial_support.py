@@ -254,7 +254,7 @@ def wait_state(
         if state["state"] in states:
             return state
         assert time.monotonic() < deadline, f"click-to-dial {call_id} still {state} after {budget} s"
-        time.sleep(0.1)
+        time.sleep(0.05)
 
 
 async def settled_record(db: asyncpg.Connection, call_id: str, budget: float = 15.0) -> asyncpg.Record:
@@ -265,7 +265,7 @@ async def settled_record(db: asyncpg.Connection, call_id: str, budget: float = 1
         if row is not None and row["ended_at"] is not None and row["settled_at"] is not None:
             return row
         assert time.monotonic() < deadline, f"call {call_id} not ended and settled: {row and dict(row)}"
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.02)
 
 
 __all__ = ["identity"]

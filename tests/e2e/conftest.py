@@ -458,7 +458,7 @@ async def dialled_legs(
         rows = await db.fetch(query, linkedid)
         if len(rows) >= expect or time.monotonic() > deadline:
             return [(r["dialled"], r["answered"]) for r in rows]
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.02)
 
 
 def extension(service: ServiceProcess, tenant: int, ext: str, site: str, password: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ async def _eventually(fetch, timeout: float = 5.0):  # type: ignore[no-untyped-d
         value = await fetch()
         if value or time.monotonic() > deadline:
             return value
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.02)
 
 
 async def _call_row(db: asyncpg.Connection, caller: str, ended: bool = False) -> asyncpg.Record | None:

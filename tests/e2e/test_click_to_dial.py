@@ -327,7 +327,7 @@ async def test_a_customer_who_never_answers_costs_nothing_and_is_not_answered(
             row and dict(row),
             reservation and dict(reservation),
         )
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.02)
     assert row["answered_at"] is None, dict(row)
     assert not row["amount"], dict(row)
     assert reservation["state"] == "released", dict(reservation)

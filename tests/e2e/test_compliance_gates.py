@@ -178,7 +178,7 @@ async def all_settled(db: asyncpg.Connection, tenant: int, n: int) -> None:
         if done >= n:
             return
         assert time.monotonic() < deadline, f"{done} of {n} calls settled"
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.02)
 
 
 @contextlib.contextmanager

@@ -54,7 +54,7 @@ async def restriction(
         if row is not None and row[column] is not None:
             return row
         assert time.monotonic() < deadline, f"tenant {tenant}: {column} still unset after {timeout_s} s"
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.02)
 
 
 async def burst(calls: list[Any], parallel: int) -> list[SippResult]:

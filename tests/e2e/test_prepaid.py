@@ -70,7 +70,7 @@ async def all_reservations_closed(db: asyncpg.Connection, tenant: int, budget_s:
         "SELECT count(*) FROM reservations WHERE tenant_id = $1 AND state = 'open'", tenant
     ):
         assert time.monotonic() < deadline, "reservations left open"
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.05)
 
 
 async def settled_row(db: asyncpg.Connection, caller: str, budget_s: float = 10) -> asyncpg.Record:
@@ -80,7 +80,7 @@ async def settled_row(db: asyncpg.Connection, caller: str, budget_s: float = 10)
         row["settled_at"] is None
     ):
         assert time.monotonic() < deadline, f"the call was not settled within {budget_s} s: {row}"
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.02)
     return row
 
 
@@ -124,7 +124,7 @@ async def answered_legs(
         rows = await db.fetch(query, tenant)
         if len(rows) >= expect or time.monotonic() > deadline:
             return rows
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.05)
 
 
 def most_at_once(legs: list[asyncpg.Record]) -> int:
@@ -201,7 +201,7 @@ async def test_200_simultaneous_calls_on_a_4_channel_package(
         if all(r["end"] is not None for r in routed):
             break
         assert time.monotonic() < deadline, routed
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.05)
     answered = sum(r["answered_at"] is not None for r in routed)
     # What each caller heard, call by call: the refused ones busy at once, never ringing;
     # as many answered as the service recorded answered; nothing left without an answer.
@@ -385,7 +385,7 @@ class TestKill9:
         deadline = time.monotonic() + 15
         while sum(c["state"] != "ringing" for c in api_ok(svc.request("GET", "/v1/calls/live"))) < 20:
             assert time.monotonic() < deadline, "the 20 calls were not all answered"
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.05)
         assert (
             await db.fetchval(
                 "SELECT count(*) FROM reservations WHERE tenant_id = $1 AND state = 'open'", tenant
@@ -404,7 +404,7 @@ class TestKill9:
             "SELECT count(*) FROM calls WHERE tenant_id = $1 AND ended_at IS NULL", tenant
         ):
             assert time.monotonic() < deadline, "orphaned reservations or call records were not reconciled"
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.1)
         live = api_ok(svc.request("GET", f"/v1/tenants/{tenant}/calls/live"))
         today = datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
         report = api_ok(

@@ -65,7 +65,7 @@ async def _eventually(fetch, timeout: float = 8.0):  # type: ignore[no-untyped-d
         value = await fetch()
         if value or time.monotonic() > deadline:
             return value
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.05)
 
 
 def recording_tenant(service: ServiceProcess) -> tuple[int, str, str]:

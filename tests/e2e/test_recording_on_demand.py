@@ -94,7 +94,7 @@ async def eventually(probe: Any, budget: float = 10.0) -> Any:
         value = await probe()
         if value or time.monotonic() > deadline:
             return value
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.05)
 
 
 async def test_star_3_records_what_is_said_between_the_two_codes(

@@ -53,7 +53,7 @@ async def call_row(db: asyncpg.Connection, caller: str, *, direction: str = "inb
         if row is not None or time.monotonic() > deadline:
             assert row is not None, f"no call record for {caller}"
             return row
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.02)
 
 
 async def dial_legs(db: asyncpg.Connection, linkedid: str, expect: int = 2) -> list[tuple[str, str]]:
@@ -67,7 +67,7 @@ async def dial_legs(db: asyncpg.Connection, linkedid: str, expect: int = 2) -> l
         )
         if len(rows) >= expect or time.monotonic() > deadline:
             return [(r["lastdata"], r["disposition"]) for r in rows]
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.02)
 
 
 def call(number: str, caller: str, *, target: str, **kw: Any) -> SippResult:
@@ -350,7 +350,7 @@ async def test_nobody_answers_the_caller_is_released_and_a_missed_call_notice_is
         notice = await db.fetchrow(
             "SELECT * FROM outbox WHERE kind = 'missed_call' AND dedupe_key = $1", row["linkedid"]
         )
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.02)
     assert notice is not None and notice["tenant_id"] == tenant
     payload = (
         notice["payload"]

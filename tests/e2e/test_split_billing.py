@@ -132,7 +132,7 @@ async def _settled_record(service: ServiceProcess, tenant: int, caller: str) -> 
             record: dict[str, Any] = mine[0]
             return record
         assert time.monotonic() < deadline, f"the call was not settled within 10 s: {mine}"
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.05)
 
 
 def _dialog_of(trace: str, destination: str) -> str:

@@ -158,7 +158,7 @@ async def live_call(service: ServiceProcess, caller: str, budget: float = 10.0) 
         if calls:
             return calls[0]
         assert time.monotonic() < deadline, f"no live call from {caller}"
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.05)
 
 
 async def until(what: str, probe: Callable[[], Awaitable[Any]], budget: float = 15.0) -> Any:
@@ -168,7 +168,7 @@ async def until(what: str, probe: Callable[[], Awaitable[Any]], budget: float = 
         if value:
             return value
         assert time.monotonic() < deadline, f"{what}: not within {budget} s"
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.05)
 
 
 def account(service: ServiceProcess, tenant: int) -> dict[str, Any]:

@@ -106,7 +106,7 @@ async def test_a_4_channel_package_holds_across_both_engines(
         tenant,
     ):
         assert time.monotonic() < deadline, "the routed calls were not all settled"
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.05)
     outcomes = dict(
         await db.fetch("SELECT reason, count(*) FROM calls WHERE tenant_id = $1 GROUP BY reason", tenant)
     )

@@ -282,7 +282,7 @@ async def test_a_caller_who_leaves_during_the_intro_leaves_no_message(
             )
             if row is not None or time.monotonic() > deadline:
                 return row
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.02)
 
     call = await outcome()
     assert call is not None, "the call record never said what the voicemail left"
