@@ -19,6 +19,7 @@ import asyncio
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -70,6 +71,26 @@ def subscribe(service: ServiceProcess, tenant: int, *codes: str) -> None:
         api_ok(service.request("POST", f"/v1/tenants/{tenant}/subscriptions", json=body), 201)
 
 
+def pbx_trunk(service: ServiceProcess, tenant: int, password: str) -> dict[str, Any]:
+    """The tenant's PBX trunk 8000 at site beijing, owning extensions 8100-8115."""
+    body = {
+        "extension": "8000",
+        "site": "beijing",
+        "device_kind": "pbx",
+        "range_first": "8100",
+        "range_last": "8115",
+        "password": password,
+    }
+    return changed(service, "POST", f"/v1/tenants/{tenant}/extensions", json=body)
+
+
+def pbx_phone(pbx: dict[str, Any], password: str, engine: Engine) -> tuple[SipTrace, SippUas]:
+    """SIPp as the PBX (not started): it registers with the account and answers what it is sent."""
+    trace = SipTrace(Path(tempfile.mkdtemp(prefix="pbx-")) / "messages.log")
+    extra = phone_args(pbx["endpoint_id"], password, SCENARIOS / "uas_answer.xml", engine.phones, trace.path)
+    return trace, SippUas("uas_phone.xml", local_ip=PBX_IP, port=PBX_PORT, ring_ms=200, extra=extra)
+
+
 def unregister_scenario() -> Path:
     """uac_register.xml removing the contact (Expires: 0) instead of adding one."""
     text = (SCENARIOS / "uac_register.xml").read_text().replace("Expires: 60", "Expires: 0")
@@ -85,19 +106,7 @@ async def test_a_customer_pbx_trunk(
     carrier_trunk(service)
     subscribe(service, tenant, "TRUNK", "EXT-16")
     password = "pbx-secret-0123"
-    pbx = changed(
-        service,
-        "POST",
-        f"/v1/tenants/{tenant}/extensions",
-        json={
-            "extension": "8000",
-            "site": "beijing",
-            "device_kind": "pbx",
-            "range_first": "8100",
-            "range_last": "8115",
-            "password": password,
-        },
-    )
+    pbx = pbx_trunk(service, tenant, password)
     assert (pbx["channels"], pbx["range_first"], pbx["range_last"]) == (1, "8100", "8115")
     fallback = mobile("71")
     for position, (dest, kind) in enumerate(((pbx["extension"], "pbx"), (fallback, "mobile"))):
@@ -109,16 +118,7 @@ async def test_a_customer_pbx_trunk(
         )
     desk = extension(service, tenant, "6001", "main", "desk-secret-0123")
 
-    trace = SipTrace(Path(tempfile.mkdtemp(prefix="pbx-")) / "messages.log")
-    uas = SippUas(
-        "uas_phone.xml",
-        local_ip=PBX_IP,
-        port=PBX_PORT,
-        ring_ms=200,
-        extra=phone_args(
-            pbx["endpoint_id"], password, SCENARIOS / "uas_answer.xml", engine.phones, trace.path
-        ),
-    )
+    trace, uas = pbx_phone(pbx, password, engine)
     with uas:
         await trace.wait_for("the PBX's registration accepted", register_accepted)
 
@@ -210,33 +210,12 @@ async def test_a_call_answered_at_the_platform_is_transferred_to_an_extension_be
     tenant, number_id, number = active_number(service)
     subscribe(service, tenant, "TRUNK", "EXT-16")
     password = "pbx-secret-4567"
-    pbx = changed(
-        service,
-        "POST",
-        f"/v1/tenants/{tenant}/extensions",
-        json={
-            "extension": "8000",
-            "site": "beijing",
-            "device_kind": "pbx",
-            "range_first": "8100",
-            "range_last": "8115",
-            "password": password,
-        },
-    )
+    pbx = pbx_trunk(service, tenant, password)
     desk_password = "desk-secret-4567"
     desk = extension(service, tenant, "801", "main", desk_password)
     body = {"number_id": number_id, "destination": "801", "kind": "extension", **OWNER}
     changed(service, "POST", f"/v1/tenants/{tenant}/bindings", json=body)
-    trace = SipTrace(Path(tempfile.mkdtemp(prefix="pbx-xfer-")) / "messages.log")
-    uas = SippUas(
-        "uas_phone.xml",
-        local_ip=PBX_IP,
-        port=PBX_PORT,
-        ring_ms=200,
-        extra=phone_args(
-            pbx["endpoint_id"], password, SCENARIOS / "uas_answer.xml", engine.phones, trace.path
-        ),
-    )
+    trace, uas = pbx_phone(pbx, password, engine)
     with uas:
         await trace.wait_for("the PBX's registration accepted", register_accepted)
         scenario = transferring_scenario(
