@@ -6,14 +6,30 @@ a platform that hangs up). The SIPp run's hold_ms stays the upper bound."""
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from scripts.devstack.process import ServiceProcess
-from scripts.devstack.sipp import SippResult
+from scripts.devstack.sipp import SippResult, render_dtmf
 from scripts.devstack.stack import LocalStack
 from tests.e2e.conftest import Engine
+
+_KEYS_PAUSE = '<pause milliseconds="1200"/>'  # uac_dtmf.xml's wait before keying
+
+
+def holding_caller(hold_ms: int) -> str:
+    """A caller's scenario (uac_dtmf.xml with nothing to key) that, once answered, waits up
+    to `hold_ms` for the far end's BYE, answers it and ends, else hangs up itself: for
+    run_uac(scenario=..., hold_ms=the same) when the test ends the call (uac_inbound.xml
+    would take a BYE during its hold as unexpected)."""
+    text = render_dtmf("", hold_ms=hold_ms)
+    assert _KEYS_PAUSE in text
+    path = Path(tempfile.mkdtemp(prefix="holding-caller-")) / "caller.xml"
+    path.write_text(text.replace(_KEYS_PAUSE, "", 1))
+    return str(path)
 
 
 async def hang_up(stack: LocalStack, engine: Engine, linkedid: str) -> None:

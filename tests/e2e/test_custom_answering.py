@@ -18,7 +18,9 @@ import pytest
 
 from scripts.devstack.process import ServiceProcess
 from scripts.devstack.sipp import SippUas, run_uac
+from scripts.devstack.stack import LocalStack
 from tests.e2e.conftest import OWNER, Engine, active_number, api_ok, changed, mobile, unique_caller
+from tests.e2e.hangup import ended_when, holding_caller, live_call
 
 pytestmark = pytest.mark.stack
 
@@ -52,7 +54,7 @@ def traced_destinations(carrier: SippUas) -> Iterator[Path]:
 
 
 async def test_a_greeting_answers_first_and_the_destination_sees_the_unified_number(
-    service: ServiceProcess, destination_carrier: SippUas, engine: Engine
+    service: ServiceProcess, destination_carrier: SippUas, engine: Engine, stack: LocalStack
 ) -> None:
     tenant, number_id, number = active_number(service)
     destination = mobile()
@@ -72,9 +74,23 @@ async def test_a_greeting_answers_first_and_the_destination_sees_the_unified_num
     )
     caller = unique_caller()
     with traced_destinations(destination_carrier) as trace:
-        result = await asyncio.to_thread(
-            run_uac, number, caller, hold_ms=4000, timeout_s=30, target=engine.carrier
+        call = asyncio.create_task(
+            asyncio.to_thread(
+                run_uac,
+                number,
+                caller,
+                scenario=holding_caller(4000),
+                hold_ms=4000,
+                timeout_s=30,
+                target=engine.carrier,
+            )
         )
+
+        async def bridged() -> str | None:  # greeted, then put through: the engine ends it
+            live = live_call(service, caller, "bridged")
+            return live["linkedid"] if live else None
+
+        result = await ended_when(call, bridged, stack, engine, budget=10)
         assert result.final_status == 200, result.message_log[-2000:]
         deadline = time.monotonic() + 5
         while True:  # SIPp writes its trace as it goes, buffered

@@ -19,6 +19,7 @@ from scripts.devstack.process import ServiceProcess
 from scripts.devstack.sipp import SippUas, run_uac
 from scripts.devstack.stack import LocalStack
 from tests.e2e.conftest import OWNER, Engine, active_number, api_ok, mobile, unique_caller
+from tests.e2e.hangup import ended_when, holding_caller, live_call
 
 _TCP_LISTEN, _UDP_UNCONNECTED = "0A", "07"
 
@@ -90,8 +91,17 @@ async def test_every_bound_socket_is_on_loopback_while_a_call_is_up(
     engine_pid = pids[engine.name]
     assert engine_pid is not None and pids["service"] is not None and pids["postgres"] is not None
     before = {b.port for b in bound_sockets(engine_pid) if b.proto.startswith("udp")}
+    caller = unique_caller()
     call = asyncio.create_task(
-        asyncio.to_thread(run_uac, number, unique_caller(), hold_ms=5000, timeout_s=30, target=engine.carrier)
+        asyncio.to_thread(
+            run_uac,
+            number,
+            caller,
+            scenario=holding_caller(5000),
+            hold_ms=5000,
+            timeout_s=30,
+            target=engine.carrier,
+        )
     )
     deadline = time.monotonic() + 15
     while True:  # the call's RTP sockets: both legs, RTP and RTCP
@@ -101,7 +111,12 @@ async def test_every_bound_socket_is_on_loopback_while_a_call_is_up(
         assert time.monotonic() < deadline, "no RTP socket appeared during the call"
         await asyncio.sleep(0.05)
     seen = {name: bound_sockets(pid) for name, pid in pids.items() if pid is not None}
-    result = await call
+
+    async def answered() -> str | None:  # all there was to see is seen: the engine ends the call
+        live = live_call(service, caller, "bridged")
+        return live["linkedid"] if live else None
+
+    result = await ended_when(call, answered, stack, engine, budget=10)
     assert result.final_status == 200
     assert len(media) >= 2 and all(b.loopback for b in media), media
 
