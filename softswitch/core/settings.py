@@ -119,6 +119,11 @@ class EdgeSettings(_Section):
     # ... except from these addresses: the carriers' own, which send every call of theirs
     trusted: list[str] = Field(default_factory=lambda: ["127.0.0.2"])
     ban_s: int = 60  # a flooding source address is dropped this long
+    # failed digest authentications (REGISTER answered 401/403 to credentials) within the
+    # window: this many from one address ban it, this many for one account lock it out
+    auth_window_s: int = 60
+    auth_fails_per_address: int = 5
+    auth_fails_per_account: int = 10
 
 
 class FreeSwitchSettings(_Section):

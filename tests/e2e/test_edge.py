@@ -9,6 +9,10 @@ wire (SIPp) and from the service's call records:
 - a 4-channel package takes 100 simultaneous calls from the carrier through the edge, spread
   over both engines: exactly 4 are up, the others refused CHANNEL_LIMIT on either engine
   (the carrier's address is trusted: its burst is not taken for a flood);
+- a password-guessing run through the edge (REGISTERs with wrong passwords, relayed to the
+  engine holding registrations) gets its address banned after 5 failures, and the account
+  locked out after 10 from anywhere (even the right password is refused then), while the
+  carrier's calls go through and another account registers;
 - a flood of requests from one address (127.0.0.11) gets it banned while a call from the
   carrier's address goes through at the same time; a scanner's user agent is never
   answered, from an address the edge answers otherwise."""
@@ -16,21 +20,32 @@ wire (SIPp) and from the service's call records:
 from __future__ import annotations
 
 import asyncio
+import random
 import re
+import secrets
 import time
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import asyncpg
 import pytest
 
 from scripts.devstack.edge import KamailioEdge
 from scripts.devstack.process import ServiceProcess
-from scripts.devstack.sipp import SippResult, SippUas, run_uac
+from scripts.devstack.sipp import SippResult, SippUas, run_register, run_uac
 from scripts.devstack.stack import LocalStack
 from softswitch.core.settings import Settings
 from tests.conftest import IN_CI
-from tests.e2e.conftest import OWNER, active_number, changed, mobile, require_freeswitch, unique_caller
+from tests.e2e.conftest import (
+    OWNER,
+    active_number,
+    changed,
+    extension,
+    mobile,
+    require_freeswitch,
+    unique_caller,
+)
 from tests.e2e.test_prepaid import account, fund, wait_reload
 
 pytestmark = pytest.mark.stack
@@ -175,6 +190,62 @@ async def test_a_4_channel_package_holds_for_100_calls_spread_by_the_edge_over_b
     print(f"100 calls through the edge: {dict(engines)}")
     assert engines["asterisk"] > 0 and engines["freeswitch"] > 0, engines
     assert (await account(db, tenant))["channels_in_use"] == 0
+
+
+def guessing_address() -> str:
+    """A loopback address of its own for each run (a ban outlives a run by ban_s)."""
+    return f"127.0.{random.randrange(1, 255)}.{random.randrange(1, 255)}"
+
+
+async def test_password_guessing_is_banned_and_the_account_locked_while_calls_go_on(
+    db: asyncpg.Connection,
+    service: ServiceProcess,
+    destination_carrier: SippUas,
+    settings: Settings,
+    edge: KamailioEdge,
+) -> None:
+    e = settings.edge
+    target = f"{e.host}:{e.port}"
+    tenant, number_id, number = active_number(service)
+    changed(
+        service,
+        "POST",
+        f"/v1/tenants/{tenant}/bindings",
+        json={"number_id": number_id, "destination": mobile(), **OWNER},
+    )
+    right = "right-pass-" + secrets.token_hex(4)
+    victim = extension(service, tenant, "801", "main", right)
+    other = extension(service, tenant, "802", "main", right)
+
+    def register(account: dict[str, Any], password: str, address: str, timeout_s: float = 5.0) -> int | None:
+        result = run_register(
+            account["endpoint_id"], password, local_ip=address, target=target, timeout_s=timeout_s
+        )
+        return result.final_status
+
+    first, second = guessing_address(), guessing_address()
+    guesses = [
+        await asyncio.to_thread(register, victim, f"guess-{n:04d}", first)
+        for n in range(e.auth_fails_per_address)
+    ]
+    assert all(status in (401, 403) for status in guesses), guesses  # each answered: a failure
+    # banned now: the next guess from that address is not answered at all
+    assert await asyncio.to_thread(register, victim, "guess-9999", first, 2.0) is None
+    assert first in edge.kamcmd("htable.dump", "ban")
+    # the carrier's call through the edge meanwhile
+    caller = unique_caller()
+    call = await asyncio.to_thread(via_edge, settings, number, caller)
+    assert call.final_status == 200, call.message_log[-2000:]
+    # the same account guessed from a second address: locked out once 10 have failed
+    rest = e.auth_fails_per_account - e.auth_fails_per_address
+    more = [await asyncio.to_thread(register, victim, f"guess-{n:04d}", second) for n in range(rest)]
+    assert all(status in (401, 403) for status in more), more
+    assert victim["endpoint_id"] in edge.kamcmd("htable.dump", "lockedout")
+    # the right password from a third address: refused while locked out; another account
+    # of the tenant registers
+    third = guessing_address()
+    assert await asyncio.to_thread(register, victim, right, third) == 403
+    assert await asyncio.to_thread(register, other, right, third) == 200
 
 
 def probes(settings: Settings, local_ip: str, ua: str, count: int, rate: float) -> SippResult:
