@@ -15,6 +15,7 @@ import pytest
 
 from scripts.devstack.process import ServiceProcess
 from scripts.devstack.sipp import SCENARIOS, SippResult, SippUas, phone_args, run_uac
+from scripts.devstack.stack import LocalStack
 from tests.e2e.conftest import (
     OWNER,
     Engine,
@@ -28,6 +29,7 @@ from tests.e2e.conftest import (
     mobile,
     unique_caller,
 )
+from tests.e2e.hangup import ended_when, live_call
 from tests.e2e.restarts import restarted_in_turn
 from tests.e2e.test_internal_calls import SipTrace, register_accepted
 
@@ -264,7 +266,11 @@ async def test_ring_all_the_second_destination_answers(
 
 
 async def test_pin_accepted_and_refused_by_rfc2833_dtmf(
-    db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, engine: Engine
+    db: asyncpg.Connection,
+    service: ServiceProcess,
+    destination_carrier: SippUas,
+    engine: Engine,
+    stack: LocalStack,
 ) -> None:
     tenant, number_id, number = active_number(service)
     bind(service, tenant, number_id, mobile())
@@ -275,7 +281,15 @@ async def test_pin_accepted_and_refused_by_rfc2833_dtmf(
         json={"number_id": number_id, "pin": "2468", "max_attempts": 1},
     )
     good = unique_caller()
-    ok = call(number, good, dtmf="2468#", hold_ms=1500, target=engine.carrier)
+    placed = asyncio.create_task(
+        asyncio.to_thread(call, number, good, dtmf="2468#", hold_ms=1500, target=engine.carrier)
+    )
+
+    async def put_through() -> str | None:  # the PIN taken, the destination answered
+        live = live_call(service, good, "bridged")
+        return live["linkedid"] if live else None
+
+    ok = await ended_when(placed, put_through, stack, engine, budget=10)
     assert ok.final_status == 200, ok.message_log[-1500:]
     assert (await call_row(db, good))["reason"] == "ROUTED"
     bad = unique_caller()
