@@ -28,6 +28,8 @@ from provisioning.voicemail_api import build_voicemail_router
 from softswitch.callpath.registry import CallRegistry
 from softswitch.core.clock import Clock
 from softswitch.core.metrics import Metrics
+from softswitch.edge.api import build_bans_router
+from softswitch.edge.bans import EdgeBans
 from softswitch.engines.asterisk.ami.client import AmiClient
 from softswitch.engines.freeswitch.esl.client import EslClient
 
@@ -41,6 +43,7 @@ class HttpDeps:
     clock: Clock
     settings: Any = None
     esl: EslClient | None = None  # None: FreeSWITCH is not driven
+    edge_bans: EdgeBans | None = None  # None: no SIP edge (the single-node layout)
 
 
 async def _database_ok(pool: asyncpg.Pool) -> tuple[bool, str]:
@@ -68,6 +71,7 @@ def create_app(deps: HttpDeps) -> FastAPI:
         build_router(ApiDeps(deps.pool, deps.clock, deps.settings, deps.ami, deps.esl, deps.registry))
     )
     app.include_router(build_analysis_router(deps.pool, deps.clock))
+    app.include_router(build_bans_router(deps.pool, deps.clock, deps.edge_bans))
     if deps.settings is not None:
         sounds = deps.settings.asterisk.sounds_dir
         app.include_router(build_prompts_router(deps.pool, deps.clock, sounds))

@@ -33,6 +33,7 @@ from softswitch.core.db import create_pool
 from softswitch.core.loop_lag import LoopLagMonitor
 from softswitch.core.metrics import Metrics
 from softswitch.core.settings import Settings
+from softswitch.edge.bans import EdgeBans, EdgeRpc, EdgeUnavailable
 from softswitch.engines.asterisk.agi.server import AgiServer
 from softswitch.engines.asterisk.ami.client import AmiClient
 from softswitch.engines.asterisk.channel import agi_scripts
@@ -270,8 +271,23 @@ class Service:
             )
             await self.esl_server.start()
 
+        # The cluster layout's SIP edge: its bans recorded here (softswitch/edge/bans.py).
+        self.edge_bans: EdgeBans | None = None
+        if s.edge.enabled:
+            self.edge_bans = EdgeBans(EdgeRpc(s.edge.rpc_url), s.edge.ban_s, self.clock, self.metrics)
+            sync = asyncio.get_running_loop().create_task(self._sync_edge_bans(), name="edge-bans")
+            self._background.add(sync)
         app = create_app(
-            HttpDeps(self.metrics, self.ami, self.pool, self.registry, self.clock, self.settings, self.esl)
+            HttpDeps(
+                self.metrics,
+                self.ami,
+                self.pool,
+                self.registry,
+                self.clock,
+                self.settings,
+                self.esl,
+                self.edge_bans,
+            )
         )
         config = uvicorn.Config(
             app,
@@ -407,6 +423,26 @@ class Service:
             except Exception:  # noqa: BLE001 - any failure means down
                 self.metrics.database_up.set(0)
             await asyncio.sleep(5.0)
+
+    async def _sync_edge_bans(self) -> None:
+        """The edge's bans into sip_bans, every edge.sync_interval_s (the edge bans at once
+        by itself; this is the record, the audit and the metric)."""
+        assert self.edge_bans is not None and self.pool is not None
+        down = False
+        while True:
+            try:
+                async with self.pool.acquire(timeout=2.0) as conn:
+                    await self.edge_bans.sync(conn)
+                down = False
+            except asyncio.CancelledError:
+                raise
+            except EdgeUnavailable as exc:
+                if not down:  # once per outage
+                    log.warning("the SIP edge's bans cannot be read: %s", exc)
+                down = True
+            except Exception:  # noqa: BLE001 - the next round tries again
+                log.exception("recording the SIP edge's bans failed")
+            await asyncio.sleep(self.settings.edge.sync_interval_s)
 
     async def _reconcile(self) -> None:
         """Events were lost while AMI was away: check against the live channels at once."""

@@ -267,6 +267,19 @@ class Metrics:
             ["category"],
             registry=r,
         )
+        # The SIP edge's bans (softswitch/edge/bans.py), as the control plane records them.
+        self.sip_bans = Counter(
+            "softswitch_sip_bans",
+            "Bans made at the SIP edge, recorded: kind address or account, reason flood or auth_failures",
+            ["kind", "reason"],
+            registry=r,
+        )
+        self.sip_bans_lifted = Counter(
+            "softswitch_sip_bans_lifted",
+            "Bans at the SIP edge lifted through the API before they expired, by kind",
+            ["kind"],
+            registry=r,
+        )
         self.auth_refusals = Counter(
             "softswitch_auth_refusals",
             "HTTP requests refused for their credentials: kind token (Authorization) or login "

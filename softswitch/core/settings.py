@@ -124,6 +124,14 @@ class EdgeSettings(_Section):
     auth_window_s: int = 60
     auth_fails_per_address: int = 5
     auth_fails_per_account: int = 10
+    # The service reads the edge's bans into sip_bans every sync_interval_s (and when they
+    # are listed), over its JSON-RPC; off in the single-node layout, which has no edge.
+    enabled: bool = False
+    sync_interval_s: float = 5.0
+
+    @property
+    def rpc_url(self) -> str:
+        return f"http://{self.host}:{self.port}/RPC"
 
 
 class FreeSwitchSettings(_Section):

@@ -13,6 +13,9 @@ wire (SIPp) and from the service's call records:
   engine holding registrations) gets its address banned after 5 failures, and the account
   locked out after 10 from anywhere (even the right password is refused then), while the
   carrier's calls go through and another account registers;
+- the control plane records the edge's bans (migration 0032, the service with edge.enabled):
+  listed through the API with their reason and expiry, audited, counted, and lifted
+  through the API, after which the edge answers the address again;
 - a flood of requests from one address (127.0.0.11) gets it banned while a call from the
   carrier's address goes through at the same time; a scanner's user agent is never
   answered, from an address the edge answers otherwise."""
@@ -26,6 +29,7 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -40,10 +44,12 @@ from tests.conftest import IN_CI
 from tests.e2e.conftest import (
     OWNER,
     active_number,
+    api_ok,
     changed,
     extension,
     mobile,
     require_freeswitch,
+    restarted,
     unique_caller,
 )
 from tests.e2e.test_prepaid import account, fund, wait_reload
@@ -246,6 +252,61 @@ async def test_password_guessing_is_banned_and_the_account_locked_while_calls_go
     third = guessing_address()
     assert await asyncio.to_thread(register, victim, right, third) == 403
     assert await asyncio.to_thread(register, other, right, third) == 200
+
+
+async def test_the_edge_s_bans_are_recorded_listed_and_lifted_through_the_api(
+    db: asyncpg.Connection,
+    service: ServiceProcess,
+    destination_carrier: SippUas,
+    settings: Settings,
+    edge: KamailioEdge,
+) -> None:
+    e = settings.edge
+    target = f"{e.host}:{e.port}"
+    with restarted(service, SOFTSWITCH_EDGE__ENABLED="true") as svc:
+        tenant, _number_id, _number = active_number(svc)
+        victim = extension(svc, tenant, "801", "main", "right-pass-" + secrets.token_hex(4))
+        address = guessing_address()
+
+        def guess() -> int | None:
+            return run_register(
+                victim["endpoint_id"], "wrong", local_ip=address, target=target, timeout_s=2.0
+            ).final_status
+
+        for _ in range(e.auth_fails_per_address):
+            assert await asyncio.to_thread(guess) in (401, 403)
+        assert await asyncio.to_thread(guess) is None  # banned at the edge
+        counted = svc.metric("softswitch_sip_bans_total", kind="address", reason="auth_failures")
+        page = api_ok(svc.request("GET", "/v1/sip-bans", params={"active": "true"}))
+        assert page["edge_read"] is True
+        ban = next(b for b in page["items"] if b["subject"] == address)
+        assert (ban["kind"], ban["reason"], ban["active"], ban["lifted_at"]) == (
+            "address",
+            "auth_failures",
+            True,
+            None,
+        )
+        banned_at, expires_at = (datetime.fromisoformat(ban[k]) for k in ("banned_at", "expires_at"))
+        assert (expires_at - banned_at).total_seconds() == e.ban_s
+        assert svc.metric("softswitch_sip_bans_total", kind="address", reason="auth_failures") >= max(
+            counted, 1
+        )
+        audited = await db.fetchval(
+            "SELECT count(*) FROM audit_log WHERE entity = 'sip_ban' AND entity_id = $1 AND action = 'ban'",
+            str(ban["id"]),
+        )
+        assert audited == 1
+        # lifted: the edge answers the address again, and the record says who lifted it
+        lifted = api_ok(svc.request("DELETE", f"/v1/sip-bans/{ban['id']}"))
+        assert lifted["active"] is False and lifted["lifted_at"] is not None
+        lift = await db.fetchrow(
+            "SELECT * FROM audit_log WHERE entity = 'sip_ban' AND entity_id = $1 AND action = 'lift'",
+            str(ban["id"]),
+        )
+        assert lift is not None and lift["actor"] == lifted["lifted_by"] != "edge"
+        assert await asyncio.to_thread(guess) in (401, 403)
+        assert svc.request("DELETE", f"/v1/sip-bans/{ban['id']}").status_code == 404
+        assert svc.metric("softswitch_sip_bans_lifted_total", kind="address") >= 1
 
 
 def probes(settings: Settings, local_ip: str, ua: str, count: int, rate: float) -> SippResult:

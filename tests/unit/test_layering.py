@@ -3,6 +3,7 @@ a few dozen lines of ast, no plug-in to configure).
 
     softswitch.{service,cli,http}      runtime: composition root, the command, the HTTP app
     softswitch.engines                 Asterisk (FastAGI, AMI), FreeSWITCH (ESL) adapters
+    softswitch.edge                    the cluster layout's SIP edge (Kamailio): its bans
     softswitch.callpath                the engine-neutral call path
     provisioning                       services: tenants, numbers, money, ledger, billing, API
     softswitch.notify                  notices to e-mail and webhooks: signing, rendering, delivery
@@ -29,6 +30,7 @@ LAYERS = (  # top first
     ("softswitch.service", "softswitch.cli", "softswitch.http"),
     ("softswitch.jobs",),  # the periodic jobs and their scheduler
     ("softswitch.engines",),
+    ("softswitch.edge",),  # the SIP edge's bans: their record and API (cluster layout)
     ("softswitch.callpath",),
     ("provisioning",),
     ("softswitch.notify",),  # notice delivery: signing, rendering, channels, the worker
