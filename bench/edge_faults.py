@@ -41,27 +41,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.call_path import ROUTED_NUMBER, _seed, _summary  # noqa: E402
 from scripts.devstack.edge import KamailioEdge  # noqa: E402
-from scripts.devstack.process import ServiceProcess  # noqa: E402
+from scripts.devstack.process import ServiceProcess, standby_service  # noqa: E402
 from scripts.devstack.sipp import SippResult, SippUas, run_uac  # noqa: E402
 from scripts.devstack.stack import LocalStack, exclusive_use  # noqa: E402
 from softswitch.core.db import connect  # noqa: E402
 from softswitch.core.settings import Settings  # noqa: E402
 
 ASTERISK_CALL = re.compile(r"^softswitch-\d+\.\d+$")  # Asterisk's linkedids; FreeSWITCH's are UUIDs
-
-
-def standby_of(settings: Settings) -> ServiceProcess:
-    http_port = settings.http.port + 11
-    return ServiceProcess(
-        settings.model_copy(update={"http": settings.http.model_copy(update={"port": http_port})}),
-        env={
-            "SOFTSWITCH_AGI__PORT": str(settings.agi.standby_port),
-            "SOFTSWITCH_FREESWITCH__SOCKET_PORT": str(settings.freeswitch.socket_standby_port),
-            "SOFTSWITCH_HTTP__PORT": str(http_port),
-            "SOFTSWITCH_SCHEDULER__ENABLED": "false",
-        },
-        log_path=Path("/tmp/softswitch-bench-standby.log"),
-    )
 
 
 async def _records(settings: Settings, since: datetime, until: datetime) -> dict[str, Any]:
@@ -139,7 +125,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
     asyncio.run(_seed(settings, int(args.rate * (args.hold_ms / 1000 + 2) * 2) + 50))
     env = {"SOFTSWITCH_SCHEDULER__ENABLED": "false"}
     first = ServiceProcess(settings, env=env, log_path=Path("/tmp/softswitch-bench-service.log"))
-    standby = standby_of(settings)
+    standby = standby_service(settings, env=env, log_path=Path("/tmp/softswitch-bench-standby.log"))
     first.start()
     standby.start()
     asterisk_uri = f"sip:{settings.asterisk.sip_host}:{settings.asterisk.sip_port}"

@@ -160,3 +160,26 @@ class ServiceProcess:
         for m in re.finditer(rf'^{re.escape(name)}_bucket\{{le="([^"]+)"\}} (\S+)$', text, re.M):
             out.append((float(m.group(1)), float(m.group(2))))
         return out
+
+
+STANDBY_HTTP_OFFSET = 11  # the standby's HTTP port: the first's + 11 (8080 -> 8091)
+
+
+def standby_service(
+    settings: Settings, *, token: str = "", env: Mapping[str, str] | None = None, log_path: Path | None = None
+) -> ServiceProcess:
+    """A second `softswitch serve` on the same database, listening where the engines look
+    for the standby (agi.standby_port, freeswitch.socket_standby_port; README: Cluster
+    layout), its HTTP port STANDBY_HTTP_OFFSET above the first's."""
+    http_port = settings.http.port + STANDBY_HTTP_OFFSET
+    return ServiceProcess(
+        settings.model_copy(update={"http": settings.http.model_copy(update={"port": http_port})}),
+        env={
+            "SOFTSWITCH_AGI__PORT": str(settings.agi.standby_port),
+            "SOFTSWITCH_FREESWITCH__SOCKET_PORT": str(settings.freeswitch.socket_standby_port),
+            "SOFTSWITCH_HTTP__PORT": str(http_port),
+            **(env or {}),
+        },
+        token=token,
+        log_path=log_path or Path("/tmp/softswitch-standby.log"),
+    )

@@ -78,10 +78,15 @@ def edge(stack: LocalStack) -> Iterator[KamailioEdge]:
 
 
 def bound_number(service: ServiceProcess) -> str:
+    return tenant_and_bound_number(service)[1]
+
+
+def tenant_and_bound_number(service: ServiceProcess) -> tuple[int, str]:
+    """A new tenant's active 400 number, bound to a mobile that answers."""
     tenant, number_id, number = active_number(service)
     body = {"number_id": number_id, "destination": mobile(), **OWNER}
     changed(service, "POST", f"/v1/tenants/{tenant}/bindings", json=body)
-    return number
+    return tenant, number
 
 
 def via_edge(settings: Settings, number: str, caller: str) -> SippResult:
@@ -203,6 +208,16 @@ def guessing_address() -> str:
     return f"127.0.{random.randrange(1, 255)}.{random.randrange(1, 255)}"
 
 
+def register_via_edge(
+    settings: Settings, account: dict[str, Any], password: str, address: str, timeout_s: float = 5.0
+) -> int | None:
+    """One REGISTER of `account` from `address` through the edge: the final status (None:
+    not answered)."""
+    target = f"{settings.edge.host}:{settings.edge.port}"
+    endpoint = account["endpoint_id"]
+    return run_register(endpoint, password, local_ip=address, target=target, timeout_s=timeout_s).final_status
+
+
 async def test_password_guessing_is_banned_and_the_account_locked_while_calls_go_on(
     db: asyncpg.Connection,
     service: ServiceProcess,
@@ -211,23 +226,13 @@ async def test_password_guessing_is_banned_and_the_account_locked_while_calls_go
     edge: KamailioEdge,
 ) -> None:
     e = settings.edge
-    target = f"{e.host}:{e.port}"
-    tenant, number_id, number = active_number(service)
-    changed(
-        service,
-        "POST",
-        f"/v1/tenants/{tenant}/bindings",
-        json={"number_id": number_id, "destination": mobile(), **OWNER},
-    )
+    tenant, number = tenant_and_bound_number(service)
     right = "right-pass-" + secrets.token_hex(4)
     victim = extension(service, tenant, "801", "main", right)
     other = extension(service, tenant, "802", "main", right)
 
     def register(account: dict[str, Any], password: str, address: str, timeout_s: float = 5.0) -> int | None:
-        result = run_register(
-            account["endpoint_id"], password, local_ip=address, target=target, timeout_s=timeout_s
-        )
-        return result.final_status
+        return register_via_edge(settings, account, password, address, timeout_s)
 
     first, second = guessing_address(), guessing_address()
     guesses = [
@@ -262,16 +267,13 @@ async def test_the_edge_s_bans_are_recorded_listed_and_lifted_through_the_api(
     edge: KamailioEdge,
 ) -> None:
     e = settings.edge
-    target = f"{e.host}:{e.port}"
     with restarted(service, SOFTSWITCH_EDGE__ENABLED="true") as svc:
         tenant, _number_id, _number = active_number(svc)
         victim = extension(svc, tenant, "801", "main", "right-pass-" + secrets.token_hex(4))
         address = guessing_address()
 
         def guess() -> int | None:
-            return run_register(
-                victim["endpoint_id"], "wrong", local_ip=address, target=target, timeout_s=2.0
-            ).final_status
+            return register_via_edge(settings, victim, "wrong", address, 2.0)
 
         for _ in range(e.auth_fails_per_address):
             assert await asyncio.to_thread(guess) in (401, 403)

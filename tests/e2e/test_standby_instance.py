@@ -14,7 +14,7 @@ import time
 import asyncpg
 import pytest
 
-from scripts.devstack.process import ServiceProcess
+from scripts.devstack.process import ServiceProcess, standby_service
 from scripts.devstack.sipp import SippUas, run_uac
 from scripts.devstack.stack import LocalStack
 from softswitch.core.settings import Settings
@@ -31,21 +31,6 @@ from tests.e2e.conftest import (
 pytestmark = pytest.mark.stack
 
 ROUTED = {"action": "dial", "reason": "ROUTED"}
-
-
-def standby_of(service: ServiceProcess) -> ServiceProcess:
-    s = service.settings
-    http_port = s.http.port + 11
-    return ServiceProcess(
-        s.model_copy(update={"http": s.http.model_copy(update={"port": http_port})}),
-        env={
-            "SOFTSWITCH_AGI__PORT": str(s.agi.standby_port),
-            "SOFTSWITCH_FREESWITCH__SOCKET_PORT": str(s.freeswitch.socket_standby_port),
-            "SOFTSWITCH_HTTP__PORT": str(http_port),
-        },
-        token=service.token,
-        log_path=service.log_path.with_name("softswitch-e2e-standby.log"),
-    )
 
 
 async def answered(db: asyncpg.Connection, caller: str) -> bool:
@@ -72,7 +57,11 @@ async def test_the_engines_ask_the_standby_once_the_first_instance_is_killed(
     body = {"number_id": number_id, "destination": mobile(), **OWNER}
     changed(service, "POST", f"/v1/tenants/{tenant}/bindings", json=body)
     engines = [engine_of(settings, name) for name in ("asterisk", "freeswitch")]
-    standby = standby_of(service)
+    standby = standby_service(
+        service.settings,
+        token=service.token,
+        log_path=service.log_path.with_name("softswitch-e2e-standby.log"),
+    )
     standby.log_path.write_bytes(b"")
     standby.start()
     try:
