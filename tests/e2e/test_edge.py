@@ -52,7 +52,7 @@ from tests.e2e.conftest import (
     restarted,
     unique_caller,
 )
-from tests.e2e.test_prepaid import account, fund, wait_reload
+from tests.e2e.test_prepaid import account, fund_live
 
 pytestmark = pytest.mark.stack
 
@@ -168,9 +168,7 @@ async def test_a_4_channel_package_holds_for_100_calls_spread_by_the_edge_over_b
     edge: KamailioEdge,
 ) -> None:
     tenant, number_id, number = active_number(service)
-    before = service.metric("softswitch_snapshot_generation")
-    fund(service, tenant, number_id)
-    await wait_reload(service, before)
+    await fund_live(service, tenant, number_id)
     await db.execute("UPDATE accounts SET channel_cap = 4 WHERE tenant_id = $1", tenant)
     target = f"{settings.edge.host}:{settings.edge.port}"
     result = await asyncio.to_thread(

@@ -34,6 +34,13 @@ def fund(service: ServiceProcess, tenant: int, number_id: int) -> None:
     api_ok(resp, 201)
 
 
+async def fund_live(service: ServiceProcess, tenant: int, number_id: int) -> None:
+    """The number bound to a mobile (fund), live in the service's snapshot on return."""
+    before = service.metric("softswitch_snapshot_generation")
+    fund(service, tenant, number_id)
+    await wait_reload(service, before)
+
+
 async def wait_reload(service: ServiceProcess, before: float) -> None:
     deadline = time.monotonic() + 3
     while service.metric("softswitch_snapshot_generation") <= before:
@@ -158,9 +165,7 @@ async def test_200_simultaneous_calls_on_a_4_channel_package(
     db: asyncpg.Connection, service: ServiceProcess, destination_carrier: SippUas, engine: Engine
 ) -> None:
     tenant, number_id, number = active_number(service)
-    before = service.metric("softswitch_snapshot_generation")
-    fund(service, tenant, number_id)
-    await wait_reload(service, before)
+    await fund_live(service, tenant, number_id)
     await db.execute("UPDATE accounts SET channel_cap = 4 WHERE tenant_id = $1", tenant)
 
     # 200 calls over 4 s, each held 1 s once answered: a slot frees about every 1.5 s and is
@@ -234,9 +239,7 @@ class TestShortSlices:
     ) -> None:
         svc = short_slices
         tenant, number_id, number = active_number(svc)
-        before = svc.metric("softswitch_snapshot_generation")
-        fund(svc, tenant, number_id)
-        await wait_reload(svc, before)
+        await fund_live(svc, tenant, number_id)
         # 6 s slices at 0.12/min, 6/6 billing: a reservation holds the charge of the time it
         # granted: 6 s 0.01, 12 s 0.02, 18 s 0.04. 0.03 pays for two slices: the call is
         # renewed once, then cut at about 12 s.
@@ -277,9 +280,7 @@ class TestSlicesShorterThanTheIncrement:
         keeps the same arithmetic, slice < increment, in a fifth of the time.)"""
         svc = tight_slices
         tenant, number_id, number = active_number(svc)
-        before = svc.metric("softswitch_snapshot_generation")
-        fund(svc, tenant, number_id)
-        await wait_reload(svc, before)
+        await fund_live(svc, tenant, number_id)
         await db.execute(
             "UPDATE accounts SET balance = 0.30, channel_cap = 8, rate_per_minute = 0.60, "
             "first_increment_s = 12, increment_s = 12, included_seconds_left = 0 WHERE tenant_id = $1",
@@ -326,9 +327,7 @@ class TestPinnedClock:
         3 s, not 0 s: the pinned clock starts at the date and runs on."""
         svc = pinned_clock
         tenant, number_id, number = active_number(svc)
-        before = svc.metric("softswitch_snapshot_generation")
-        fund(svc, tenant, number_id)
-        await wait_reload(svc, before)
+        await fund_live(svc, tenant, number_id)
         caller = unique_caller()
         result = await asyncio.to_thread(
             run_uac, number, caller, hold_ms=3000, timeout_s=30, target=engine.carrier
@@ -362,9 +361,7 @@ class TestKill9:
         tenant's live list is empty and the daily report counts 20 of 20 answered."""
         svc = reconciling
         tenant, number_id, number = active_number(svc)
-        before = svc.metric("softswitch_snapshot_generation")
-        fund(svc, tenant, number_id)
-        await wait_reload(svc, before)
+        await fund_live(svc, tenant, number_id)
         await db.execute("UPDATE accounts SET channel_cap = 25 WHERE tenant_id = $1", tenant)
         outcome: list[SippResult] = []
         sipp = threading.Thread(
@@ -431,9 +428,7 @@ async def test_database_down_refuses_new_calls_promptly(
     service: ServiceProcess, stack: LocalStack, destination_carrier: SippUas, engine: Engine
 ) -> None:
     tenant, number_id, number = active_number(service)
-    before = service.metric("softswitch_snapshot_generation")
-    fund(service, tenant, number_id)
-    await wait_reload(service, before)
+    await fund_live(service, tenant, number_id)
     refused_before = service.metric("softswitch_prepaid_reservations_total", result="unavailable")
     stack.pg_down()
     try:

@@ -25,10 +25,10 @@ from tests.e2e.test_prepaid import (
     all_reservations_closed,
     answered_legs,
     fund,
+    fund_live,
     heard_busy_at_once,
     most_at_once,
     settled_calls,
-    wait_reload,
 )
 
 pytestmark = pytest.mark.stack
@@ -64,9 +64,7 @@ async def test_a_4_channel_package_holds_across_both_engines(
     one more through each while they are held): exactly 4 are up, the other 98 refused
     with CHANNEL_LIMIT, heard as busy on both engines."""
     tenant, number_id, number = active_number(service)
-    before = service.metric("softswitch_snapshot_generation")
-    fund(service, tenant, number_id)
-    await wait_reload(service, before)
+    await fund_live(service, tenant, number_id)
     await db.execute("UPDATE accounts SET channel_cap = 4 WHERE tenant_id = $1", tenant)
     refused_before = service.metric(
         "softswitch_call_decisions_total", action="reject", reason="CHANNEL_LIMIT"

@@ -50,7 +50,7 @@ from tests.e2e.test_prepaid import (
     account,
     all_reservations_closed,
     answered_legs,
-    fund,
+    fund_live,
     most_at_once,
     settled_calls,
     wait_reload,
@@ -69,9 +69,7 @@ def both(stack: LocalStack, settings: Settings) -> tuple[Engine, Engine]:
 
 async def funded(service: ServiceProcess, db: asyncpg.Connection, cap: int) -> tuple[int, str]:
     tenant, number_id, number = active_number(service)
-    before = service.metric("softswitch_snapshot_generation")
-    fund(service, tenant, number_id)
-    await wait_reload(service, before)
+    await fund_live(service, tenant, number_id)
     await db.execute("UPDATE accounts SET channel_cap = $2 WHERE tenant_id = $1", tenant, cap)
     return tenant, number
 
