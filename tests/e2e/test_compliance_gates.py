@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from scripts.devstack.process import ServiceProcess
+from scripts.devstack.process import ServiceProcess, standby_service
 from scripts.devstack.sipp import SippResult, SippUas
 from scripts.devstack.stack import LocalStack
 from softswitch.core.settings import Settings
@@ -183,27 +183,17 @@ async def all_settled(db: asyncpg.Connection, tenant: int, n: int) -> None:
 
 @contextlib.contextmanager
 def second_instance(service: ServiceProcess, stack: LocalStack, **env: str) -> Iterator[ServiceProcess]:
-    """Another `softswitch serve` on the same database, with its own FastAGI, Event Socket
-    and HTTP ports (and `env`: more settings of its own); Asterisk's calls go to it (its
-    SS_AGI_URL global) while FreeSWITCH's still go to the first instance."""
+    """Another `softswitch serve` on the same database, on the standby's FastAGI, Event
+    Socket and HTTP ports (and `env`: more settings of its own); Asterisk's calls go to it
+    (its SS_AGI_URL global) while FreeSWITCH's still go to the first instance."""
     s = service.settings
-    agi_port, http_port, socket_port = s.agi.port + 11, s.http.port + 11, s.freeswitch.socket_port + 11
-    other_settings = s.model_copy(update={"http": s.http.model_copy(update={"port": http_port})})
-    other = ServiceProcess(
-        other_settings,
-        env={
-            "SOFTSWITCH_AGI__PORT": str(agi_port),
-            "SOFTSWITCH_HTTP__PORT": str(http_port),
-            "SOFTSWITCH_FREESWITCH__SOCKET_PORT": str(socket_port),
-            **env,
-        },
-        token=service.token,
-        log_path=service.log_path.with_name("softswitch-e2e-second.log"),
+    other = standby_service(
+        s, token=service.token, env=env, log_path=service.log_path.with_name("softswitch-e2e-second.log")
     )
     other.log_path.write_bytes(b"")
     other.start()
     try:
-        stack.asterisk_cli(f"dialplan set global SS_AGI_URL agi://{s.agi.host}:{agi_port}")
+        stack.asterisk_cli(f"dialplan set global SS_AGI_URL agi://{s.agi.host}:{s.agi.standby_port}")
         yield other
     finally:
         stack.asterisk_cli(f"dialplan set global SS_AGI_URL agi://{s.agi.host}:{s.agi.port}")
